@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// SubDistill-Swift: distil small students out of a large teacher and measure
+// how each method holds up under a spurious correlation. See README.md.
+import PackageDescription
+
+/// Hot numeric code: release builds already use -O; whole-module optimisation
+/// lets the kernels inline across files.
+let fast: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "SubDistill",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tensors", targets: ["Tensors"]),
+        .executable(name: "synthesize", targets: ["Synthesize"]),
+        .executable(name: "bench-io", targets: ["BenchIO"]),
+        .executable(name: "bench-nn", targets: ["BenchNN"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+
+        // Libraries, one per concern.
+        .target(name: "SeededRNG", swiftSettings: fast),
+        .target(name: "TensorIO", dependencies: ["CZlib"], swiftSettings: fast),
+        .target(name: "NN", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
+        .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
+
+        // Thin command lines.
+        .executableTarget(name: "Tensors", dependencies: [
+            "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "Synthesize", dependencies: [
+            "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "BenchIO", dependencies: [
+            "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+        .executableTarget(name: "BenchNN", dependencies: [
+            "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+
+        // Tests.
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO"]),
+        .testTarget(name: "ShapesWorldTests", dependencies: ["ShapesWorld", "TensorIO", "SeededRNG"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

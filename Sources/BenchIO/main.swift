@@ -1,0 +1,1 @@
+print("BenchIO: not yet implemented")

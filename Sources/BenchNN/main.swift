@@ -1,0 +1,1 @@
+print("BenchNN: not yet implemented")

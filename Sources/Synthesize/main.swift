@@ -1,0 +1,1 @@
+print("Synthesize: not yet implemented")
