@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "tensors", targets: ["Tensors"]),
         .executable(name: "synthesize", targets: ["Synthesize"]),
+        .executable(name: "report", targets: ["Report"]),
         .executable(name: "bench-io", targets: ["BenchIO"]),
         .executable(name: "bench-nn", targets: ["BenchNN"]),
     ],
@@ -29,6 +30,9 @@ let package = Package(
         .target(name: "TensorIO", dependencies: ["CZlib"], swiftSettings: fast),
         .target(name: "NN", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
+        .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
+        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO"], swiftSettings: fast),
+        .target(name: "Reporting", dependencies: ["TensorIO"]),
 
         // Thin command lines.
         .executableTarget(name: "Tensors", dependencies: [
@@ -36,6 +40,9 @@ let package = Package(
         ]),
         .executableTarget(name: "Synthesize", dependencies: [
             "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "Report", dependencies: [
+            "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "BenchIO", dependencies: [
             "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -48,6 +55,9 @@ let package = Package(
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO"]),
         .testTarget(name: "ShapesWorldTests", dependencies: ["ShapesWorld", "TensorIO", "SeededRNG"]),
+        .testTarget(name: "SubspaceTests", dependencies: ["Subspace", "TensorIO", "SeededRNG"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill", "NN"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "TensorIO"]),
     ],
     swiftLanguageModes: [.v5]
 )
