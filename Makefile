@@ -1,33 +1,157 @@
-# SubDistill study: `make` runs the default pipeline, `make test` the tests.
-# Stage rules are generic; pipelines/<name>.mk files hold only parameters.
+# SubDistill study as a Make DAG.
+#
+#   make                      set-up, build, run pipelines/$(PIPELINE).mk (default: quick)
+#   make test                 set-up, build, run the tests
+#   make PIPELINE=paper       another pipeline
+#   make list                 what the pipeline runs and what is already done
+#   make LAUNCH='srun -n1 -c2' -j8   every stage command through a launcher
+#
+# Stage rules are generic; pipelines/<name>.mk hold only parameters. Each
+# artifact depends on its inputs and on a small parameter file holding its
+# own stage's arguments, rewritten only when they change: changing a
+# distillation option re-runs the distillations (and what follows), never
+# synthesis, teacher or subspace. Stage binaries are order-only
+# prerequisites, so rebuilding a tool does not invalidate finished results.
 
 PIPELINE ?= quick
 SWIFT    ?= swift
 BIN      := .build/release
-# Prefix for every stage command, e.g. LAUNCH='srun -n1 -c2' under Slurm.
 LAUNCH   ?=
+A        := artifacts/$(PIPELINE)
 
-.PHONY: all setup build test bench help
 .DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SUFFIXES:
 
-help:
-	@echo "make            set-up, build, run the $(PIPELINE) pipeline"
-	@echo "make test       set-up, build, run the tests"
-	@echo "make bench      benchmarks (I/O and neural-network core)"
-	@echo "make PIPELINE=name   choose pipelines/name.mk"
+# ---------------------------------------------------------------- defaults
+TEACHERS       ?= teacher
+TEACHER_SEED   ?= 0
+TEACHER_ARCH   ?= c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20
+TEACHER_SYNTH_ARGS ?=
+TEACHER_ARGS   ?=
+SUBTASKS       ?= gratings
+STUDENT_ARCH   ?= c8,p,c16,p,c16,p,gap,fc5
+SYNTH_ARGS     ?=
+RHOS           ?= 0 0.5 1
+SEEDS          ?= 1 2
+METHODS        ?= label-only kd subdistill
+SUBSPACE_ARGS  ?=
+DISTILL_ARGS   ?=
+EVAL_ARGS      ?=
+REPORT_ARGS    ?=
 
+# Pipeline parameters are read (and parameter files written) only when a
+# goal needs the DAG.
+NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-%
+ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NON_PIPELINE_GOALS),$(MAKECMDGOALS)),all),)
+ifeq ($(wildcard pipelines/$(PIPELINE).mk),)
+$(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make list-pipelines))
+endif
+include pipelines/$(PIPELINE).mk
+WITH_DAG := 1
+endif
+
+# -------------------------------------------------------------- tools
+TOOLS := synthesize train-teacher extract-subspace distill evaluate report tensors
+TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
+SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
+
+.PHONY: all setup build test bench help list list-pipelines report
 setup:
 	@bash scripts/setup.sh
 
-build: setup
+# One build for every tool; a real file target so `make -q` can be up to date.
+$(BIN)/.built: $(SOURCES)
+	@bash scripts/setup.sh
 	$(SWIFT) build -c release
+	@touch $@
+$(TOOL_BINS): $(BIN)/.built
 
-all: build
-	@echo "make: the pipeline stages are not all in place yet; built the tools that exist."
+build: $(BIN)/.built
 
-test: build
-	$(SWIFT) test
+test: $(BIN)/.built
+	bash scripts/test.sh
 
-bench: build
+bench: $(BIN)/.built
 	$(BIN)/bench-io
 	$(BIN)/bench-nn
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+
+# ------------------------------------------------------- parameter files
+# $(call params,FILE,TEXT): FILE holds TEXT; rewritten (new mtime) only when
+# TEXT changed, so the targets depending on FILE rebuild exactly then.
+params = $(shell mkdir -p $(dir $1) && { [ -f $1 ] && [ "$$(cat $1)" = "$(strip $2)" ]; } || printf '%s\n' "$(strip $2)" > $1)$1
+
+# Per-name overrides: $(call get,VAR,name) is VAR_name when set, else VAR.
+get = $(if $(filter undefined,$(origin $1_$2)),$($1),$($1_$2))
+# A method variant's method: METHOD_<variant> when set, else the variant name.
+method = $(if $(filter undefined,$(origin METHOD_$1)),$1,$(METHOD_$1))
+
+# ------------------------------------------------------- stage rules
+DISTILL_SPLITS := distill-train distill-val test test-clean test-conflict
+ALL_METRICS :=
+
+# Teacher data and teacher, per teacher variant $1.
+define teacher_rules
+$(A)/$1/data/teacher-train.npz $(A)/$1/data/teacher-val.npz &: $(call params,$(A)/$1/data/synthesize.args,--seed $(TEACHER_SEED) $(TEACHER_SYNTH_ARGS) $(TEACHER_SYNTH_ARGS_$1)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/data --splits teacher-train,teacher-val --seed $(TEACHER_SEED) $(TEACHER_SYNTH_ARGS) $(TEACHER_SYNTH_ARGS_$1)
+
+$(A)/$1/teacher.npz: $(A)/$1/data/teacher-train.npz $(A)/$1/data/teacher-val.npz $(call params,$(A)/$1/train-teacher.args,--arch $(TEACHER_ARCH) --seed $(TEACHER_SEED) $(TEACHER_ARGS) $(TEACHER_ARGS_$1)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/train-teacher --train $(A)/$1/data/teacher-train.npz --val $(A)/$1/data/teacher-val.npz --out $$@ --arch $(TEACHER_ARCH) --seed $(TEACHER_SEED) $(TEACHER_ARGS) $(TEACHER_ARGS_$1)
+endef
+
+# Distillation data and subspace for teacher $1, subtask $2, rho $3, seed $4.
+define cell_rules
+$(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call params,$(A)/$1/$2/rho$3/seed$4/data/synthesize.args,--family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $(subst $(space),$(comma),$(DISTILL_SPLITS)) --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)
+
+$(A)/$1/$2/rho$3/seed$4/subspace.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
+endef
+
+# A student run: teacher $1, subtask $2, rho $3, seed $4, method variant $5
+# (METHOD_<variant> names the method when the variant name is not one).
+define run_rules
+$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),$(A)/$1/$2/rho$3/seed$4/subspace.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(A)/$1/$2/rho$3/seed$4/subspace.npz) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
+
+$(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 $(EVAL_ARGS)
+
+ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
+endef
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+ifdef WITH_DAG
+$(foreach t,$(TEACHERS),$(eval $(call teacher_rules,$t)))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
+  $(eval $(call cell_rules,$t,$u,$r,$s))))))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),$(foreach m,$(METHODS),\
+  $(eval $(call run_rules,$t,$u,$r,$s,$m)))))))
+endif
+
+REPORT := $(A)/report/summary.md
+$(REPORT): $(ALL_METRICS) $(call params,$(A)/report/report.args,$(REPORT_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report $(REPORT_ARGS)
+
+all: $(REPORT)
+	@echo "make: $(PIPELINE) pipeline done; report in $(A)/report/"
+
+report: $(REPORT)
+
+list:
+	@echo "pipeline $(PIPELINE): teachers [$(TEACHERS)] subtasks [$(SUBTASKS)] rho [$(RHOS)] seeds [$(SEEDS)] methods [$(METHODS)]"
+	@n=0; d=0; for f in $(ALL_METRICS); do n=$$((n+1)); if [ -f $$f ]; then d=$$((d+1)); fi; done; \
+	  echo "student runs: $$n, finished: $$d"
+	@for f in $(ALL_METRICS); do if [ -f $$f ]; then echo "  done    $$f"; else echo "  to do   $$f"; fi; done
+
+list-pipelines:
+	@ls pipelines/*.mk | sed 's|pipelines/||; s|\.mk$$||'
+
+clean-%:
+	rm -rf artifacts/$*

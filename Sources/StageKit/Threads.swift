@@ -1,0 +1,16 @@
+import COpenBLAS
+import Foundation
+
+/// Thread count for a stage: `SLURM_CPUS_PER_TASK` under Slurm (so a job
+/// step never oversubscribes its allocation), else `--threads` when given,
+/// else every core of the machine. Applied to OpenBLAS.
+public enum Threads {
+    @discardableResult
+    public static func configure(requested: Int? = nil) -> Int {
+        var n = ProcessInfo.processInfo.activeProcessorCount
+        if let r = requested, r > 0 { n = r }
+        if let s = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"], let v = Int(s), v > 0 { n = v }
+        openblas_set_num_threads(Int32(n))
+        return n
+    }
+}

@@ -1,0 +1,10 @@
+# A few images per split and an epoch or two: the whole DAG in seconds.
+# Used by the pipeline tests (scripts/test-pipeline.sh).
+TEACHER_SYNTH_ARGS := --teacher-train-per-class 12 --teacher-val-per-class 4
+TEACHER_ARGS       := --epochs 1 --batch 32
+SYNTH_ARGS         := --distill-per-class 20 --test-per-class 8
+RHOS               := 0 1
+SEEDS              := 1
+METHODS            := label-only kd subdistill
+SUBSPACE_ARGS      := --positions 4
+DISTILL_ARGS       := --epochs 1 --batch 16
