@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SeededRNG
 import TensorIO
@@ -65,4 +66,29 @@ private func someBasis(d: Int, k: Int, seed: UInt64, layer: String = "block1", k
     let t = try b1.truncated(to: 2)
     #expect(t.k == 2 && t.direction(1) == b1.direction(1) && t.sigma2 == Array(b1.sigma2[0..<2]))
     #expect(throws: SubspaceError.self) { try b1.truncated(to: 5) }
+}
+
+@Test func basisNpzRoundTripAndNumpyReadsTheEntries() throws {
+    let b1 = try someBasis(d: 6, k: 4, seed: 3, layer: "features/3", kind: .prcaposdef)
+    var art = Artifact(meta: ArtifactMeta(stage: "subspace-test"))
+    b1.write(into: &art)
+    let dir = try T.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("basis.npz").path
+    try NPZ.write(art, to: path)
+    let back = try NPZ.read(path)
+    #expect(try SubspaceBasis(from: back, layer: "features/3", kind: .prcaposdef) == b1)
+
+    // numpy sees keys with '/' and the same values.
+    let script = """
+    import sys, numpy as np
+    z = np.load(sys.argv[1])
+    p = 'features/3/prcaposdef/'
+    U = z[p + 'U']; assert U.shape == (6, 4) and U.dtype == np.float64, (U.shape, U.dtype)
+    assert z[p + 'context_rank'].tolist() == [5] and z[p + 'n_samples'].tolist() == [1234]
+    np.concatenate([U.ravel(), z[p + 'mu'], z[p + 'sigma2'], z[p + 'eigenvalues']]).tofile(sys.argv[2])
+    """
+    let out = dir.appendingPathComponent("out.bin")
+    try T.python(script, [path, out.path])
+    #expect(try T.readRaw(out) == b1.uk + b1.mean + b1.sigma2 + b1.eigenvalues)
 }
