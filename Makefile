@@ -17,7 +17,8 @@ PIPELINE ?= quick
 SWIFT    ?= swift
 BIN      := .build/release
 LAUNCH   ?=
-A        := artifacts/$(PIPELINE)
+ARTIFACTS ?= artifacts
+A        := $(ARTIFACTS)/$(PIPELINE)
 
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
@@ -154,4 +155,4 @@ list-pipelines:
 	@ls pipelines/*.mk | sed 's|pipelines/||; s|\.mk$$||'
 
 clean-%:
-	rm -rf artifacts/$*
+	rm -rf $(ARTIFACTS)/$*
