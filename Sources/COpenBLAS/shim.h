@@ -18,3 +18,8 @@ void sgesv_(const int *n, const int *nrhs, float *a, const int *lda,
             int *ipiv, float *b, const int *ldb, int *info);
 void dgesv_(const int *n, const int *nrhs, double *a, const int *lda,
             int *ipiv, double *b, const int *ldb, int *info);
+// Solve with an LU factorisation left by dgesv_/dgetrf_ (trans = 'N' or 'T');
+// the orthogonal parameter's backward reuses its forward LU this way.
+void dgetrs_(const char *trans, const int *n, const int *nrhs, const double *a,
+             const int *lda, const int *ipiv, double *b, const int *ldb,
+             int *info);

@@ -1,0 +1,207 @@
+import COpenBLAS
+import NN
+
+/// A distillation term L_l(t_l, s_l) on one paired layer (METHODS.md, the
+/// table's `L_l` column), with its own learned parts (regressors, rotations)
+/// and state (running statistics, orthogonal bases).
+///
+/// Maps are NHWC: the teacher map `t` is B×H×W×d, the student map `s`
+/// B×H×W×k. Unless `poolsTeacherToStudentSize` is false, `t` must already be
+/// at the student's spatial size (`adaptiveAvgPoolNHWC`), as in the authors'
+/// `LayerPolicy.align_spatial_dimensions`; the student map is never resized.
+public protocol LayerLoss: AnyObject {
+    /// Trainable parameters owned by the loss; `forwardBackward` ACCUMULATES into their `grad`.
+    var parameters: [Parameter] { get }
+    /// Named non-trainable state (name, shape, values) for checkpoints.
+    var stateBuffers: [(String, [Int], [Float])] { get }
+    /// Restores `stateBuffers`; throws on missing names or wrong shapes.
+    func loadStateBuffers(_ buffers: [(String, [Int], [Float])]) throws
+    /// Whether the teacher map must be brought to the student's H×W first.
+    /// False only for SPKD, whose batch Gram matrix works at any size (the
+    /// authors' SPKD skips the pooling).
+    var poolsTeacherToStudentSize: Bool { get }
+    /// Checks map shapes once (e.g. before training) with a readable error.
+    func validate(teacherShape: [Int], studentShape: [Int]) throws
+    /// Loss value and, if `computeGradient`, ∂L/∂s (same shape as `s`);
+    /// parameter gradients are accumulated when `computeGradient` is true.
+    /// `training` selects batch statistics (and updates running ones) where
+    /// the loss has any.
+    func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+                         computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?)
+}
+
+extension LayerLoss {
+    public var stateBuffers: [(String, [Int], [Float])] { [] }
+    public func loadStateBuffers(_ buffers: [(String, [Int], [Float])]) throws {
+        guard buffers.isEmpty else {
+            throw LayerLossError("\(type(of: self)) has no state buffers, got \(buffers.map { $0.0 })")
+        }
+    }
+    public var poolsTeacherToStudentSize: Bool { true }
+}
+
+/// A readable error for bad loss configuration or checkpoint state.
+public struct LayerLossError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Shared shape check: rank-4 NHWC maps with equal batch (and, if `sameSpatial`,
+/// equal H×W) and the channel counts the loss was built for.
+func checkMaps(_ what: String, teacher t: [Int], student s: [Int], d: Int, k: Int,
+               sameSpatial: Bool = true) throws {
+    guard t.count == 4, s.count == 4 else {
+        throw LayerLossError("\(what): maps must be NHWC rank 4, got teacher \(t) student \(s)")
+    }
+    guard t[0] == s[0], t[0] > 0 else {
+        throw LayerLossError("\(what): batch sizes differ or are zero: teacher \(t) student \(s)")
+    }
+    if sameSpatial && (t[1] != s[1] || t[2] != s[2]) {
+        throw LayerLossError("\(what): teacher map \(t) is not at the student's spatial size \(s); pool it with adaptiveAvgPoolNHWC")
+    }
+    guard t[3] == d, s[3] == k else {
+        throw LayerLossError("\(what): built for teacher d=\(d), student k=\(k) channels, got teacher \(t) student \(s)")
+    }
+}
+
+/// Adaptive average pooling of an NHWC map to toH×toW with PyTorch's bin rule:
+/// output row i averages input rows ⌊i·H/toH⌋ ..< ⌈(i+1)·H/toH⌉ (same for columns).
+/// Used once per paired layer to bring the teacher map to the student's size;
+/// no backward (the teacher is frozen). Shapes: B×H×W×C → B×toH×toW×C.
+public func adaptiveAvgPoolNHWC(_ t: Tensor, toH: Int, toW: Int) -> Tensor {
+    precondition(t.rank == 4, "adaptiveAvgPoolNHWC: expected an NHWC rank-4 tensor, got \(t.shape)")
+    precondition(toH > 0 && toW > 0, "adaptiveAvgPoolNHWC: output size must be positive")
+    let b = t.shape[0], h = t.shape[1], w = t.shape[2], c = t.shape[3]
+    if h == toH && w == toW { return t }
+    var out = [Float](repeating: 0, count: b * toH * toW * c)
+    t.data.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
+            for n in 0..<b {
+                for oh in 0..<toH {
+                    let h0 = (oh * h) / toH, h1 = ((oh + 1) * h + toH - 1) / toH
+                    for ow in 0..<toW {
+                        let w0 = (ow * w) / toW, w1 = ((ow + 1) * w + toW - 1) / toW
+                        let o = ((n * toH + oh) * toW + ow) * c
+                        for ih in h0..<h1 {
+                            for iw in w0..<w1 {
+                                let i = ((n * h + ih) * w + iw) * c
+                                for ch in 0..<c { dst[o + ch] += src[i + ch] }
+                            }
+                        }
+                        let inv = 1 / Float((h1 - h0) * (w1 - w0))
+                        for ch in 0..<c { dst[o + ch] *= inv }
+                    }
+                }
+            }
+        }
+    }
+    return Tensor(shape: [b, toH, toW, c], data: out)
+}
+
+/// Dead-channel counter: the number of channels of an NHWC map (B×H×W×k)
+/// whose activation is zero (|x| ≤ `threshold`, default 1e-8) at every
+/// position of every image of the batch. Logged per paired layer because the
+/// SubDistill scale trap (METHODS.md) shows up as dead student channels.
+public func deadChannelCount(_ s: Tensor, threshold: Float = 1e-8) -> Int {
+    var meter = DeadChannelMeter(channels: s.shape.last ?? 0)
+    meter.observe(s, threshold: threshold)
+    return meter.deadCount
+}
+
+/// Dead-channel counter accumulated over several batches (e.g. an epoch):
+/// a channel is dead if it was zero everywhere in every observed map.
+public struct DeadChannelMeter {
+    public let channels: Int
+    /// alive[c] is true once channel c was seen non-zero.
+    public private(set) var alive: [Bool]
+    public private(set) var observed = false
+
+    public init(channels: Int) {
+        self.channels = channels
+        alive = [Bool](repeating: false, count: channels)
+    }
+
+    /// Records one B×H×W×k map.
+    public mutating func observe(_ s: Tensor, threshold: Float = 1e-8) {
+        precondition(s.shape.last == channels, "DeadChannelMeter: map \(s.shape) has not \(channels) channels")
+        let rows = channels == 0 ? 0 : s.count / channels
+        let k = channels
+        s.data.withUnsafeBufferPointer { p in
+            alive.withUnsafeMutableBufferPointer { a in
+                for r in 0..<rows {
+                    let o = r * k
+                    for c in 0..<k where abs(p[o + c]) > threshold { a[c] = true }
+                }
+            }
+        }
+        observed = true
+    }
+
+    /// Channels never seen non-zero (0 before any observation).
+    public var deadCount: Int { observed ? alive.lazy.filter { !$0 }.count : 0 }
+}
+
+// MARK: - Internal helpers
+
+/// Row-major SGEMM: C = α·op(A)·op(B) + β·C with op(A) m×kk, op(B) kk×n.
+@inline(__always)
+func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ kk: Int, _ alpha: Float,
+           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(kk), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// A reusable Float workspace that grows to the largest size asked for.
+final class Workspace {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init() {
+        capacity = 1
+        pointer = .allocate(capacity: 1)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// A pointer to at least `count` Floats (contents unspecified).
+    func get(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = count
+            pointer = .allocate(capacity: count)
+        }
+        return pointer
+    }
+}
+
+/// Checks that a checkpoint's buffers match the expected names and shapes
+/// (order-insensitive) and returns the values by name.
+func matchBuffers(_ what: String, _ given: [(String, [Int], [Float])],
+                  expected: [(String, [Int])]) throws -> [String: [Float]] {
+    var byName: [String: ([Int], [Float])] = [:]
+    for (name, shape, values) in given { byName[name] = (shape, values) }
+    guard byName.count == expected.count, given.count == expected.count else {
+        throw LayerLossError("\(what): expected state buffers \(expected.map { $0.0 }), got \(given.map { $0.0 })")
+    }
+    var out: [String: [Float]] = [:]
+    for (name, shape) in expected {
+        guard let entry = byName[name] else {
+            throw LayerLossError("\(what): missing state buffer `\(name)`")
+        }
+        let (s, v) = entry
+        guard s == shape, v.count == shape.reduce(1, *) else {
+            throw LayerLossError("\(what): state buffer `\(name)` has shape \(s), expected \(shape)")
+        }
+        out[name] = v
+    }
+    return out
+}
+
+/// PyTorch's default init for a 1×1 convolution / linear layer:
+/// kaiming_uniform(a = √5) gives U(−1/√fan_in, 1/√fan_in).
+func uniformInit(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
+    let bound = 1 / Float(fanIn).squareRoot()
+    return (0..<count).map { _ in Float(rng.uniform(-Double(bound), Double(bound))) }
+}
