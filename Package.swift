@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
         .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),
         .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
-        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO"], swiftSettings: fast),
+        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace"], swiftSettings: fast),
         .target(name: "Reporting", dependencies: ["TensorIO"]),
 
         // Thin command lines.
