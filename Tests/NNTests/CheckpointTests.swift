@@ -56,6 +56,30 @@ private func train(_ ps: [Parameter], _ opt: Optimizer, _ rng: inout RNG, robust
         #expect(throws: TrainError.self) { try back.counter("missing") }
     }
 
+    @Test func checkpointFileRoundTrip() throws {
+        let ps = modelParameters()
+        let opt = try AdamW(parameters: ps)
+        for p in ps { for i in 0..<p.count { p.grad[i] = Float(i) - 1 } }
+        opt.step()
+        let state = TrainingState(model: Checkpoint.namedArrays(ps), optimizer: opt.exportState(),
+                                  rngStates: [("shuffle", [UInt64.max, 3, 0, 1 << 63])], counters: [("epoch", 3)])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-ckpt-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ckpt.npz").path
+        try Checkpoint.save(state, meta: ArtifactMeta(stage: "train-student", seed: 1), to: path)
+        let back = try Checkpoint.load(path)
+        #expect(back.model.map { $0.0 } == ps.map { $0.name })
+        for (x, y) in zip(back.model + back.optimizer, state.model + state.optimizer) {
+            #expect(x.0 == y.0 && x.1 == y.1 && x.2.map(\.bitPattern) == y.2.map(\.bitPattern))
+        }
+        #expect(try back.rngState("shuffle") == [UInt64.max, 3, 0, 1 << 63] && back.counter("epoch") == 3)
+        let fresh = try AdamW(parameters: modelParameters())
+        try fresh.importState(back.optimizer)
+        #expect(fresh.stepCount == 1)
+        #expect(throws: (any Error).self) { try Checkpoint.load(dir.appendingPathComponent("missing.npz").path) }
+    }
+
     @Test func malformedCheckpointsAreRejected() throws {
         var a = Artifact()
         #expect(throws: TrainError.self) {
