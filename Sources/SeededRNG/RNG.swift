@@ -17,6 +17,15 @@ public struct RNG: RandomNumberGenerator {
         s0 = splitmix(&z); s1 = splitmix(&z); s2 = splitmix(&z); s3 = splitmix(&z)
     }
 
+    /// The four state words, to checkpoint a generator and resume it exactly.
+    public var state: [UInt64] { [s0, s1, s2, s3] }
+
+    /// Restores a generator from `state` (four words, not all zero).
+    public init?(state: [UInt64]) {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+        s0 = state[0]; s1 = state[1]; s2 = state[2]; s3 = state[3]
+    }
+
     /// A generator for a named sub-stream, so that adding draws in one part
     /// of a stage does not shift the numbers of another.
     public init(seed: UInt64, stream: UInt64) {
