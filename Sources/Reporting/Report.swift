@@ -1,4 +1,5 @@
 import Foundation
+import TensorIO
 
 // The report stage: gather every metrics.json under a root, say what is
 // missing, and write results.csv, summary.md and the figures atomically.
@@ -184,22 +185,13 @@ public enum ReportStage {
         return ReportResult(dataset: d, gaps: gaps, expectedCount: expectedCount, written: written, removed: removed)
     }
 
-    /// Writes `data` to a temporary file in the destination's folder, then renames it over the
-    /// destination, so readers (and Make) never see a half-written file.
+    /// Writes `data` atomically (TensorIO's temporary file + fsync + rename in the destination's
+    /// folder), so readers (and Make) never see a half-written file.
     public static func writeAtomically(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
         do {
-            try data.write(to: URL(fileURLWithPath: tmp))
+            try atomicWrite([UInt8](data), to: path)
         } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw ReportError.writeFailed("\(tmp): \(error.localizedDescription)")
-        }
-        if rename(tmp, path) != 0 {
-            let msg = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw ReportError.writeFailed("rename \(tmp) -> \(path): \(msg)")
+            throw ReportError.writeFailed("\(error)")
         }
     }
 }
