@@ -70,7 +70,8 @@ public enum SummaryMarkdown {
         guard let s else { return "–" }
         let scale = metric.isFraction ? 100.0 : 1.0
         var text = String(format: "%.1f", s.mean * scale)
-        if let sd = s.std, !(constantAsSingle && sd == 0) { text += " ± " + String(format: "%.1f", sd * scale) }
+        // Rounding in the mean of identical values leaves a std of ~1e-17, not exactly 0.
+        if let sd = s.std, !(constantAsSingle && sd <= 1e-9 * max(1, abs(s.mean))) { text += " ± " + String(format: "%.1f", sd * scale) }
         if showN { text += " (n=\(s.n))" }
         return text
     }

@@ -430,3 +430,14 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["x.txt"])
     #expect(throws: ReportError.self) { try ReportStage.writeAtomically(Data(), to: dir + "/no/such/dir/x") }
 }
+
+@Test func cellFormatting() {
+    #expect(SummaryMarkdown.cell(nil, .accTest, showN: true) == "–")
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.0123), .accTest, showN: false) == "91.5 ± 1.2")
+    #expect(SummaryMarkdown.cell(Stat(n: 2, mean: 0.915, std: 0.0123), .accTest, showN: true) == "91.5 ± 1.2 (n=2)")
+    #expect(SummaryMarkdown.cell(Stat(n: 1, mean: 0.5, std: nil), .accTest, showN: false) == "50.0")
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 1.5, std: 0.5), .deadChannels, showN: false) == "1.5 ± 0.5")
+    // The teacher: identical values up to rounding print without a spread; a real spread stays.
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 1.4e-17), .accTest, showN: false, constantAsSingle: true) == "91.5")
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.01), .accTest, showN: false, constantAsSingle: true) == "91.5 ± 1.0")
+}
