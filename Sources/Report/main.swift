@@ -1,1 +1,77 @@
-print("report: not yet implemented")
+// `report`: gathers every metrics.json of a pipeline into results.csv,
+// summary.md and SVG figures. The work is in the Reporting library.
+import ArgumentParser
+import Foundation
+import Reporting
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Summarise every student run of a pipeline: results.csv, summary.md and SVG figures.",
+        discussion: """
+            Reads every metrics.json under --root (recursively, in sorted path order)
+            and writes to --out, each file atomically:
+
+            results.csv: one row per run.
+            summary.md: per metric a methods × ρ table (mean ± sample std over
+            seeds, with a teacher row), the runs found per method × ρ, missing
+            runs, and teacher × student objective grids when the objectives vary.
+            accuracy-vs-rho.svg: test (published), clean and conflict accuracy vs ρ.
+            relevance-vs-rho.svg: share of relevance inside the artifact patch vs ρ.
+            worst-vs-overall.svg: worst-class vs overall accuracy per objective
+            pair (only when the objectives vary).
+
+            A partial set of runs gives a report over what exists; the runs found
+            per method × ρ and expected-but-absent runs (--expect) are printed on
+            stderr and listed in summary.md. Exit status 0 when at least one run
+            was read; 1 when none was (nothing is written) or on bad input, and
+            with --strict also when runs are missing or unreadable.
+            """)
+
+    @Option(help: ArgumentHelp("Folder searched recursively for metrics.json files.", valueName: "dir"))
+    var root: String
+
+    @Option(help: ArgumentHelp("Output folder for the report (created if needed). Default: <root>/report.", valueName: "dir"))
+    var out: String?
+
+    @Option(help: ArgumentHelp("Comma-separated display order of methods; unlisted methods follow in order of first appearance.",
+                               valueName: "m1,m2,..."))
+    var methods: String?
+
+    @Option(help: ArgumentHelp("File listing the expected metrics.json paths, one per line (relative to the current folder or to --root); absent ones are reported.",
+                               valueName: "file"))
+    var expect: String?
+
+    @Flag(help: "Exit with status 1 (after writing the report) when expected runs are missing or metrics.json files are unreadable.")
+    var strict = false
+
+    @Flag(name: .shortAndLong, help: "Print only warnings and errors.")
+    var quiet = false
+
+    func run() throws {
+        let order = (methods ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let options = ReportOptions(root: root, out: out ?? (root.hasSuffix("/") ? root + "report" : root + "/report"),
+                                    methodOrder: order, expectFile: expect)
+        let quiet = self.quiet
+        do {
+            let result = try ReportStage.run(options) { line in
+                let important = line.hasPrefix("warning") || line.hasPrefix("unreadable") || line.contains("missing")
+                if !quiet || important { eprint("report: " + line) }
+            }
+            let g = result.gaps
+            if strict && (!g.missing.isEmpty || !g.unreadable.isEmpty) {
+                eprint("report: error (--strict): \(g.missing.count) expected run(s) missing, \(g.unreadable.count) unreadable")
+                throw ExitCode(1)
+            }
+        } catch let e as ReportError {
+            eprint("report: error: \(e.description)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func eprint(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+ReportCommand.main()

@@ -1,0 +1,326 @@
+import Foundation
+
+// Grouping runs into series (one per method, split further only by settings
+// that vary within that method) and cells (series × ρ), and the statistics
+// over seeds shown in every table and figure.
+
+/// One `metrics.json` that was read successfully.
+public struct LoadedRun: Equatable, Sendable {
+    /// Path relative to the report root (as written to `results.csv`).
+    public var path: String
+    public var metrics: RunMetrics
+    public init(path: String, metrics: RunMetrics) {
+        self.path = path
+        self.metrics = metrics
+    }
+}
+
+// MARK: - Statistics
+
+/// Mean and sample standard deviation of a set of values (one per seed).
+public struct Stat: Equatable, Sendable {
+    public var n: Int
+    public var mean: Double
+    /// Sample standard deviation √(Σ(x − x̄)² / (n − 1)); nil when n < 2.
+    public var std: Double?
+    public init(n: Int, mean: Double, std: Double?) {
+        self.n = n
+        self.mean = mean
+        self.std = std
+    }
+}
+
+/// Mean ± sample standard deviation of the finite values (non-finite ones count as missing);
+/// nil when none is left.
+public func describe(_ values: [Double]) -> Stat? {
+    let xs = values.filter(\.isFinite)
+    guard !xs.isEmpty else { return nil }
+    let n = Double(xs.count)
+    let mean = xs.reduce(0, +) / n
+    guard xs.count > 1 else { return Stat(n: 1, mean: mean, std: nil) }
+    // Two-pass formula: no cancellation for values close to each other (accuracies).
+    let ss = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+    return Stat(n: xs.count, mean: mean, std: (ss / (n - 1)).squareRoot())
+}
+
+// MARK: - Fields and metrics
+
+/// Run settings other than method, ρ and seed; a series is split by those that vary within its method.
+public enum ConfigField: String, CaseIterable, Sendable {
+    case pipeline, subtask
+    case studentArch = "student_arch"
+    case teacherObjective = "teacher_objective"
+    case studentObjective = "student_objective"
+    case beta, imbalance
+    case lambdaLayer = "lambda_layer"
+    case basisSplit = "basis_split"
+
+    /// The value as text (nil when absent).
+    public func value(_ r: RunInfo) -> String? {
+        switch self {
+        case .pipeline: return r.pipeline
+        case .subtask: return r.subtask
+        case .studentArch: return r.studentArch
+        case .teacherObjective: return r.teacherObjective
+        case .studentObjective: return r.studentObjective
+        case .beta: return r.beta.map(numberText)
+        case .imbalance: return r.imbalance.map(numberText)
+        case .lambdaLayer: return r.lambdaLayer.map(numberText)
+        case .basisSplit: return r.basisSplit
+        }
+    }
+
+    /// Short name used in series names ("kd [student=dro, imb=10]").
+    public var short: String {
+        switch self {
+        case .pipeline: return "pipeline"
+        case .subtask: return "subtask"
+        case .studentArch: return "arch"
+        case .teacherObjective: return "teacher"
+        case .studentObjective: return "student"
+        case .beta: return "β"
+        case .imbalance: return "imb"
+        case .lambdaLayer: return "λ"
+        case .basisSplit: return "basis"
+        }
+    }
+
+    /// Settings that can change the teacher's numbers (the teacher ignores the student's settings).
+    static let teacherRelevant: [ConfigField] = [.pipeline, .subtask, .teacherObjective, .imbalance]
+}
+
+/// Shortest round-trip text of a number ("0.5", "100", "1e-05").
+public func numberText(_ v: Double) -> String {
+    if v.isFinite, v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+    return "\(v)"
+}
+
+/// A quantity tabulated in `summary.md` (student and, where meaningful, teacher).
+public enum Metric: String, CaseIterable, Sendable {
+    case accTest = "acc_test"
+    case accClean = "acc_clean"
+    case accConflict = "acc_conflict"
+    case shortcutGap = "shortcut_gap"
+    case worstGroup = "worst_group"
+    case worstClass = "worst_class"
+    case agreement
+    case relevanceGxi = "relevance_gxi"
+    case relevanceLrp = "relevance_lrp"
+    case deadChannels = "dead_channels"
+
+    public var title: String {
+        switch self {
+        case .accTest: return "Test accuracy (published metric)"
+        case .accClean: return "Clean accuracy (no artifact)"
+        case .accConflict: return "Conflict accuracy (digit ≠ label on every image)"
+        case .shortcutGap: return "Shortcut reliance: clean − conflict accuracy"
+        case .worstGroup: return "Worst-group accuracy (class × artifact state)"
+        case .worstClass: return "Worst-class accuracy"
+        case .agreement: return "Agreement with the teacher's argmax"
+        case .relevanceGxi: return "Relevance share in the artifact patch (gradient × input)"
+        case .relevanceLrp: return "Relevance share in the artifact patch (LRP-ε)"
+        case .deadChannels: return "Dead channels (total over paired layers)"
+        }
+    }
+
+    /// Fractions are shown in percent; counts as they are.
+    public var isFraction: Bool { self != .deadChannels }
+
+    /// Unit shown in table headers.
+    public var unit: String {
+        switch self {
+        case .shortcutGap: return "percentage points"
+        case .deadChannels: return "channels"
+        default: return "%"
+        }
+    }
+
+    /// Whether a teacher row is informative (the teacher's agreement with itself is 1 by definition).
+    public var hasTeacherRow: Bool { self != .agreement }
+
+    public func value(_ m: ModelMetrics) -> Double? {
+        switch self {
+        case .accTest: return m.accTest
+        case .accClean: return m.accClean
+        case .accConflict: return m.accConflict
+        case .shortcutGap: return m.shortcutGap
+        case .worstGroup: return m.worstGroup
+        case .worstClass: return m.worstClassOrDerived
+        case .agreement: return m.agreement
+        case .relevanceGxi: return m.relevanceGxi
+        case .relevanceLrp: return m.relevanceLrp
+        case .deadChannels: return m.deadChannelsTotal
+        }
+    }
+}
+
+// MARK: - Series
+
+/// A line in the figures and a row in the tables: one method, plus the settings that vary within it.
+public struct SeriesInfo: Equatable, Sendable {
+    /// Unique, stable identifier (usable in SVG ids after `svgIdentifier`).
+    public var id: String
+    /// Display name: the method, followed by the distinguishing settings in brackets.
+    public var name: String
+    public var method: String
+    /// (field, value) pairs that distinguish this series from others of the same method.
+    public var settings: [(ConfigField, String?)]
+    /// Indices into `Dataset.runs`.
+    public var runIndices: [Int]
+
+    public static func == (a: SeriesInfo, b: SeriesInfo) -> Bool {
+        a.id == b.id && a.name == b.name && a.method == b.method && a.runIndices == b.runIndices
+            && a.settings.map(\.0) == b.settings.map(\.0) && a.settings.map(\.1) == b.settings.map(\.1)
+    }
+}
+
+/// All runs of a report, grouped.
+public struct Dataset: Sendable {
+    public let runs: [LoadedRun]
+    /// Student series in display order (`--methods` order first, then order of first appearance).
+    public let series: [SeriesInfo]
+    /// Teacher series (usually one; split by teacher-relevant settings that vary).
+    public let teacherSeries: [SeriesInfo]
+    /// Distinct ρ values, ascending.
+    public let rhos: [Double]
+    /// Methods in display order.
+    public let methods: [String]
+    /// Notes about the data (duplicate runs, ...), for stderr and summary.md.
+    public let warnings: [String]
+
+    public init(runs: [LoadedRun], methodOrder: [String] = []) {
+        self.runs = runs
+        rhos = Array(Set(runs.map(\.metrics.run.rho))).sorted()
+
+        var appearance: [String] = []
+        for r in runs where !appearance.contains(r.metrics.run.method) { appearance.append(r.metrics.run.method) }
+        let present = Set(appearance)
+        var order = methodOrder.filter { present.contains($0) }
+        var seenOrder = Set<String>()
+        order = order.filter { seenOrder.insert($0).inserted }
+        order += appearance.filter { !seenOrder.contains($0) }
+        methods = order
+
+        var series: [SeriesInfo] = []
+        var warnings: [String] = []
+        for method in order {
+            let idx = runs.indices.filter { runs[$0].metrics.run.method == method }
+            let fields = ConfigField.allCases.filter { f in
+                Set(idx.map { OptionalKey(f.value(runs[$0].metrics.run)) }).count > 1
+            }
+            series += Dataset.split(runs: runs, indices: idx, by: fields, base: method, prefix: method)
+        }
+        self.series = series
+
+        // Duplicates: the same series, ρ and seed read from two files would be counted twice.
+        for s in series {
+            var seen: [String: String] = [:]
+            for i in s.runIndices {
+                let key = "\(runs[i].metrics.run.rho)|\(runs[i].metrics.run.seed)"
+                if let other = seen[key] {
+                    warnings.append("duplicate run \(s.name), ρ = \(numberText(runs[i].metrics.run.rho)), seed \(runs[i].metrics.run.seed): \(other) and \(runs[i].path) (both counted)")
+                } else {
+                    seen[key] = runs[i].path
+                }
+            }
+        }
+
+        let withTeacher = runs.indices.filter { runs[$0].metrics.teacher != nil }
+        let tFields = ConfigField.teacherRelevant.filter { f in
+            Set(withTeacher.map { OptionalKey(f.value(runs[$0].metrics.run)) }).count > 1
+        }
+        teacherSeries = withTeacher.isEmpty ? [] :
+            Dataset.split(runs: runs, indices: withTeacher, by: tFields, base: "teacher", prefix: "teacher")
+        self.warnings = warnings
+    }
+
+    /// Splits `indices` by the values of `fields`, in order of first appearance.
+    private static func split(runs: [LoadedRun], indices: [Int], by fields: [ConfigField],
+                              base: String, prefix: String) -> [SeriesInfo] {
+        var keys: [[OptionalKey]] = []
+        var members: [[Int]] = []
+        for i in indices {
+            let k = fields.map { OptionalKey($0.value(runs[i].metrics.run)) }
+            if let j = keys.firstIndex(of: k) { members[j].append(i) } else { keys.append(k); members.append([i]) }
+        }
+        return zip(keys, members).map { key, idx in
+            let settings = zip(fields, key).map { ($0, $1.value) }
+            let suffix = settings.map { "\($0.short)=\($1 ?? "–")" }.joined(separator: ", ")
+            let name = suffix.isEmpty ? base : "\(base) [\(suffix)]"
+            let id = suffix.isEmpty ? prefix : "\(prefix)__" + settings.map { "\($0.rawValue)-\($1 ?? "none")" }.joined(separator: "__")
+            return SeriesInfo(id: id, name: name, method: base, settings: settings, runIndices: idx)
+        }
+    }
+
+    /// Runs of a series at one ρ.
+    public func runs(of s: SeriesInfo, rho: Double) -> [LoadedRun] {
+        s.runIndices.map { runs[$0] }.filter { $0.metrics.run.rho == rho }
+    }
+
+    /// Student statistic over the seeds of one cell.
+    public func studentStat(_ s: SeriesInfo, rho: Double, _ metric: Metric) -> Stat? {
+        describe(runs(of: s, rho: rho).compactMap { metric.value($0.metrics.student) })
+    }
+
+    /// Seeds with a value of `metric` in a cell (sorted, duplicates kept).
+    public func seeds(_ s: SeriesInfo, rho: Double, _ metric: Metric, teacher: Bool = false) -> [Int] {
+        runs(of: s, rho: rho).filter { r in
+            let m = teacher ? r.metrics.teacher : r.metrics.student
+            return m.flatMap { metric.value($0) }.map(\.isFinite) ?? false
+        }.map(\.metrics.run.seed).sorted()
+    }
+
+    /// Teacher statistic at one ρ: every student run repeats the teacher's numbers, so values are
+    /// first averaged per seed (one teacher evaluation per seed), then summarised over seeds.
+    public func teacherStat(_ s: SeriesInfo, rho: Double, _ metric: Metric) -> Stat? {
+        var perSeed: [Int: [Double]] = [:]
+        for r in runs(of: s, rho: rho) {
+            if let v = r.metrics.teacher.flatMap({ metric.value($0) }), v.isFinite {
+                perSeed[r.metrics.run.seed, default: []].append(v)
+            }
+        }
+        let means = perSeed.keys.sorted().map { k in perSeed[k]!.reduce(0, +) / Double(perSeed[k]!.count) }
+        return describe(means)
+    }
+
+    /// Distinct seeds of the teacher in a cell.
+    public func teacherSeeds(_ s: SeriesInfo, rho: Double, _ metric: Metric) -> [Int] {
+        Array(Set(seeds(s, rho: rho, metric, teacher: true))).sorted()
+    }
+
+    /// K, the number of subtask classes: the most frequent value over runs (ties: the smaller).
+    public var numClasses: Int? {
+        var count: [Int: Int] = [:]
+        for r in runs { if let k = r.metrics.classCount { count[k, default: 0] += 1 } }
+        return count.max { a, b in a.value != b.value ? a.value < b.value : a.key > b.key }?.key
+    }
+
+    /// Whether any run has a value for `metric` (student or teacher).
+    public func has(_ metric: Metric, teacher: Bool = false) -> Bool {
+        runs.contains { r in
+            let m = teacher ? r.metrics.teacher : r.metrics.student
+            return m.flatMap { metric.value($0) }.map(\.isFinite) ?? false
+        }
+    }
+
+    /// Distinct values of a setting over all runs, in order of first appearance (nil = absent).
+    public func values(of field: ConfigField) -> [String?] {
+        var out: [OptionalKey] = []
+        for r in runs {
+            let k = OptionalKey(field.value(r.metrics.run))
+            if !out.contains(k) { out.append(k) }
+        }
+        return out.map(\.value)
+    }
+
+    /// The companion study applies when the teacher's or the student's objective varies.
+    public var hasObjectiveStudy: Bool {
+        values(of: .teacherObjective).count > 1 || values(of: .studentObjective).count > 1
+    }
+}
+
+/// `String?` as a hashable key (nil is a value of its own: "absent").
+struct OptionalKey: Hashable, Sendable {
+    var value: String?
+    init(_ v: String?) { value = v }
+}

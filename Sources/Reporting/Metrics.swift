@@ -1,0 +1,227 @@
+import Foundation
+
+// The `metrics.json` schema: one file per student run, written by the
+// `evaluate` stage and read by `report`. Keys on disk are snake_case; every
+// field except `run.method`, `run.rho` and `run.seed` may be absent, so a
+// partial evaluation (or an older file) still reads.
+
+/// Which run a `metrics.json` describes: the parameters that produced the student.
+public struct RunInfo: Codable, Equatable, Hashable, Sendable {
+    public var pipeline: String?
+    /// Subtask family, e.g. "gratings".
+    public var subtask: String?
+    /// Distillation method name as in METHODS.md, e.g. "kd", "subdistill".
+    public var method: String
+    /// ρ: fraction of distillation images carrying the spurious artifact.
+    public var rho: Double
+    public var seed: Int
+    /// Student architecture string, e.g. "c8,p,c16,p,c16,p,gap,fc5".
+    public var studentArch: String?
+    /// Objective the teacher was trained with (companion study), e.g. "erm".
+    public var teacherObjective: String?
+    /// Objective the student was distilled with (companion study), e.g. "std".
+    public var studentObjective: String?
+    /// Robust-objective parameter β (companion study).
+    public var beta: Double?
+    /// Class-imbalance factor of the distillation data (1 = balanced).
+    public var imbalance: Double?
+    /// λ_layer, the weight of the layer-wise losses.
+    public var lambdaLayer: Double?
+    /// Which split the subspace basis was computed on, e.g. "distill-train".
+    public var basisSplit: String?
+    /// Free text, carried through to the CSV only.
+    public var label: String?
+
+    public init(pipeline: String? = nil, subtask: String? = nil, method: String, rho: Double, seed: Int,
+                studentArch: String? = nil, teacherObjective: String? = nil, studentObjective: String? = nil,
+                beta: Double? = nil, imbalance: Double? = nil, lambdaLayer: Double? = nil,
+                basisSplit: String? = nil, label: String? = nil) {
+        self.pipeline = pipeline; self.subtask = subtask; self.method = method; self.rho = rho; self.seed = seed
+        self.studentArch = studentArch; self.teacherObjective = teacherObjective
+        self.studentObjective = studentObjective; self.beta = beta; self.imbalance = imbalance
+        self.lambdaLayer = lambdaLayer; self.basisSplit = basisSplit; self.label = label
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case pipeline, subtask, method, rho, seed
+        case studentArch = "student_arch"
+        case teacherObjective = "teacher_objective"
+        case studentObjective = "student_objective"
+        case beta, imbalance
+        case lambdaLayer = "lambda_layer"
+        case basisSplit = "basis_split"
+        case label
+    }
+}
+
+/// Evaluation of one network (student or teacher) on the subtask.
+/// Accuracies, recalls, agreement and relevance shares are fractions in [0, 1].
+public struct ModelMetrics: Codable, Equatable, Sendable {
+    /// Accuracy on the test split (the published metric: fraction ρ carries a random digit).
+    public var accTest: Double?
+    /// Accuracy on the clean split (no artifact anywhere).
+    public var accClean: Double?
+    /// Accuracy on the conflict split (every image carries a digit ≠ its label).
+    public var accConflict: Double?
+    /// Lowest accuracy over groups = class × artifact state.
+    public var worstGroup: Double?
+    /// Lowest per-class recall.
+    public var worstClass: Double?
+    /// Recall of each subtask class, index = class.
+    public var perClassRecall: [Double]?
+    /// Fraction of test images where the argmax matches the teacher's (1 for the teacher).
+    public var agreement: Double?
+    /// Share of gradient × input relevance of the logit margin z_y − max_{c≠y} z_c inside the artifact patch.
+    public var relevanceGxi: Double?
+    /// Share of LRP-ε relevance of the same margin inside the artifact patch.
+    public var relevanceLrp: Double?
+    /// Number of dead channels per paired layer.
+    public var deadChannels: [Int]?
+
+    public init(accTest: Double? = nil, accClean: Double? = nil, accConflict: Double? = nil,
+                worstGroup: Double? = nil, worstClass: Double? = nil, perClassRecall: [Double]? = nil,
+                agreement: Double? = nil, relevanceGxi: Double? = nil, relevanceLrp: Double? = nil,
+                deadChannels: [Int]? = nil) {
+        self.accTest = accTest; self.accClean = accClean; self.accConflict = accConflict
+        self.worstGroup = worstGroup; self.worstClass = worstClass; self.perClassRecall = perClassRecall
+        self.agreement = agreement; self.relevanceGxi = relevanceGxi; self.relevanceLrp = relevanceLrp
+        self.deadChannels = deadChannels
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case accTest = "acc_test"
+        case accClean = "acc_clean"
+        case accConflict = "acc_conflict"
+        case worstGroup = "worst_group"
+        case worstClass = "worst_class"
+        case perClassRecall = "per_class_recall"
+        case agreement
+        case relevanceGxi = "relevance_gxi"
+        case relevanceLrp = "relevance_lrp"
+        case deadChannels = "dead_channels"
+    }
+
+    /// Worst-class accuracy, falling back to the minimum of `perClassRecall` when the field is absent.
+    public var worstClassOrDerived: Double? {
+        if let w = worstClass { return w }
+        guard let r = perClassRecall, !r.isEmpty else { return nil }
+        return r.min()
+    }
+
+    /// Shortcut reliance: accuracy(clean) − accuracy(conflict).
+    public var shortcutGap: Double? {
+        guard let c = accClean, let k = accConflict else { return nil }
+        return c - k
+    }
+
+    /// Total dead channels over all paired layers.
+    public var deadChannelsTotal: Double? { deadChannels.map { Double($0.reduce(0, +)) } }
+}
+
+/// Content of one `metrics.json`.
+public struct RunMetrics: Codable, Equatable, Sendable {
+    public var run: RunInfo
+    public var student: ModelMetrics
+    public var teacher: ModelMetrics?
+    /// K, the number of subtask classes (chance accuracy = 1/K).
+    public var numClasses: Int?
+
+    public init(run: RunInfo, student: ModelMetrics, teacher: ModelMetrics? = nil, numClasses: Int? = nil) {
+        self.run = run; self.student = student; self.teacher = teacher; self.numClasses = numClasses
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case run, student, teacher
+        case numClasses = "num_classes"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        run = try c.decode(RunInfo.self, forKey: .run)
+        // A run whose evaluation has not filled the student block yet still counts as a run.
+        student = try c.decodeIfPresent(ModelMetrics.self, forKey: .student) ?? ModelMetrics()
+        teacher = try c.decodeIfPresent(ModelMetrics.self, forKey: .teacher)
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses)
+    }
+
+    /// K from `num_classes`, else from the length of a per-class recall vector.
+    public var classCount: Int? {
+        if let k = numClasses, k > 0 { return k }
+        if let r = student.perClassRecall, !r.isEmpty { return r.count }
+        if let r = teacher?.perClassRecall, !r.isEmpty { return r.count }
+        return nil
+    }
+
+    /// Encoder used for `metrics.json`: sorted keys and pretty printing make files diffable and
+    /// byte-stable; non-finite numbers (not valid JSON) are written as the strings "NaN"/"Infinity".
+    public static func makeEncoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return e
+    }
+
+    /// Decoder matching `makeEncoder()`.
+    public static func makeDecoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return d
+    }
+
+    /// The JSON bytes of this record (what `evaluate` writes, newline-terminated).
+    public func jsonData() throws -> Data {
+        var d = try RunMetrics.makeEncoder().encode(self)
+        d.append(0x0A)
+        return d
+    }
+
+    /// Parses a `metrics.json` body; errors name the offending key.
+    public static func decode(_ data: Data) throws -> RunMetrics {
+        do {
+            return try makeDecoder().decode(RunMetrics.self, from: data)
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw ReportError.badMetrics("missing key '\(pathString(ctx.codingPath + [key]))'")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ReportError.badMetrics("wrong type at '\(pathString(ctx.codingPath))': \(ctx.debugDescription)")
+        } catch let DecodingError.valueNotFound(_, ctx) {
+            throw ReportError.badMetrics("null at '\(pathString(ctx.codingPath))'")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw ReportError.badMetrics("not valid JSON\(ctx.codingPath.isEmpty ? "" : " at '\(pathString(ctx.codingPath))'"): \(ctx.debugDescription)")
+        }
+    }
+
+    /// Reads and parses a `metrics.json` file.
+    public static func load(path: String) throws -> RunMetrics {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ReportError.badMetrics("cannot read \(path)")
+        }
+        return try decode(data)
+    }
+
+    private static func pathString(_ keys: [CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// Errors of the reporting stage, each with a message for the command line.
+public enum ReportError: Error, CustomStringConvertible, Equatable {
+    case rootMissing(String)
+    case noRuns(root: String, unreadable: Int)
+    case badMetrics(String)
+    case badExpectFile(String)
+    case writeFailed(String)
+
+    public var description: String {
+        switch self {
+        case .rootMissing(let p): return "root folder '\(p)' does not exist or is not a folder"
+        case .noRuns(let root, let unreadable):
+            let extra = unreadable > 0 ? " (\(unreadable) metrics.json file(s) could not be read, see above)" : ""
+            return "no runs found: no readable metrics.json under '\(root)'\(extra); run the evaluate stage first"
+        case .badMetrics(let m): return "bad metrics.json: \(m)"
+        case .badExpectFile(let m): return "bad --expect file: \(m)"
+        case .writeFailed(let m): return "cannot write report: \(m)"
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+
+// results.csv (one row per run) and summary.md (methods × ρ tables of
+// mean ± std over seeds, plus the companion-study grids).
+
+// MARK: - results.csv
+
+public enum ResultsCSV {
+    /// Column names, in order. The first block is the published column list; `student_arch`,
+    /// `pipeline`, `teacher_worst_class`, `num_classes` and `label` are extra, `path` stays last.
+    public static let columns = [
+        "method", "rho", "seed", "subtask", "student_objective", "teacher_objective", "beta", "imbalance",
+        "lambda_layer", "basis_split", "acc_test", "acc_clean", "acc_conflict", "worst_group", "worst_class",
+        "agreement", "relevance_gxi", "relevance_lrp", "teacher_acc_test", "teacher_acc_clean",
+        "teacher_acc_conflict", "student_arch", "pipeline", "teacher_worst_class", "num_classes", "label", "path",
+    ]
+
+    /// The CSV text: header plus one row per run, in the given order. Missing values are empty
+    /// fields; numbers are printed with full (round-trip) precision.
+    public static func render(_ runs: [LoadedRun]) -> String {
+        var out = columns.joined(separator: ",") + "\n"
+        for r in runs {
+            let m = r.metrics, run = m.run, s = m.student, t = m.teacher
+            let fields: [String] = [
+                run.method, num(run.rho), String(run.seed), run.subtask ?? "", run.studentObjective ?? "",
+                run.teacherObjective ?? "", num(run.beta), num(run.imbalance), num(run.lambdaLayer),
+                run.basisSplit ?? "", num(s.accTest), num(s.accClean), num(s.accConflict), num(s.worstGroup),
+                num(s.worstClassOrDerived), num(s.agreement), num(s.relevanceGxi), num(s.relevanceLrp),
+                num(t?.accTest), num(t?.accClean), num(t?.accConflict), run.studentArch ?? "", run.pipeline ?? "",
+                num(t?.worstClassOrDerived), m.numClasses.map(String.init) ?? "", run.label ?? "", r.path,
+            ]
+            out += fields.map(escape).joined(separator: ",") + "\n"
+        }
+        return out
+    }
+
+    static func num(_ v: Double?) -> String {
+        guard let v, v.isFinite else { return "" }
+        return "\(v)"
+    }
+
+    /// RFC 4180 quoting: fields holding a comma, quote or line break are quoted, quotes doubled.
+    static func escape(_ f: String) -> String {
+        if f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+            return "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        return f
+    }
+}
+
+// MARK: - summary.md
+
+/// What the report could not find, reported in summary.md and on stderr.
+public struct Gaps: Sendable {
+    /// Paths listed in `--expect` with no readable metrics.json.
+    public var missing: [String] = []
+    /// metrics.json files that exist but could not be read: (path, message).
+    public var unreadable: [(String, String)] = []
+    public init(missing: [String] = [], unreadable: [(String, String)] = []) {
+        self.missing = missing
+        self.unreadable = unreadable
+    }
+}
+
+public enum SummaryMarkdown {
+    /// "91.2 ± 1.3" (percent for fractions), "91.2" for a single seed, "–" when missing;
+    /// with `showN`, the number of seeds is appended: "91.2 ± 1.3 (n=3)". `constantAsSingle` drops
+    /// a zero std (the teacher: one network repeated in every run).
+    public static func cell(_ s: Stat?, _ metric: Metric, showN: Bool, constantAsSingle: Bool = false) -> String {
+        guard let s else { return "–" }
+        let scale = metric.isFraction ? 100.0 : 1.0
+        var text = String(format: "%.1f", s.mean * scale)
+        // Rounding in the mean of identical values leaves a std of ~1e-17, not exactly 0.
+        if let sd = s.std, !(constantAsSingle && sd <= 1e-9 * max(1, abs(s.mean))) { text += " ± " + String(format: "%.1f", sd * scale) }
+        if showN { text += " (n=\(s.n))" }
+        return text
+    }
+
+    /// ρ as a column header.
+    static func rhoHeader(_ r: Double) -> String { "ρ = \(numberText(r))" }
+
+    static func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+
+    static func row(_ cells: [String]) -> String { "| " + cells.joined(separator: " | ") + " |" }
+
+    static func table(header: [String], rows: [[String]], alignRight: Bool = true) -> String {
+        var out = row(header) + "\n"
+        out += row(header.indices.map { $0 == 0 || !alignRight ? "---" : "---:" }) + "\n"
+        for r in rows { out += row(r) + "\n" }
+        return out
+    }
+
+    /// One methods × ρ table for `metric`, with a teacher row, or nil when no run has the metric.
+    public static func metricTable(_ d: Dataset, _ metric: Metric) -> String? {
+        guard d.has(metric) || (metric.hasTeacherRow && d.has(metric, teacher: true)) else { return nil }
+        // When the seeds behind the cells differ, cells whose seeds are not the common set show n.
+        var seedSetCount: [[Int]: Int] = [:]
+        for s in d.series {
+            for r in d.rhos {
+                let seeds = d.seeds(s, rho: r, metric)
+                if !seeds.isEmpty { seedSetCount[seeds, default: 0] += 1 }
+            }
+        }
+        let common = seedSetCount.max { a, b in
+            a.value != b.value ? a.value < b.value : (a.key.count != b.key.count ? a.key.count < b.key.count
+                                                                                : b.key.lexicographicallyPrecedes(a.key))
+        }?.key ?? []
+        var marked = false
+        var rows: [[String]] = d.series.map { s in
+            [md(s.name)] + d.rhos.map { r in
+                let seeds = d.seeds(s, rho: r, metric)
+                let showN = !seeds.isEmpty && seeds != common
+                marked = marked || showN
+                return cell(d.studentStat(s, rho: r, metric), metric, showN: showN)
+            }
+        }
+        if metric.hasTeacherRow && d.has(metric, teacher: true) {
+            for t in d.teacherSeries {
+                rows.append(["*\(md(t.name))*"] + d.rhos.map { r in
+                    let seeds = d.teacherSeeds(t, rho: r, metric)
+                    let showN = !seeds.isEmpty && !common.isEmpty && seeds != Array(Set(common)).sorted()
+                    marked = marked || showN
+                    return cell(d.teacherStat(t, rho: r, metric), metric, showN: showN, constantAsSingle: true)
+                })
+            }
+        }
+        var out = "## \(metric.title)\n\n"
+        out += "`\(metric.rawValue)`, \(metric.unit); mean ± sample std over seeds"
+        if marked {
+            out += "; cells marked (n=…) have other seeds than the rest, which have seeds {\(common.map(String.init).joined(separator: ", "))}"
+        }
+        out += ".\n\n"
+        out += table(header: ["method"] + d.rhos.map(rhoHeader), rows: rows)
+        return out
+    }
+
+    /// Number of runs per series × ρ (all runs, whatever their metrics).
+    public static func countTable(_ d: Dataset) -> String {
+        let rows = d.series.map { s in [md(s.name)] + d.rhos.map { String(d.runs(of: s, rho: $0).count) } }
+        return table(header: ["method"] + d.rhos.map(rhoHeader), rows: rows)
+    }
+
+    /// Companion study grids, or nil when neither objective varies.
+    public static func companionSection(_ d: Dataset) -> String? {
+        let groups = d.objectiveGroups
+        guard !groups.isEmpty else { return nil }
+        var out = "## Companion study: teacher objective × student objective\n\n"
+        out += "Cells: student test accuracy / worst-class accuracy (%), mean ± sample std over seeds "
+        out += "(n = runs); the last column is the teacher itself.\n\n"
+        for g in groups {
+            out += "### \(md(g.title))\n\n"
+            let header = ["teacher objective ↓ / student objective →"] + g.studentObjectives.map { md($0 ?? "–") } + ["teacher itself"]
+            let rows: [[String]] = g.teacherObjectives.map { t in
+                var r = [md(t ?? "–")]
+                for s in g.studentObjectives {
+                    let st = g.studentStats(teacher: t, student: s)
+                    r.append(st.n == 0 ? "–" : "\(cell(st.overall, .accTest, showN: false)) / \(cell(st.worst, .worstClass, showN: false)) (n=\(st.n))")
+                }
+                let ts = g.teacherStats(teacher: t)
+                r.append(ts.overall == nil && ts.worst == nil ? "–" :
+                    "\(cell(ts.overall, .accTest, showN: false, constantAsSingle: true)) / \(cell(ts.worst, .worstClass, showN: false, constantAsSingle: true))")
+                return r
+            }
+            out += table(header: header, rows: rows) + "\n"
+        }
+        return out
+    }
+
+    /// The whole summary.md.
+    public static func render(_ d: Dataset, root: String, gaps: Gaps, expected: Int?) -> String {
+        var out = "# Report: `\(root)`\n\n"
+        let seeds = Array(Set(d.runs.map(\.metrics.run.seed))).sorted()
+        out += "\(d.runs.count) run\(d.runs.count == 1 ? "" : "s") read: \(d.methods.count) method\(d.methods.count == 1 ? "" : "s")"
+        out += " (\(d.series.count) series), ρ ∈ {\(d.rhos.map(numberText).joined(separator: ", "))}, "
+        out += "seeds {\(seeds.map(String.init).joined(separator: ", "))}"
+        if let expected { out += "; \(expected) run\(expected == 1 ? "" : "s") expected" }
+        out += ".\n"
+        for f in [ConfigField.pipeline, .subtask, .studentArch] {
+            let v = d.values(of: f).compactMap { $0 }
+            if !v.isEmpty { out += "\(f.rawValue): \(v.map { "`\(md($0))`" }.joined(separator: ", ")).  \n" }
+        }
+        if let k = d.numClasses {
+            out += "K = \(k) classes (chance accuracy \(String(format: "%.1f", 100 / Double(k))) %).  \n"
+        }
+        out += "Values are mean ± sample standard deviation over seeds; `–` = no value. "
+        out += "Series are methods, split by any setting that varies within a method (shown in brackets).\n\n"
+
+        if !gaps.missing.isEmpty || !gaps.unreadable.isEmpty {
+            out += "## Missing runs\n\n"
+            if !gaps.missing.isEmpty {
+                out += "\(gaps.missing.count) expected run\(gaps.missing.count == 1 ? " is" : "s are") absent:\n\n"
+                for p in gaps.missing { out += "- `\(p)`\n" }
+                out += "\n"
+            }
+            if !gaps.unreadable.isEmpty {
+                out += "\(gaps.unreadable.count) metrics.json file\(gaps.unreadable.count == 1 ? "" : "s") could not be read (left out):\n\n"
+                for (p, m) in gaps.unreadable { out += "- `\(p)`: \(m)\n" }
+                out += "\n"
+            }
+        }
+        if !d.warnings.isEmpty {
+            out += "## Notes\n\n"
+            for w in d.warnings { out += "- \(w)\n" }
+            out += "\n"
+        }
+        out += "## Runs per method × ρ\n\n" + countTable(d) + "\n"
+        for m in Metric.allCases {
+            if let t = metricTable(d, m) { out += t + "\n" }
+        }
+        if let c = companionSection(d) { out += c }
+        while out.hasSuffix("\n\n") { out.removeLast() }
+        return out
+    }
+}
