@@ -58,3 +58,21 @@ public final class Parameter {
         }
     }
 }
+
+/// A named non-trainable array that belongs to a model's state (batch-norm
+/// running mean and variance): saved and restored by checkpoints, never
+/// touched by optimisers.
+public final class Buffer {
+    public let name: String
+    public let shape: [Int]
+    public var value: [Float]
+
+    public init(name: String, shape: [Int], value: [Float]) {
+        precondition(shape.reduce(1, *) == value.count, "Buffer \(name): shape/value mismatch")
+        self.name = name
+        self.shape = shape
+        self.value = value
+    }
+
+    @inlinable public var count: Int { value.count }
+}
