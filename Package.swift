@@ -13,6 +13,10 @@ let package = Package(
     products: [
         .executable(name: "tensors", targets: ["Tensors"]),
         .executable(name: "synthesize", targets: ["Synthesize"]),
+        .executable(name: "train-teacher", targets: ["TrainTeacher"]),
+        .executable(name: "extract-subspace", targets: ["ExtractSubspace"]),
+        .executable(name: "distill", targets: ["DistillCLI"]),
+        .executable(name: "evaluate", targets: ["Evaluate"]),
         .executable(name: "report", targets: ["Report"]),
         .executable(name: "bench-io", targets: ["BenchIO"]),
         .executable(name: "bench-nn", targets: ["BenchNN"]),
@@ -32,7 +36,10 @@ let package = Package(
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
         .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),
         .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
-        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace"], swiftSettings: fast),
+        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace", "StageKit"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["NN", "TensorIO", "StageKit"], swiftSettings: fast),
+        .target(name: "Extraction", dependencies: ["NN", "Subspace", "TensorIO", "StageKit", "COpenBLAS"], swiftSettings: fast),
+        .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS"], swiftSettings: fast),
         .target(name: "Reporting", dependencies: ["TensorIO"]),
 
         // Thin command lines.
@@ -42,6 +49,18 @@ let package = Package(
         .executableTarget(name: "Synthesize", dependencies: [
             "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "TrainTeacher", dependencies: [
+            "Training", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+        .executableTarget(name: "ExtractSubspace", dependencies: [
+            "Extraction", "Subspace", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+        .executableTarget(name: "DistillCLI", dependencies: [
+            "Distill", "StageKit", "NN", "TensorIO", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+        .executableTarget(name: "Evaluate", dependencies: [
+            "Evaluation", "StageKit", "NN", "TensorIO", "Reporting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
         .executableTarget(name: "Report", dependencies: [
             "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -57,8 +76,12 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO"]),
         .testTarget(name: "ShapesWorldTests", dependencies: ["ShapesWorld", "TensorIO", "SeededRNG"]),
         .testTarget(name: "SubspaceTests", dependencies: ["Subspace", "TensorIO", "SeededRNG"]),
-        .testTarget(name: "DistillTests", dependencies: ["Distill", "NN"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill", "NN", "StageKit", "Subspace", "TensorIO"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "TensorIO"]),
+        .testTarget(name: "StageKitTests", dependencies: ["StageKit", "NN", "TensorIO"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "StageKit", "NN", "TensorIO"]),
+        .testTarget(name: "ExtractionTests", dependencies: ["Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting"]),
     ],
     swiftLanguageModes: [.v5]
 )

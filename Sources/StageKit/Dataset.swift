@@ -55,9 +55,19 @@ public struct Dataset {
         meta = a.meta
     }
 
+    /// The teacher's class ids of this split's classes (label i is teacher
+    /// class subtaskClasses[i]); nil for the teacher's own splits.
+    public var subtaskClasses: [Int]? {
+        meta?.parameters["subtask_classes"]?.array?.compactMap { $0.number.map { Int($0) } }
+    }
+
+    /// Class names from the metadata, when present.
+    public var classNames: [String]? { meta?.extra["classes"]?.array?.compactMap { $0.string } }
+
     /// Number of classes: from the metadata when present, else max label + 1.
     public var numClasses: Int {
-        if let k = meta?.parameters["num_classes"]?.number { return Int(k) }
+        if let s = subtaskClasses { return s.count }
+        if let c = classNames { return c.count }
         return (labels.max() ?? -1) + 1
     }
 
