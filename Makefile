@@ -105,8 +105,8 @@ endef
 
 # Distillation data and subspace for teacher $1, subtask $2, rho $3, seed $4.
 define cell_rules
-$(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call params,$(A)/$1/$2/rho$3/seed$4/data/synthesize.args,--family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $(subst $(space),$(comma),$(DISTILL_SPLITS)) --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)
+$(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call params,$(A)/$1/$2/rho$3/seed$4/data/synthesize.args,--family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2) $(DISTILL_SYNTH_ARGS_$1)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $(subst $(space),$(comma),$(DISTILL_SPLITS)) --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2) $(DISTILL_SYNTH_ARGS_$1)
 
 $(A)/$1/$2/rho$3/seed$4/subspace.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
@@ -138,7 +138,7 @@ endif
 
 REPORT := $(A)/report/summary.md
 $(REPORT): $(ALL_METRICS) $(call params,$(A)/report/report.args,$(REPORT_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report $(REPORT_ARGS)
+	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report --methods $(subst $(space),$(comma),$(strip $(METHODS))) $(REPORT_ARGS)
 
 all: $(REPORT)
 	@echo "make: $(PIPELINE) pipeline done; report in $(A)/report/"

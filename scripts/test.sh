@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test suite: unit tests (swift test), then the pipeline tests on the
-# tiny pipeline when the stage tools exist.
+# The test suite (`make test`): the Make-DAG tests on the tiny pipeline
+# (release tools), then the unit tests (swift test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/test-pipeline.sh
 swift test
