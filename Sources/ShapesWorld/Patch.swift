@@ -91,8 +91,13 @@ public struct PatchPainter: Sendable {
         for y in 0..<p { for x in 0..<p { for ch in 0..<3 { image[(y * s + x) * 3 + ch] = 0 } } }
         let (glyph, gw, gh, scale) = glyphImage(digit: digit, draw: draw)
         let gwScaled = gw * scale, ghScaled = gh * scale
-        let ox = min(max((p - gwScaled) / 2 + draw.jitterX, min(0, p - gwScaled)), max(0, p - gwScaled))
-        let oy = min(max((p - ghScaled) / 2 + draw.jitterY, min(0, p - ghScaled)), max(0, p - ghScaled))
+        // Font glyphs stay whole inside the patch; MNIST glyphs fill it and
+        // are cropped by the shift (their margins are empty).
+        var ox = (p - gwScaled) / 2 + draw.jitterX, oy = (p - ghScaled) / 2 + draw.jitterY
+        if gwScaled < p || ghScaled < p {
+            ox = min(max(ox, 0), max(0, p - gwScaled))
+            oy = min(max(oy, 0), max(0, p - ghScaled))
+        }
         for gy in 0..<ghScaled {
             let y = oy + gy
             if y < 0 || y >= p { continue }

@@ -58,7 +58,7 @@ public struct MNISTDigits: Sendable {
 }
 
 /// Parses an unsigned-byte IDX file: returns its dimensions and data.
-func parseIDX(_ bytes: [UInt8], path: String, expectedRank: Int) throws -> ([Int], ArraySlice<UInt8>) {
+func parseIDX(_ bytes: [UInt8], path: String, expectedRank: Int) throws -> ([Int], [UInt8]) {
     guard bytes.count >= 4 else { throw SynthesisError("\(path): too short for an IDX file (\(bytes.count) bytes)") }
     guard bytes[0] == 0, bytes[1] == 0 else { throw SynthesisError("\(path): not an IDX file (bad magic number)") }
     guard bytes[2] == 0x08 else {
@@ -86,7 +86,7 @@ func parseIDX(_ bytes: [UInt8], path: String, expectedRank: Int) throws -> ([Int
     guard bytes.count - header == total else {
         throw SynthesisError("\(path): IDX dimensions \(dims) need \(total) data bytes, the file has \(bytes.count - header)")
     }
-    return (dims, bytes[header...])
+    return (dims, Array(bytes[header...]))
 }
 
 /// Which CIFAR binary layout a batch file has.

@@ -256,7 +256,7 @@ public struct SynthesisPlan: Sendable {
 
     /// Renders a split. `progress(done, total)` is called now and then from
     /// worker threads (serialised).
-    public func generate(_ split: SplitName, progress: ((Int, Int) -> Void)? = nil) -> SplitData {
+    public func generate(_ split: SplitName, progress: (Int, Int) -> Void = { _, _ in }) -> SplitData {
         let classIDs = classes(of: split)
         let counts = classCounts(of: split)
         let n = counts.reduce(0, +)
@@ -289,12 +289,10 @@ public struct SynthesisPlan: Sendable {
                             let cls = classIDs[Int(lab[i])]
                             renderBase(classID: cls, pool: pool, k: kk[i], canvas: canvas, into: base + i * pixels)
                         }
-                        if let progress {
-                            lock.lock()
-                            done += hi - lo
-                            progress(done, n)
-                            lock.unlock()
-                        }
+                        lock.lock()
+                        done += hi - lo
+                        progress(done, n)
+                        lock.unlock()
                     }
                 }
             }
