@@ -442,7 +442,15 @@ public func checkWritableDirectory(_ path: String) throws {
         guard isDir.boolValue else { throw SynthesisError("output folder \(path) exists and is not a folder") }
     } else {
         do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw SynthesisError("output folder \(path) cannot be created: \(error.localizedDescription)")
+            // Name the nearest existing ancestor: that is what is in the way.
+            var parent = (path as NSString).deletingLastPathComponent
+            while !parent.isEmpty, parent != "/", !fm.fileExists(atPath: parent) {
+                parent = (parent as NSString).deletingLastPathComponent
+            }
+            var parentIsDir: ObjCBool = false
+            let why = fm.fileExists(atPath: parent, isDirectory: &parentIsDir) && !parentIsDir.boolValue
+                ? "\(parent) is a file, not a folder" : "\(parent.isEmpty ? "." : parent) is not writable"
+            throw SynthesisError("output folder \(path) cannot be created: \(why)")
         }
     }
     let probe = (path as NSString).appendingPathComponent(".synthesize-probe-\(getpid())")

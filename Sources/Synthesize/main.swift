@@ -37,7 +37,7 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, help: "Subtask as comma-separated global class ids (instead of --family).")
     var subtaskClasses: String?
 
-    @Option(name: .long, help: "Comma-separated splits or aliases to write (default all).")
+    @Option(name: .long, help: "Comma-separated splits or aliases to write: teacher-train, teacher-val, distill-train, distill-val, test, test-clean, test-conflict; all, teacher, distill, tests, rho.")
     var splits: String = "all"
 
     @Option(name: .long, help: "Images per class of teacher-train.")
