@@ -79,18 +79,23 @@ func readsNumpyWrittenFiles(function: String) throws {
     #expect(got.meta == nil)
 }
 
-@Test(arguments: [0, 1, 9])
-func numpyReadsSwiftWrittenFiles(level: Int) throws {
+/// (level, force zip64 records): the zip64 variant checks our zip64 writing
+/// (needed past 4 GiB) against Python's zipfile on a small file.
+@Test(arguments: [(0, false), (1, false), (9, false), (0, true), (1, true)])
+func numpyReadsSwiftWrittenFiles(level: Int, zip64: Bool) throws {
     let dir = scratchDir(); defer { removeDir(dir) }
     let path = dir + "/sw.npz"
     var a = expectedNumpyArrays()
     a.meta = ArtifactMeta(stage: "interop", parameters: ["k": 3], seed: 7)
-    try NPZ.write(a, to: path, compressionLevel: level)
+    try NPZ.write(a, to: path, compressionLevel: level, options: .init(forceZip64: zip64))
     // numpy compares element by element (bitwise for floats, so -0.0 and
     // subnormals count) and checks dtype and shape.
     let out = try python(numpyMaker + """
 
-    import sys, json
+    import sys, json, zipfile
+    infos = zipfile.ZipFile(sys.argv[1]).infolist()
+    assert all(i.compress_type == (0 if sys.argv[2] == '0' else 8) for i in infos), [i.compress_type for i in infos]
+    assert all((len(i.extra) > 0) == (sys.argv[3] == 'true') for i in infos), [i.extra for i in infos]
     z = np.load(sys.argv[1])
     want = arrays()
     assert sorted(z.files) == sorted(list(want) + ['meta.json']), z.files
@@ -104,7 +109,7 @@ func numpyReadsSwiftWrittenFiles(level: Int) throws {
     meta = json.loads(bytes(z['meta.json']))
     assert meta['stage'] == 'interop' and meta['seed'] == 7 and meta['parameters'] == {'k': 3}, meta
     print('ok', len(want))
-    """, [path])
+    """, [path, String(level), String(zip64)])
     #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "ok 8")
 }
 
