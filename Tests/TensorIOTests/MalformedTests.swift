@@ -58,18 +58,18 @@ func expectReadError(_ path: String, _ fragments: [String], sourceLocation: Sour
 }
 
 /// Every proper prefix of a valid file is rejected (with the file named), never a crash.
-@Test(arguments: [0, 1])
-func rejectsTruncationAtEveryOffset(level: Int) throws {
+@Test(arguments: [(0, false), (1, false), (1, true)])
+func rejectsTruncationAtEveryOffset(level: Int, zip64: Bool) throws {
     let dir = scratchDir(); defer { removeDir(dir) }
     let full = dir + "/full.npz"
     var a = Artifact(meta: ArtifactMeta(stage: "t", seed: 1))
     a.set("w", NDArray((0..<40).map { Float($0) * 0.5 }, shape: [5, 8]))
     a.set("l", NDArray([3, 1, 4, 1, 5] as [Int64], shape: [5]))
-    try NPZ.write(a, to: full, compressionLevel: level)
+    try NPZ.write(a, to: full, compressionLevel: level, options: .init(forceZip64: zip64))
     let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: full)))
     let p = dir + "/cut.npz"
     for cut in 0..<bytes.count {
-        try Data(bytes[0..<cut]).write(to: URL(fileURLWithPath: p))
+        writeFile(bytes[0..<cut], to: p)
         do {
             _ = try NPZ.read(p)
             Issue.record("prefix of \(cut)/\(bytes.count) bytes was accepted")
@@ -83,14 +83,14 @@ func rejectsTruncationAtEveryOffset(level: Int) throws {
 /// Flipping any byte either is detected or leaves the content unchanged
 /// (bytes such as timestamps carry no content); flipping any byte of an
 /// entry's data is always detected.
-@Test(arguments: [0, 1])
-func detectsFlippedBytes(level: Int) throws {
+@Test(arguments: [(0, false), (1, false), (1, true)])
+func detectsFlippedBytes(level: Int, zip64: Bool) throws {
     let dir = scratchDir(); defer { removeDir(dir) }
     let full = dir + "/full.npz"
     var a = Artifact(meta: ArtifactMeta(stage: "t", parameters: ["a": 1], seed: 1))
     a.set("w", NDArray((0..<40).map { Float($0) * 0.5 - 3 }, shape: [5, 8]))
     a.set("m", NDArray([true, false, false, true], shape: [2, 2]))
-    try NPZ.write(a, to: full, compressionLevel: level)
+    try NPZ.write(a, to: full, compressionLevel: level, options: .init(forceZip64: zip64))
     let original = try NPZ.read(full)
     let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: full)))
     // Data ranges of the entries, from our own reader.
@@ -107,7 +107,7 @@ func detectsFlippedBytes(level: Int) throws {
     for i in 0..<bytes.count {
         var b = bytes
         b[i] ^= 0xFF
-        try Data(b).write(to: URL(fileURLWithPath: p))
+        writeFile(b, to: p)
         do {
             let got = try NPZ.read(p)
             let inData = dataBytes.contains(i)
@@ -135,7 +135,7 @@ func detectsFlippedBytes(level: Int) throws {
     let cdPos = Int(zr.centralStart)
     #expect(b.u32(Int(e.localHeaderOffset) + 14) == e.crc && b.u32(cdPos + 16) == e.crc)
     for pos in [Int(e.localHeaderOffset) + 14, cdPos + 16] { b[pos] ^= 0x01 }
-    try Data(b).write(to: URL(fileURLWithPath: p))
+    writeFile(b, to: p)
     expectReadError(p, ["entry 'x.npy'", "CRC-32 mismatch"])
 }
 
