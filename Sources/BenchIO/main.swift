@@ -1,6 +1,8 @@
 // bench-io: throughput of our .npz writer/reader against numpy's
 // savez_compressed/load on the same float32 array (random normal from
-// SeededRNG). Run in release: `swift run -c release bench-io`.
+// SeededRNG). Run in release: `swift run -c release bench-io`. Prints
+// wall-clock and process-CPU throughput (the latter stays meaningful on a
+// machine shared with other jobs); writes include our fsync.
 import ArgumentParser
 import Foundation
 import SeededRNG
@@ -58,27 +60,28 @@ struct BenchIO: ParsableCommand {
         print(String(format: "data: %d MiB float32 random normal (seed %llu), generated in %.2f s", mib, seed, now() - t0))
 
         let mb = Double(n * 4) / Double(1 << 20)
-        var ours: [Int: (w: Double, r: Double)] = [:]
+        var ours: [Int: (w: Double, r: Double, wc: Double, rc: Double)] = [:]
         var keep: String? = nil
         for level in lv {
             let label = level < 0 ? "default" : "level \(level)"
             let path = dir + "/bench-io-\(getpid())-L\(level).npz"
-            var bw = Double.infinity, br = Double.infinity
+            var bw = Double.infinity, br = Double.infinity, bwc = Double.infinity, brc = Double.infinity
             for _ in 0..<repeats {
-                var t = now()
+                var t = now(), c = cpu()
                 if level < 0 { try NPZ.write(art, to: path) } else {
                     try NPZ.write(art, to: path, compressionLevel: level, storeIncompressible: false)
                 }
-                bw = min(bw, now() - t)
-                t = now()
+                bw = min(bw, now() - t); bwc = min(bwc, cpu() - c)
+                t = now(); c = cpu()
                 let back = try NPZ.read(path)
-                br = min(br, now() - t)
+                br = min(br, now() - t); brc = min(brc, cpu() - c)
                 guard back["x"]?.bytes == art["x"]!.bytes else { throw TensorIOError("read back differs at level \(level)") }
             }
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            print(String(format: "TensorIO %@ write: %.3f s  %8.1f MB/s  (%.3f of raw size)", label.padded, bw, mb / bw, Double(size) / Double(n * 4)))
-            print(String(format: "TensorIO %@ read:  %.3f s  %8.1f MB/s", label.padded, br, mb / br))
-            ours[level] = (bw, br)
+            print(String(format: "TensorIO %@ write: %7.3f s %8.1f MB/s | cpu %7.3f s %8.1f MB/s  (%.3f of raw size)",
+                         label.padded, bw, mb / bw, bwc, mb / bwc, Double(size) / Double(n * 4)))
+            print(String(format: "TensorIO %@ read:  %7.3f s %8.1f MB/s | cpu %7.3f s %8.1f MB/s", label.padded, br, mb / br, brc, mb / brc))
+            ours[level] = (bw, br, bwc, brc)
             // numpy loads the last file written (untimed) to get the same data.
             if level == lv.last { keep = path } else { try? FileManager.default.removeItem(atPath: path) }
         }
@@ -94,16 +97,26 @@ struct BenchIO: ParsableCommand {
             let p = part.split(separator: "=")
             if p.count == 2, let v = Double(p[1]) { kv[String(p[0])] = v }
         }
-        guard let nw = kv["write_s"], let nr = kv["read_s"] else { throw TensorIOError("bad RESULT line: \(line)") }
+        guard let nw = kv["write_s"], let nr = kv["read_s"], let nwc = kv["write_cpu_s"], let nrc = kv["read_cpu_s"] else {
+            throw TensorIOError("bad RESULT line: \(line)")
+        }
         for level in lv {
             let o = ours[level]!
-            print(String(format: "ratio (ours/numpy speed) %@: write %.2fx  read %.2fx", (level < 0 ? "default" : "level \(level)").padded, nw / o.w, nr / o.r))
+            print(String(format: "ratio (ours/numpy speed) %@: write %.2fx  read %.2fx | cpu: write %.2fx  read %.2fx",
+                         (level < 0 ? "default" : "level \(level)").padded, nw / o.w, nr / o.r, nwc / o.wc, nrc / o.rc))
         }
     }
 
     func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// CPU time of this process, so results stay comparable on a busy machine.
+    func cpu() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
