@@ -5,6 +5,7 @@
 #   make PIPELINE=paper       another pipeline
 #   make list                 what the pipeline runs and what is already done
 #   make LAUNCH='srun -n1 -c2' -j8   every stage command through a launcher
+#   make test-cluster         the tiny pipeline under a throwaway local Slurm cluster (root)
 #
 # Stage rules are generic; pipelines/<name>.mk hold only parameters. Each
 # artifact depends on its inputs and on a small parameter file holding its
@@ -43,7 +44,7 @@ REPORT_ARGS    ?=
 
 # Pipeline parameters are read (and parameter files written) only when a
 # goal needs the DAG.
-NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-%
+NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-% test-cluster
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NON_PIPELINE_GOALS),$(MAKECMDGOALS)),all),)
 ifeq ($(wildcard pipelines/$(PIPELINE).mk),)
 $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make list-pipelines))
@@ -57,7 +58,7 @@ TOOLS := synthesize train-teacher extract-subspace distill evaluate report tenso
 TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
 SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
 
-.PHONY: all setup build test bench help list list-pipelines report
+.PHONY: all setup build test test-cluster bench help list list-pipelines report
 setup:
 	@bash scripts/setup.sh
 
@@ -77,8 +78,12 @@ bench: $(BIN)/.built
 	$(BIN)/bench-io
 	$(BIN)/bench-nn
 
+# End-to-end Slurm test on a throwaway single-node cluster; SKIP without root/packages.
+test-cluster: $(BIN)/.built
+	bash scripts/test-cluster.sh
+
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------- parameter files
 # $(call params,FILE,TEXT): FILE holds TEXT; rewritten (new mtime) only when
