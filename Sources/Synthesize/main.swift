@@ -1,1 +1,135 @@
-print("Synthesize: not yet implemented")
+import ArgumentParser
+import Foundation
+import ShapesWorld
+
+/// `synthesize`: stage 1 of the pipeline, the data (issue 4). All checks
+/// live in `SynthesisPlan.prepare`; this file only maps options onto a
+/// `SynthesisConfig` and reports errors.
+struct Synthesize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synthesize",
+        abstract: "Synthesise the shapes world (or read CIFAR/MNIST) into the study's data splits.",
+        discussion: """
+        Writes DIR/<split>.npz for each chosen split, with entries images (uint8 N×H×W×3, HWC, \
+        intensity = value/255), labels (int32), artifact (bool), digit (int32, -1 = none) and \
+        group (int32, label·2 + artifact), plus DIR/<split>.png contact sheets. Splits: \
+        teacher-train, teacher-val (all classes, clean; independent of rho and family), \
+        distill-train, distill-val (subtask relabelled 0..K-1; a fraction rho carries the \
+        digit = label), test (a fraction rho carries a random digit), test-clean (no artifact), \
+        test-conflict (every image a digit != label). Aliases for --splits: all, teacher, \
+        distill, tests, rho (the rho-dependent splits distill-train, distill-val, test).
+        The same seed gives the same tensors; meta.json holds the creation time unless \
+        --fixed-time is given.
+        """)
+
+    @Option(name: .long, help: "Output folder (created if missing).")
+    var out: String
+
+    @Option(name: .long, help: "Fraction of distillation/test images with the artifact, in [0, 1].")
+    var rho: Double = 0
+
+    @Option(name: .long, help: "Seed of every random choice.")
+    var seed: UInt64 = 0
+
+    @Option(name: .long, help: "Subtask family: stars, polygons, gratings (default), dots; with CIFAR-10: animals, vehicles; with CIFAR-100: a superclass name or 0-19.")
+    var family: String?
+
+    @Option(name: .long, help: "Subtask as comma-separated global class ids (instead of --family).")
+    var subtaskClasses: String?
+
+    @Option(name: .long, help: "Comma-separated splits or aliases to write (default all).")
+    var splits: String = "all"
+
+    @Option(name: .long, help: "Images per class of teacher-train.")
+    var teacherTrainPerClass: Int = 500
+    @Option(name: .long, help: "Images per class of teacher-val.")
+    var teacherValPerClass: Int = 100
+    @Option(name: .long, help: "Images per class of distill-train.")
+    var distillTrainPerClass: Int = 240
+    @Option(name: .long, help: "Images per class of distill-val.")
+    var distillValPerClass: Int = 60
+    @Option(name: .long, help: "Images per class of test, test-clean and test-conflict (same base images).")
+    var testPerClass: Int = 200
+
+    @Option(name: .long, help: "Image side in pixels (multiple of 4, at least 32; the patch is a quarter of it).")
+    var imageSize: Int = 32
+
+    @Option(name: .long, help: "Long-tail factor r >= 1 of teacher-train and distill-train: class c keeps round(n·r^(-c/(K-1))) images.")
+    var imbalance: Double = 1
+
+    @Flag(name: .long, help: "distill-val gets random digits (like test) instead of digit = label.")
+    var valDecorrelated = false
+
+    @Option(name: .long, help: "MNIST IDX images file (may be gzipped) for the digit glyphs.")
+    var mnist: String?
+
+    @Option(name: .long, help: "MNIST IDX labels file (default: the images path with images-idx3 → labels-idx1).")
+    var mnistLabels: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "CIFAR-10/100 binary batch files for the base images.")
+    var cifar: [String] = []
+
+    @Option(name: .long, help: "CIFAR layout, cifar10 or cifar100 (default: from the file sizes).")
+    var cifarKind: String?
+
+    @Flag(name: .long, help: "Do not write the contact-sheet PNGs.")
+    var noContactSheets = false
+
+    @Flag(name: .long, help: "Stamp meta.json with 1970-01-01 so equal inputs give byte-identical files.")
+    var fixedTime = false
+
+    @Flag(name: .long, help: "No progress lines on stderr.")
+    var quiet = false
+
+    func makeConfig() throws -> SynthesisConfig {
+        var c = SynthesisConfig()
+        c.seed = seed
+        c.rho = rho
+        c.family = family
+        if let s = subtaskClasses {
+            var ids: [Int] = []
+            for item in s.split(separator: ",") {
+                guard let v = Int(item.trimmingCharacters(in: .whitespaces)) else {
+                    throw SynthesisError("--subtask-classes: '\(item)' is not a class id")
+                }
+                ids.append(v)
+            }
+            c.subtaskClasses = ids
+        }
+        c.splits = try SplitName.parseList(splits)
+        c.perClass.teacherTrain = teacherTrainPerClass
+        c.perClass.teacherVal = teacherValPerClass
+        c.perClass.distillTrain = distillTrainPerClass
+        c.perClass.distillVal = distillValPerClass
+        c.perClass.test = testPerClass
+        c.imageSize = imageSize
+        c.imbalance = imbalance
+        c.valDecorrelated = valDecorrelated
+        c.mnistImages = mnist
+        c.mnistLabels = mnistLabels
+        c.cifarPaths = cifar
+        if let k = cifarKind {
+            guard let kind = CIFARKind(rawValue: k) else {
+                throw SynthesisError("--cifar-kind must be cifar10 or cifar100, got '\(k)'")
+            }
+            c.cifarKind = kind
+        }
+        c.outputDirectory = out
+        return c
+    }
+
+    func run() throws {
+        let log: (String) -> Void = quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        do {
+            let start = Date()
+            let plan = try SynthesisPlan.prepare(try makeConfig())
+            try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
+            log(String(format: "synthesize: done in %.2f s", Date().timeIntervalSince(start)))
+        } catch let e as SynthesisError {
+            FileHandle.standardError.write("synthesize: error: \(e.message)\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+    }
+}
+
+Synthesize.main()
