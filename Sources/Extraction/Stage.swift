@@ -103,42 +103,51 @@ public enum ExtractSubspaceStage {
         return out
     }
 
-    /// Resolves k per layer from `--k` and the student (see `ExtractSubspaceConfig.k`).
-    public static func resolveK(_ text: String?, layers: [String], student: [String: Int]?) throws -> [String: Int] {
+    /// The ks `--k` gives explicitly (see `ExtractSubspaceConfig.k`); layers it
+    /// leaves out are absent.
+    public static func explicitK(_ text: String?, layers: [String]) throws -> [String: Int] {
         var out: [String: Int] = [:]
-        if let text {
-            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            func number(_ s: String) throws -> Int {
-                guard let v = Int(s), v > 0 else { throw ExtractionError("--k: '\(s)' is not a positive integer") }
-                return v
-            }
-            if items.contains(where: { $0.contains("=") }) {
-                for item in items {
-                    let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                    guard parts.count == 2 else { throw ExtractionError("--k: mix of named and plain entries in '\(text)'; use layer=k for every entry") }
-                    guard layers.contains(parts[0]) else {
-                        throw ExtractionError("--k names layer '\(parts[0])', which is not extracted (layers: \(layers.joined(separator: ", ")))")
-                    }
-                    guard out[parts[0]] == nil else { throw ExtractionError("--k gives layer \(parts[0]) twice") }
-                    out[parts[0]] = try number(parts[1])
-                }
-            } else if items.count == 1 {
-                let v = try number(items[0])
-                for l in layers { out[l] = v }
-            } else {
-                guard items.count == layers.count else {
-                    throw ExtractionError("--k has \(items.count) values for \(layers.count) layers (\(layers.joined(separator: ", "))); give one, one per layer, or layer=k pairs")
-                }
-                for (l, s) in zip(layers, items) { out[l] = try number(s) }
-            }
+        guard let text else { return out }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        func number(_ s: String) throws -> Int {
+            guard let v = Int(s), v > 0 else { throw ExtractionError("--k: '\(s)' is not a positive integer") }
+            return v
         }
-        for l in layers where out[l] == nil {
-            guard let student else {
-                throw ExtractionError("no k for layer \(l): give --student-arch (k = the paired student layer's channel count) or --k")
+        if items.contains(where: { $0.contains("=") }) {
+            for item in items {
+                let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else { throw ExtractionError("--k: mix of named and plain entries in '\(text)'; use layer=k for every entry") }
+                guard layers.contains(parts[0]) else {
+                    throw ExtractionError("--k names layer '\(parts[0])', which is not extracted (layers: \(layers.joined(separator: ", ")))")
+                }
+                guard out[parts[0]] == nil else { throw ExtractionError("--k gives layer \(parts[0]) twice") }
+                out[parts[0]] = try number(parts[1])
             }
-            guard let w = student[l] else {
-                throw ExtractionError("the student has no stage paired with teacher layer \(l)")
+        } else if items.count == 1 {
+            let v = try number(items[0])
+            for l in layers { out[l] = v }
+        } else {
+            guard items.count == layers.count else {
+                throw ExtractionError("--k has \(items.count) values for \(layers.count) layers (\(layers.joined(separator: ", "))); give one, one per layer, or layer=k pairs")
             }
+            for (l, s) in zip(layers, items) { out[l] = try number(s) }
+        }
+        return out
+    }
+
+    /// k per layer: `--k` where given, else the paired student stage's width.
+    /// The student is consulted (and must pair stage by stage with the
+    /// teacher) only when some layer has no explicit k.
+    public static func resolveK(_ text: String?, layers: [String], studentArch: String?, teacher: Model) throws -> [String: Int] {
+        var out = try explicitK(text, layers: layers)
+        let missing = layers.filter { out[$0] == nil }
+        guard !missing.isEmpty else { return out }
+        guard let studentArch else {
+            throw ExtractionError("no k for layer \(missing.joined(separator: ", ")): give --student-arch (k = the paired student layer's channel count) or --k")
+        }
+        let widths = try studentWidths(architecture: studentArch, teacher: teacher)
+        for l in missing {
+            guard let w = widths[l] else { throw ExtractionError("the student has no stage paired with teacher layer \(l)") }
             out[l] = w
         }
         return out
@@ -155,8 +164,7 @@ public enum ExtractSubspaceStage {
         let teacher = teacherArtifact.model
         let bases = try parseBases(config.bases)
         let layers = try parseLayers(config.layers, teacher: teacher)
-        let widths = try config.studentArch.map { try studentWidths(architecture: $0, teacher: teacher) }
-        let ks = try resolveK(config.k, layers: layers, student: widths)
+        let ks = try resolveK(config.k, layers: layers, studentArch: config.studentArch, teacher: teacher)
         guard config.positions > 0 else { throw ExtractionError("--positions must be positive, got \(config.positions)") }
         guard config.batch > 0 else { throw ExtractionError("--batch must be positive, got \(config.batch)") }
         if let ck = config.checkK, let bad = ck.first(where: { $0 < 1 }) {
@@ -209,6 +217,7 @@ public enum ExtractSubspaceStage {
 
         // basis@k on the validation split, with bases fitted to the largest k of each grid.
         var table: BasisAtKTable?
+        var checkSeconds = 0.0
         if let val {
             var checkBases: [SubspaceBasis] = []
             var grids: [String: [Int]] = [:]
@@ -219,9 +228,12 @@ public enum ExtractSubspaceStage {
                 grids[l] = grid
                 for kind in bases { checkBases.append(try result.basis(layer: l, kind: kind, k: grid.last!)) }
             }
+            let checkStart = ProgressLine.now()
             let t = try BasisAtK.evaluate(teacher: teacher, images: val.images, labels: val.labels, margin: margin,
                                           bases: checkBases, grid: { grids[$0.layer]! }, batch: config.batch)
+            checkSeconds = ProgressLine.now() - checkStart
             log(t.formatted)
+            log(String(format: "extract-subspace: basis@k check on %@ in %.2f s", val.name, checkSeconds))
             table = t
         }
 
@@ -249,7 +261,10 @@ public enum ExtractSubspaceStage {
             "layer_seeds": .object(result.layerSeeds.mapValues { .string(String($0)) }),
             "channels": .object(Dictionary(uniqueKeysWithValues: layers.map { ($0, JSON.number(Double(teacher.tapShape($0)[2]))) })),
         ]
-        if let table { extra["basis_at_k"] = table.json }
+        if let table {
+            extra["basis_at_k"] = table.json
+            extra["check_seconds"] = .number(checkSeconds)
+        }
         var artifact = Artifact(meta: ArtifactMeta(stage: stageName, parameters: parameters, inputs: inputs,
                                                    seed: config.seed, extra: extra))
         for b in result.bases { b.write(into: &artifact) }

@@ -80,15 +80,22 @@ private func config(_ f: (dir: String, teacher: String, data: String, val: Strin
     let t = try Fixture.teacher()
     #expect(try ExtractSubspaceStage.parseLayers(nil, teacher: t) == ["stage1", "stage2"])
     #expect(try ExtractSubspaceStage.parseLayers("stage2", teacher: t) == ["stage2"])
-    let layers = ["stage1", "stage2"], student = ["stage1": 2, "stage2": 3]
-    #expect(try ExtractSubspaceStage.resolveK(nil, layers: layers, student: student) == student)
-    #expect(try ExtractSubspaceStage.resolveK("4", layers: layers, student: nil) == ["stage1": 4, "stage2": 4])
-    #expect(try ExtractSubspaceStage.resolveK("1,5", layers: layers, student: nil) == ["stage1": 1, "stage2": 5])
-    #expect(try ExtractSubspaceStage.resolveK("stage2=6", layers: layers, student: student) == ["stage1": 2, "stage2": 6])
-    #expect(throws: ExtractionError.self) { try ExtractSubspaceStage.resolveK("1,2,3", layers: layers, student: nil) }
-    #expect(throws: ExtractionError.self) { try ExtractSubspaceStage.resolveK("stage3=2", layers: layers, student: student) }
-    #expect(throws: ExtractionError.self) { try ExtractSubspaceStage.resolveK("0", layers: layers, student: nil) }
-    #expect(throws: ExtractionError.self) { try ExtractSubspaceStage.resolveK(nil, layers: layers, student: nil) }
+    let layers = ["stage1", "stage2"]
+    func k(_ text: String?, _ arch: String? = "c2,p,c3,p,gap,fc3") throws -> [String: Int] {
+        try ExtractSubspaceStage.resolveK(text, layers: layers, studentArch: arch, teacher: t)
+    }
+    #expect(try k(nil) == ["stage1": 2, "stage2": 3])
+    #expect(try k("4", nil) == ["stage1": 4, "stage2": 4])
+    #expect(try k("1,5", nil) == ["stage1": 1, "stage2": 5])
+    #expect(try k("stage2=6") == ["stage1": 2, "stage2": 6])
+    // Explicit ks for every layer: the student is not consulted (even with other stages).
+    #expect(try k("1,5", "c2,p,gap,fc3") == ["stage1": 1, "stage2": 5])
+    #expect(throws: ExtractionError.self) { try k("stage2=6", "c2,p,gap,fc3") }
+    #expect(throws: ExtractionError.self) { try k("1,2,3", nil) }
+    #expect(throws: ExtractionError.self) { try k("1,,3", nil) }
+    #expect(throws: ExtractionError.self) { try k("stage3=2") }
+    #expect(throws: ExtractionError.self) { try k("0", nil) }
+    #expect(throws: ExtractionError.self) { try k(nil, nil) }
 }
 
 /// Teacher/student/data mismatches give a clear error naming the problem,
@@ -120,6 +127,9 @@ private func config(_ f: (dir: String, teacher: String, data: String, val: Strin
     // Neither student nor k.
     let noK = failure { $0.studentArch = nil }
     #expect(noK.contains("--student-arch") && noK.contains("--k"), "\(noK)")
+    // Another number of stages is fine when --k covers every layer.
+    #expect(failure { $0.studentArch = "c2,p,gap,fc3"; $0.k = "2,3"; $0.val = nil } == "no error")
+    try? FileManager.default.removeItem(atPath: f.dir + "/bad.npz")
     // Missing input, unknown basis, a split without a subtask.
     #expect(failure { $0.data = f.dir + "/nope.npz" }.contains("nope.npz"))
     #expect(failure { $0.bases = "pca,ica" }.contains("unknown basis 'ica'"))
