@@ -79,6 +79,10 @@ struct TrainTeacher: ParsableCommand {
     var stopAfter: Int?
     @Flag(help: "No progress line or per-epoch summaries.")
     var quiet = false
+    @Option(name: .customLong("check-subtask"), help: ArgumentHelp(
+        "A subtask split (e.g. test-clean.npz) to print the teacher's accuracy on once it is trained (logits cut to the split's subtask_classes); repeatable. Printed only, never stored; choose settings on teacher-val.",
+        valueName: "split"))
+    var checkSubtask: [String] = []
 
     func run() throws {
         Threads.configure(requested: threads)
@@ -112,7 +116,17 @@ struct TrainTeacher: ParsableCommand {
             o.groups = g
             o.stopAfterEpochs = stopAfter
             o.verbose = !quiet
+            for path in checkSubtask { try requireFile(path, role: "subtask split (--check-subtask)") }
             _ = try Training.trainTeacher(o)
+            if !checkSubtask.isEmpty {
+                let teacher = try TeacherArtifact.load(out)
+                for path in checkSubtask {
+                    let d = try Dataset(path: path)
+                    let acc = try Training.subtaskAccuracy(teacher: teacher, dataset: d)
+                    print(String(format: "subtask accuracy %@: %.4f (%d images, teacher classes %@)", d.name, acc, d.count,
+                                 (d.subtaskClasses ?? []).map(String.init).joined(separator: ",")))
+                }
+            }
         } catch let e as StageError {
             FileHandle.standardError.write("train-teacher: error: \(e.message)\n".data(using: .utf8)!)
             throw ExitCode(1)

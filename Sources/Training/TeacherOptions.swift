@@ -95,8 +95,6 @@ public struct TeacherOptions: Sendable {
     /// Validation images per λ update (`dro`).
     public var droBatch = 256
     public var groups = RobustGroups.class
-    /// Images per forward pass when evaluating the validation split.
-    public var evalBatch = 256
     /// Test hook (and `--stop-after`): end the run after this many epochs
     /// are done and checkpointed, without writing the artifact, as if the
     /// process had been killed there.
@@ -126,7 +124,6 @@ public struct TeacherOptions: Sendable {
         guard eta >= 0, eta.isFinite else { throw fail("--eta must be ≥ 0, got \(eta)") }
         guard droEvery > 0 else { throw fail("--dro-every must be positive, got \(droEvery)") }
         guard droBatch > 0 else { throw fail("--dro-batch must be positive, got \(droBatch)") }
-        guard evalBatch > 0 else { throw fail("--eval-batch must be positive, got \(evalBatch)") }
         if let s = stopAfterEpochs, s <= 0 { throw fail("--stop-after must be positive, got \(s)") }
         guard !outPath.isEmpty else { throw fail("--out must name a file") }
     }

@@ -150,7 +150,7 @@ extension Training {
         let augmenter = BatchAugmenter(o.augmentation)
         let progress = ProgressLine()
         var x = Tensor(shape: [0])
-        var xv = Tensor(shape: [0])
+        let allColumns = Array(0..<classes)
         var labels = [Int](repeating: 0, count: o.batch)
         var shift = objective.logShift()
         var trainSeconds = 0.0, trainImages = 0
@@ -197,10 +197,8 @@ extension Training {
                     throw StageError("parameter \(bad) became non-finite at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr")
                 }
                 if objective.isUpdateDue(step: optimizer.stepCount) {
-                    let k = min(o.droBatch, val.count)
-                    let pick = droRNG.permutation(val.count).prefix(k)
-                    val.gather(pick, into: &xv)
-                    let pred = Loss.argmax(model.forward(xv, training: false))
+                    let pick = Array(droRNG.permutation(val.count).prefix(min(o.droBatch, val.count)))
+                    let pred = predict(model: model, dataset: val, indices: pick, columns: allColumns, batch: o.batch)
                     let errs = try Robust.groupErrors(predictions: pred, labels: pick.map { val.labels[$0] },
                                                       groups: pick.map { valGroups[$0] }, groupCount: objective.groups)
                     try objective.update(groupErrors: errs.errors)
@@ -220,7 +218,7 @@ extension Training {
                 }
             }
 
-            let ev = try evaluate(model: model, dataset: val, batch: o.evalBatch)
+            let ev = try evaluate(model: model, dataset: val, batch: o.batch)
             let seconds = ProgressLine.now() - epochStart
             trainLog.append(epoch: epoch + 1, loss: lossSum / Double(steps), trainAccuracy: Double(correct) / Double(steps * o.batch),
                             valAccuracy: ev.accuracy, valWorstClass: ev.worstClassAccuracy, learningRate: Double(lr), seconds: seconds)

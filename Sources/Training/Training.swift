@@ -86,7 +86,7 @@ extension Training {
     /// (label i ↔ logit column classes[i]), as the subtask's view of the
     /// teacher; else label i ↔ column i.
     public static func evaluate(model: Model, dataset: Dataset, classes: [Int]? = nil,
-                                batch: Int = 256) throws -> SplitEvaluation {
+                                batch: Int = 64) throws -> SplitEvaluation {
         guard dataset.imageShape == model.inputShape else {
             throw StageError("\(dataset.name): images are \(dataset.imageShape.map(String.init).joined(separator: "×")), the model expects \(model.inputShape.map(String.init).joined(separator: "×"))")
         }
@@ -101,12 +101,26 @@ extension Training {
         if let bad = dataset.labels.first(where: { $0 < 0 || $0 >= k }) {
             throw StageError("\(dataset.name): label \(bad) is outside 0..<\(k)")
         }
-        var predictions = [Int](repeating: 0, count: dataset.count)
+        let predictions = predict(model: model, dataset: dataset, indices: Array(0..<dataset.count), columns: cols, batch: batch)
+        let acc = Loss.accuracy(predictions: predictions, labels: dataset.labels)
+        let recall = try Robust.perClassRecall(predictions: predictions, labels: dataset.labels, classes: k)
+        let worst = recall.compactMap { $0 }.min() ?? 0
+        return SplitEvaluation(accuracy: acc, worstClassAccuracy: worst, perClassRecall: recall, predictions: predictions)
+    }
+
+    /// argmax over `columns` of the logits (evaluation mode) of the images
+    /// `indices`, forwarded `batch` at a time (the layers' workspaces grow to
+    /// the largest batch seen, so evaluation in training-sized chunks costs
+    /// no extra memory). Callers check shapes and column ids.
+    static func predict(model: Model, dataset: Dataset, indices: [Int], columns cols: [Int], batch: Int) -> [Int] {
+        let outputs = model.outputShape.reduce(1, *)
+        let k = cols.count
+        var predictions = [Int](repeating: 0, count: indices.count)
         var x = Tensor(shape: [0])
         var start = 0
-        while start < dataset.count {
-            let end = min(start + batch, dataset.count)
-            dataset.gather(Array(start..<end)[...], into: &x)
+        while start < indices.count {
+            let end = min(start + batch, indices.count)
+            dataset.gather(indices[start..<end], into: &x)
             let z = model.forward(x, training: false)
             z.data.withUnsafeBufferPointer { zp in
                 for r in 0..<(end - start) {
@@ -120,16 +134,13 @@ extension Training {
             }
             start = end
         }
-        let acc = Loss.accuracy(predictions: predictions, labels: dataset.labels)
-        let recall = try Robust.perClassRecall(predictions: predictions, labels: dataset.labels, classes: k)
-        let worst = recall.compactMap { $0 }.min() ?? 0
-        return SplitEvaluation(accuracy: acc, worstClassAccuracy: worst, perClassRecall: recall, predictions: predictions)
+        return predictions
     }
 
     /// The teacher's accuracy on a subtask split (distill-*, test*): logits
     /// cut to the split's `subtask_classes` (meta.parameters), argmax over
     /// those. For measurements and tests; the evaluation stage has its own.
-    public static func subtaskAccuracy(teacher: TeacherArtifact, dataset: Dataset, batch: Int = 256) throws -> Double {
+    public static func subtaskAccuracy(teacher: TeacherArtifact, dataset: Dataset, batch: Int = 64) throws -> Double {
         guard let classes = dataset.subtaskClasses, !classes.isEmpty else {
             throw StageError("\(dataset.name): no subtask_classes in its metadata (not a subtask split?)")
         }
