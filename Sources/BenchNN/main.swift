@@ -191,7 +191,7 @@ struct BenchNN: ParsableCommand {
 
     func run() throws {
         let sections = Set(only.split(separator: ",").map(String.init))
-        print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS threads \(openblas_get_num_threads())")
+        print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), threads \(OpenBLASInfo.threads)")
         if sections.contains("gemm") {
             for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)

@@ -35,16 +35,20 @@ public final class Conv2D: Layer {
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
-    /// The patch-matrix block (or all of P when it fits in one block, then
-    /// kept from forward to backward).
-    private let patches = Workspace<Float>()
-    /// dP block in backward.
-    private let gradPatches = Workspace<Float>()
+    /// Per worker: the patch-matrix block (or the worker's whole share of P
+    /// when it fits in one block, then kept from forward to backward).
+    private var patches: [Workspace<Float>] = []
+    /// Per worker: dP block in backward.
+    private var gradPatches: [Workspace<Float>] = []
+    /// Per worker after the first: a private dW, summed after the join.
+    private var partialGrads: [Workspace<Float>] = []
     /// Copy of x when backward must rebuild P (several blocks, or 1×1 where
     /// P is x itself).
     private let savedInput = Workspace<Float>()
     private var inShape: [Int] = [0, 0, 0, 0]
     private var blockRows = 0
+    private var workers = 1
+    private var keepsPatches = false
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int = 3,
                 stride: Int = 1, padding: Int? = nil, bias: Bool = true, rng: inout RNG) {
@@ -81,6 +85,10 @@ public final class Conv2D: Layer {
     /// True when P is x itself (1×1, stride 1, no padding).
     private var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
+    /// Multiply-accumulates below which a convolution stays on one thread
+    /// (a fork-join costs ~10 µs). Tests lower it to exercise the split.
+    var parallelThreshold = 1 << 22
+
     // x: B×H×W×Cin → y: B×Ho×Wo×Cout
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[3] == inChannels,
@@ -91,43 +99,66 @@ public final class Conv2D: Layer {
         let wo = (w + 2 * padding - kernel) / stride + 1
         precondition(ho > 0 && wo > 0, "\(name): kernel does not fit input \(x.shape)")
         let m = b * ho * wo, kk = kernel * kernel * inChannels, n = outChannels
-        blockRows = isPointwise ? m : max(1, min(m, patchBlockBytes / (kk * 4)))
         output.reuse(shape: [b, ho, wo, n])
         let wv = weight.value
+        if isPointwise {
+            // P = x: one GEMM (threaded by OpenBLAS); x saved for dW.
+            workers = 1
+            x.data.withUnsafeBufferPointer { xb in
+                let xp = xb.baseAddress!
+                savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count)
+                output.data.withUnsafeMutableBufferPointer { yb in
+                    wv.withUnsafeBufferPointer { wp in
+                        let beta = fillBias(yb.baseAddress!, rows: m)
+                        sgemm(false, false, m: m, n: n, k: kk, a: xp, lda: kk, b: wp.baseAddress!, ldb: n,
+                              beta: beta, c: yb.baseAddress!, ldc: n)
+                    }
+                }
+            }
+            return output
+        }
+        workers = m * kk * n >= parallelThreshold ? min(Parallel.width, b) : 1
+        while patches.count < workers { patches.append(Workspace()); gradPatches.append(Workspace()) }
+        let sharesRows = (b + workers - 1) / workers * ho * wo
+        blockRows = max(1, min(sharesRows, patchBlockBytes / (kk * 4)))
+        keepsPatches = blockRows >= sharesRows
+        let pointers = (0..<workers).map { patches[$0].reserve(blockRows * kk).baseAddress! }
+        let (nw, br) = (workers, blockRows)
         x.data.withUnsafeBufferPointer { xb in
             let xp = xb.baseAddress!
-            if isPointwise || blockRows < m {
-                savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count)
-            }
-            let p = isPointwise ? nil : patches.reserve(blockRows * kk).baseAddress!
+            if !keepsPatches { savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count) }
             output.data.withUnsafeMutableBufferPointer { yb in
                 wv.withUnsafeBufferPointer { wp in
-                    var r0 = 0
-                    while r0 < m {
-                        let r1 = min(m, r0 + blockRows)
-                        let yp = yb.baseAddress! + r0 * n
-                        var beta: Float = 0
-                        if let bias {
-                            bias.value.withUnsafeBufferPointer { bv in
-                                for r in 0..<(r1 - r0) { (yp + r * n).update(from: bv.baseAddress!, count: n) }
-                            }
-                            beta = 1
+                    let y = yb.baseAddress!, wt = wp.baseAddress!
+                    Parallel.runWithSerialBLAS(nw) { t in
+                        let images = Parallel.range(t, of: nw, count: b, align: 1)
+                        var r0 = images.lowerBound * ho * wo
+                        let end = images.upperBound * ho * wo
+                        while r0 < end {
+                            let r1 = min(end, r0 + br)
+                            let beta = self.fillBias(y + r0 * n, rows: r1 - r0)
+                            self.im2col(xp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: pointers[t])
+                            sgemm(false, false, m: r1 - r0, n: n, k: kk, a: pointers[t], lda: kk,
+                                  b: wt, ldb: n, beta: beta, c: y + r0 * n, ldc: n)
+                            r0 = r1
                         }
-                        let a: UnsafePointer<Float>
-                        if let p {
-                            im2col(xp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: p)
-                            a = UnsafePointer(p)
-                        } else {
-                            a = xp + r0 * kk
-                        }
-                        sgemm(false, false, m: r1 - r0, n: n, k: kk, a: a, lda: kk,
-                              b: wp.baseAddress!, ldb: n, beta: beta, c: yp, ldc: n)
-                        r0 = r1
                     }
                 }
             }
         }
         return output
+    }
+
+    /// Writes the bias into every row of y (then the GEMM adds with β = 1);
+    /// returns the GEMM's β.
+    @inline(__always)
+    private func fillBias(_ y: UnsafeMutablePointer<Float>, rows: Int) -> Float {
+        guard let bias else { return 0 }
+        let n = outChannels
+        bias.value.withUnsafeBufferPointer { bv in
+            for r in 0..<rows { copy(y + r * n, bv.baseAddress!, n) }
+        }
+        return 1
     }
 
     // dy: B×Ho×Wo×Cout → dx: B×H×W×Cin; dW, db accumulate
@@ -140,8 +171,8 @@ public final class Conv2D: Layer {
         backward(gradOutput, inputGradient: false)
     }
 
-    /// Per block of rows: (rebuild P_blk,) dW += P_blkᵀ·dY_blk, and for dx:
-    /// dP_blk = dY_blk·Wᵀ, col2im into dx.
+    /// Per worker and block of rows: (rebuild P_blk,) dW += P_blkᵀ·dY_blk,
+    /// and for dx: dP_blk = dY_blk·Wᵀ, col2im into the worker's images of dx.
     private func backward(_ gradOutput: Tensor, inputGradient: Bool) {
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
@@ -150,7 +181,12 @@ public final class Conv2D: Layer {
         let m = b * ho * wo, kk = kernel * kernel * inChannels, n = outChannels
         if inputGradient { gradInput.reuse(shape: inShape) }
         let wv = weight.value
-        let rebuild = !isPointwise && blockRows < m
+        let nw = workers, br = blockRows, rebuild = !keepsPatches
+        while partialGrads.count < nw { partialGrads.append(Workspace()) }
+        let pointers = isPointwise ? [] : (0..<nw).map { patches[$0].buffer.baseAddress! }
+        let dpPointers = isPointwise || !inputGradient ? [] : (0..<nw).map { gradPatches[$0].reserve(br * kk).baseAddress! }
+        let partial = (0..<nw).map { $0 == 0 ? nil : partialGrads[$0].reserve(kk * n).baseAddress! }
+        let saved = UnsafePointer(savedInput.buffer.baseAddress!)
         gradOutput.data.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
             if let bias {
@@ -161,36 +197,43 @@ public final class Conv2D: Layer {
             wv.withUnsafeBufferPointer { wp in
                 weight.grad.withUnsafeMutableBufferPointer { dwb in
                     gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                        let dw = dwb.baseAddress!
+                        let dw = dwb.baseAddress!, wt = wp.baseAddress!
                         if isPointwise {
-                            let xp = UnsafePointer(savedInput.buffer.baseAddress!)
-                            sgemm(true, false, m: kk, n: n, k: m, a: xp, lda: kk, b: dy, ldb: n,
+                            sgemm(true, false, m: kk, n: n, k: m, a: saved, lda: kk, b: dy, ldb: n,
                                   beta: 1, c: dw, ldc: n)
                             if inputGradient {
-                                sgemm(false, true, m: m, n: kk, k: n, a: dy, lda: n, b: wp.baseAddress!, ldb: n,
+                                sgemm(false, true, m: m, n: kk, k: n, a: dy, lda: n, b: wt, ldb: n,
                                       beta: 0, c: dxb.baseAddress!, ldc: kk)
                             }
                             return
                         }
-                        let p = patches.buffer.baseAddress!
-                        let dp = inputGradient ? gradPatches.reserve(blockRows * kk).baseAddress! : p
-                        if inputGradient { dxb.update(repeating: 0) }
-                        var r0 = 0
-                        while r0 < m {
-                            let r1 = min(m, r0 + blockRows)
-                            if rebuild {
-                                im2col(UnsafePointer(savedInput.buffer.baseAddress!), h: h, w: w, ho: ho, wo: wo,
-                                       rows: r0, r1, into: p)
-                            }
-                            sgemm(true, false, m: kk, n: n, k: r1 - r0, a: p, lda: kk, b: dy + r0 * n, ldb: n,
-                                  beta: 1, c: dw, ldc: n)
+                        let dx = dxb.baseAddress
+                        Parallel.runWithSerialBLAS(nw) { t in
+                            let images = Parallel.range(t, of: nw, count: b, align: 1)
+                            let dwt = partial[t] ?? dw
+                            if t > 0 { fill(dwt, 0, kk * n) }
                             if inputGradient {
-                                sgemm(false, true, m: r1 - r0, n: kk, k: n, a: dy + r0 * n, lda: n,
-                                      b: wp.baseAddress!, ldb: n, beta: 0, c: dp, ldc: kk)
-                                col2im(dp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: dxb.baseAddress!)
+                                let per = h * w * self.inChannels
+                                fill(dx! + images.lowerBound * per, 0, images.count * per)
                             }
-                            r0 = r1
+                            var r0 = images.lowerBound * ho * wo
+                            let end = images.upperBound * ho * wo
+                            while r0 < end {
+                                let r1 = min(end, r0 + br)
+                                let p = pointers[t]
+                                if rebuild { self.im2col(saved, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: p) }
+                                sgemm(true, false, m: kk, n: n, k: r1 - r0, a: p, lda: kk, b: dy + r0 * n, ldb: n,
+                                      beta: 1, c: dwt, ldc: n)
+                                if inputGradient {
+                                    let dp = dpPointers[t]
+                                    sgemm(false, true, m: r1 - r0, n: kk, k: n, a: dy + r0 * n, lda: n,
+                                          b: wt, ldb: n, beta: 0, c: dp, ldc: kk)
+                                    self.col2im(dp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: dx!)
+                                }
+                                r0 = r1
+                            }
                         }
+                        for t in 1..<max(nw, 1) { addInto(dw, partial[t]!, kk * n) }
                     }
                 }
             }

@@ -19,8 +19,25 @@
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
 }
 
-/// y = max(x, 0) over n elements.
+/// y = max(x, 0) over n elements (split across cores when large).
 func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let pieces = Parallel.pieces(count: n, align: 16)
+    Parallel.run(pieces) { t in
+        let r = Parallel.range(t, of: pieces, count: n, align: 16)
+        reluForwardSerial(x + r.lowerBound, y + r.lowerBound, r.count)
+    }
+}
+
+/// dx = dy where y > 0, else 0 (y the ReLU output).
+func reluBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+    let pieces = Parallel.pieces(count: n, align: 16)
+    Parallel.run(pieces) { t in
+        let r = Parallel.range(t, of: pieces, count: n, align: 16)
+        reluBackwardSerial(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count)
+    }
+}
+
+func reluForwardSerial(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
     // (`pointwiseMax` compiled to a per-lane scalar loop; a masked
     // replace becomes one compare and blend.)
@@ -32,8 +49,7 @@ func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ 
     while i < n { y[i] = max(x[i], 0); i += 1 }
 }
 
-/// dx = dy where y > 0, else 0 (y the ReLU output).
-func reluBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+func reluBackwardSerial(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
     while i + 16 <= n {
         let yv = load16(y + i)
@@ -95,7 +111,7 @@ struct ChannelTiling {
 /// Per-channel Σx and Σx² (into `sum`, `sumSq`, C Doubles each, overwritten).
 /// Float lane accumulators are flushed to Double every 64 stretches so that
 /// sums over 10⁵ rows keep float-level relative accuracy.
-func channelSumAndSquares(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+func channelSumAndSquaresSerial(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                           sum: UnsafeMutablePointer<Double>, sumSq: UnsafeMutablePointer<Double>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     for ch in 0..<c { sum[ch] = 0; sumSq[ch] = 0 }
@@ -132,7 +148,7 @@ func channelSumAndSquares(_ x: UnsafePointer<Float>, count: Int, tiling t: Chann
 }
 
 /// Per-channel Σa and Σa·b (into `sumA`, `sumAB`, overwritten).
-func channelSumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+func channelSumAndDotSerial(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                       sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     for ch in 0..<c { sumA[ch] = 0; sumAB[ch] = 0 }
@@ -168,7 +184,7 @@ func channelSumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, coun
 }
 
 /// Per-channel Σa (into `sumA`, overwritten).
-func channelSum(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, sumA: UnsafeMutablePointer<Double>) {
+func channelSumSerial(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, sumA: UnsafeMutablePointer<Double>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     for ch in 0..<c { sumA[ch] = 0 }
     let acc = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: v16)
@@ -195,7 +211,7 @@ func channelSum(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, 
 /// (Shift before scaling: x·scale + shift·scale would lose digits when
 /// |mean| ≫ std.)
 /// Coefficients are tiled (L floats each, see `ChannelTiling`).
-func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+func channelAffineSerial(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
                    gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?) {
     let c = t.channels, l = t.lanes, v16 = l / 16
@@ -230,7 +246,7 @@ func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTilin
 
 /// dx = a·dy − b − h·d per channel (the normalisation backward), with
 /// tiled coefficients.
-func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+func channelNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                          a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
@@ -247,5 +263,78 @@ func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, 
     for i in off..<count {
         let j = i % c
         dx[i] = a[j] * dy[i] - b[j] - h[i] * d[j]
+    }
+}
+
+// MARK: Parallel wrappers: pieces start at multiples of the tiling's L, so
+// every piece sees channel 0 first; reductions sum per-piece partials.
+
+func channelSumAndSquares(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                          sum: UnsafeMutablePointer<Double>, sumSq: UnsafeMutablePointer<Double>) {
+    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
+    if n == 1 { channelSumAndSquaresSerial(x, count: count, tiling: t, sum: sum, sumSq: sumSq); return }
+    let part = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c * n)
+    defer { part.deallocate() }
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
+        channelSumAndSquaresSerial(x + r.lowerBound, count: r.count, tiling: t,
+                                   sum: part + 2 * c * p, sumSq: part + 2 * c * p + c)
+    }
+    for ch in 0..<c {
+        sum[ch] = 0; sumSq[ch] = 0
+        for p in 0..<n { sum[ch] += part[2 * c * p + ch]; sumSq[ch] += part[2 * c * p + c + ch] }
+    }
+}
+
+func channelSumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                      sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
+    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
+    if n == 1 { channelSumAndDotSerial(a, b, count: count, tiling: t, sumA: sumA, sumAB: sumAB); return }
+    let part = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c * n)
+    defer { part.deallocate() }
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
+        channelSumAndDotSerial(a + r.lowerBound, b + r.lowerBound, count: r.count, tiling: t,
+                               sumA: part + 2 * c * p, sumAB: part + 2 * c * p + c)
+    }
+    for ch in 0..<c {
+        sumA[ch] = 0; sumAB[ch] = 0
+        for p in 0..<n { sumA[ch] += part[2 * c * p + ch]; sumAB[ch] += part[2 * c * p + c + ch] }
+    }
+}
+
+func channelSum(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, sumA: UnsafeMutablePointer<Double>) {
+    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
+    if n == 1 { channelSumSerial(a, count: count, tiling: t, sumA: sumA); return }
+    let part = UnsafeMutablePointer<Double>.allocate(capacity: c * n)
+    defer { part.deallocate() }
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
+        channelSumSerial(a + r.lowerBound, count: r.count, tiling: t, sumA: part + c * p)
+    }
+    for ch in 0..<c {
+        sumA[ch] = 0
+        for p in 0..<n { sumA[ch] += part[c * p + ch] }
+    }
+}
+
+func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                   scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
+                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?) {
+    let n = Parallel.pieces(count: count, align: t.lanes)
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+        channelAffineSerial(x + o, count: r.count, tiling: t, scale: scale, shift: shift, u: u + o,
+                            gamma: gamma, beta: beta, y: y.map { $0 + o })
+    }
+}
+
+func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                         a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>) {
+    let n = Parallel.pieces(count: count, align: t.lanes)
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+        channelNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, a: a, b: b, d: d, dx: dx + o)
     }
 }

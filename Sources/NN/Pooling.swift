@@ -39,38 +39,42 @@ public final class MaxPool2D: Layer {
         output.reuse(shape: [b, ho, wo, c])
         let am = argmax.reserve(b * ho * wo * c).baseAddress!
         let k = kernel, s = stride
+        let pieces = min(b, Parallel.pieces(count: x.count, align: 1))
         x.data.withUnsafeBufferPointer { xb in
             output.data.withUnsafeMutableBufferPointer { yb in
                 let xp = xb.baseAddress!, yp = yb.baseAddress!
-                var o = 0
-                for bi in 0..<b {
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            let first = xp + ((bi * h + oy * s) * w + ox * s) * c
-                            var ch = 0
-                            while ch + 16 <= c {
-                                var best = load16(first + ch), pos = SIMD16<Float>(repeating: 0)
-                                for j in 1..<(k * k) {
-                                    let v = load16(first + ((j / k) * w + j % k) * c + ch)
-                                    let better = v .> best
-                                    best.replace(with: v, where: better)
-                                    pos.replace(with: Float(j), where: better)
+                Parallel.run(pieces) { t in
+                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                    var o = images.lowerBound * ho * wo * c
+                    for bi in images {
+                        for oy in 0..<ho {
+                            for ox in 0..<wo {
+                                let first = xp + ((bi * h + oy * s) * w + ox * s) * c
+                                var ch = 0
+                                while ch + 16 <= c {
+                                    var best = load16(first + ch), pos = SIMD16<Float>(repeating: 0)
+                                    for j in 1..<(k * k) {
+                                        let v = load16(first + ((j / k) * w + j % k) * c + ch)
+                                        let better = v .> best
+                                        best.replace(with: v, where: better)
+                                        pos.replace(with: Float(j), where: better)
+                                    }
+                                    store16(best, yp + o + ch)
+                                    store16(pos, am + o + ch)
+                                    ch += 16
                                 }
-                                store16(best, yp + o + ch)
-                                store16(pos, am + o + ch)
-                                ch += 16
-                            }
-                            while ch < c {
-                                var best = first[ch], pos: Float = 0
-                                for j in 1..<(k * k) {
-                                    let v = first[((j / k) * w + j % k) * c + ch]
-                                    if v > best { best = v; pos = Float(j) }
+                                while ch < c {
+                                    var best = first[ch], pos: Float = 0
+                                    for j in 1..<(k * k) {
+                                        let v = first[((j / k) * w + j % k) * c + ch]
+                                        if v > best { best = v; pos = Float(j) }
+                                    }
+                                    yp[o + ch] = best
+                                    am[o + ch] = pos
+                                    ch += 1
                                 }
-                                yp[o + ch] = best
-                                am[o + ch] = pos
-                                ch += 1
+                                o += c
                             }
-                            o += c
                         }
                     }
                 }
@@ -88,20 +92,24 @@ public final class MaxPool2D: Layer {
         let (ho, wo) = (output.shape[1], output.shape[2])
         let am = UnsafePointer(argmax.buffer.baseAddress!)
         let k = kernel, s = stride
+        let pieces = min(b, Parallel.pieces(count: gradInput.count, align: 1))
         gradOutput.data.withUnsafeBufferPointer { dyb in
             gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                dxb.update(repeating: 0)
                 let dy = dyb.baseAddress!, dx = dxb.baseAddress!
-                var o = 0
-                for bi in 0..<b {
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            let first = dx + ((bi * h + oy * s) * w + ox * s) * c
-                            for ch in 0..<c {
-                                let j = Int(am[o + ch])
-                                first[((j / k) * w + j % k) * c + ch] += dy[o + ch]
+                Parallel.run(pieces) { t in
+                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                    fill(dx + images.lowerBound * h * w * c, 0, images.count * h * w * c)
+                    var o = images.lowerBound * ho * wo * c
+                    for bi in images {
+                        for oy in 0..<ho {
+                            for ox in 0..<wo {
+                                let first = dx + ((bi * h + oy * s) * w + ox * s) * c
+                                for ch in 0..<c {
+                                    let j = Int(am[o + ch])
+                                    first[((j / k) * w + j % k) * c + ch] += dy[o + ch]
+                                }
+                                o += c
                             }
-                            o += c
                         }
                     }
                 }

@@ -8,7 +8,8 @@ import Testing
 func channelKernelsMatchReference(_ c: Int) {
     let t = ChannelTiling(channels: c)
     #expect(t.lanes % 16 == 0 && t.lanes % c == 0)
-    for rows in [1, 7, 300, 5000 / c + 3] {
+    // The last count exceeds the parallel split threshold (65 536 values).
+    for rows in [1, 7, 300, 5000 / c + 3, 70_000 / c + 5] {
         let n = rows * c
         let x = randomTensor([n], seed: UInt64(c * 1000 + rows), scale: 3).data.map { $0 + 1.5 }
         let y = randomTensor([n], seed: UInt64(c * 1000 + rows + 1)).data
@@ -52,4 +53,33 @@ func channelKernelsMatchReference(_ c: Int) {
             #expect(abs(dx[i] - (coef[ch] * y[i] - coef[c + ch] - x[i] * coef[2 * c + ch])) < 1e-5)
         }
     }
+}
+
+/// ReLU and max-pool on tensors large enough to be split between workers,
+/// against plain loops.
+@Test func largeReluAndMaxPoolMatchPlainLoops() {
+    let x = randomTensor([5, 32, 32, 16], seed: 40)   // 81 920 values, 5 images
+    let relu = ReLU()
+    let y = relu(x)
+    #expect(y.data == x.data.map { max($0, 0) })
+    let g = randomTensor(x.shape, seed: 41)
+    #expect(relu.backward(g).data == zip(x.data, g.data).map { $0 > 0 ? $1 : 0 })
+
+    let pool = MaxPool2D()
+    let p = pool(x)
+    var want = [Float](repeating: 0, count: 5 * 16 * 16 * 16)
+    var wantDx = [Float](repeating: 0, count: x.count)
+    let gp = randomTensor(p.shape, seed: 42)
+    for b in 0..<5 { for oy in 0..<16 { for ox in 0..<16 { for c in 0..<16 {
+        var best = -Float.infinity, arg = 0
+        for ky in 0..<2 { for kx in 0..<2 {
+            let i = ((b * 32 + 2 * oy + ky) * 32 + 2 * ox + kx) * 16 + c
+            if x.data[i] > best { best = x.data[i]; arg = i }
+        } }
+        let o = ((b * 16 + oy) * 16 + ox) * 16 + c
+        want[o] = best
+        wantDx[arg] += gp.data[o]
+    } } } }
+    #expect(p.data == want)
+    #expect(pool.backward(gp).data == wantDx)
 }
