@@ -114,22 +114,34 @@ func gemmGflops(m: Int, n: Int, k: Int, reps: Int = 5) -> Double {
     return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
 }
 
-/// The layout decision (see Tensor.swift): a 3×3 conv, 32→32 channels on
-/// 32×32 maps, batch 64, as (a) NHWC: one im2col of the batch and ONE gemm
+/// The layout decision (see Tensor.swift): a 3×3 conv (the teacher's first
+/// and last stage), as (a) NHWC: one im2col of the batch and ONE gemm
 /// (B·H·W)×(9·Cin)·(9·Cin)×Cout, vs (b) NCHW: per image an im2col to
 /// (9·Cin)×(H·W) and a gemm Cout×(9·Cin)·(9·Cin)×(H·W) (the batch cannot be
 /// folded without a transpose because the output must stay CHW).
-func layoutComparison(batch: Int) {
-    let (h, w, cin, cout, k) = (32, 32, 32, 32, 3)
+func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
+    let (h, w, k) = (size, size, 3)
     var rng = RNG(seed: 2)
     let x = randomTensor([batch, h, w, cin], rng: &rng)
+    // One GEMM over the whole batch (OpenBLAS threads), as the layout
+    // argument goes; then the library's default (blocked, split by images).
     let conv = Conv2D(name: "nhwc", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
+    conv.patchBlockBytes = Int.max
+    conv.parallelThreshold = Int.max
     _ = conv.forward(x, training: true)
     var best = Double.infinity
     for _ in 0..<5 {
         let t0 = now()
         _ = conv.forward(x, training: true)
         best = min(best, now() - t0)
+    }
+    let blocked = Conv2D(name: "nhwc-blocked", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
+    _ = blocked.forward(x, training: true)
+    var bestBlocked = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        _ = blocked.forward(x, training: true)
+        bestBlocked = min(bestBlocked, now() - t0)
     }
     // NCHW path.
     let kk = k * k * cin, hw = h * w
@@ -147,14 +159,17 @@ func layoutComparison(batch: Int) {
                         for b in 0..<batch {
                             let xb = xp.baseAddress! + b * cin * hw
                             // im2col, rows (c,ky,kx), columns (oy,ox).
+                            // Each (row, oy) is one contiguous shifted copy.
                             for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
                                 let row = cp.baseAddress! + ((c * k + ky) * k + kx) * hw
+                                let ox0 = max(0, 1 - kx), ox1 = min(w, w + 1 - kx)
                                 for oy in 0..<h {
                                     let iy = oy + ky - 1
-                                    for ox in 0..<w {
-                                        let ix = ox + kx - 1
-                                        row[oy * w + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w) ? 0 : xb[(c * h + iy) * w + ix]
-                                    }
+                                    let dst = row + oy * w
+                                    if iy < 0 || iy >= h { dst.update(repeating: 0, count: w); continue }
+                                    if ox0 > 0 { dst.update(repeating: 0, count: ox0) }
+                                    (dst + ox0).update(from: xb + (c * h + iy) * w + ox0 + kx - 1, count: ox1 - ox0)
+                                    if ox1 < w { (dst + ox1).update(repeating: 0, count: w - ox1) }
                                 }
                             } } }
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(hw), Int32(kk), 1,
@@ -168,10 +183,10 @@ func layoutComparison(batch: Int) {
         bestNCHW = min(bestNCHW, now() - t0)
     }
     let flop: Double = 2.0 * Double(batch * hw * kk * cout)
-    let g1: Double = flop / best / 1e9, g2: Double = flop / bestNCHW / 1e9
-    let ms1: Double = best * 1e3, ms2: Double = bestNCHW * 1e3
-    print(String(format: "layout  conv3x3 32→32 @32×32, batch %d, im2col + gemm: NHWC one gemm %.2f ms (%.0f GFLOP/s), NCHW per-image gemms %.2f ms (%.0f GFLOP/s)",
-                 batch, ms1, g1, ms2, g2))
+    let g1: Double = flop / best / 1e9, g2: Double = flop / bestNCHW / 1e9, g3: Double = flop / bestBlocked / 1e9
+    let ms1: Double = best * 1e3, ms2: Double = bestNCHW * 1e3, ms3: Double = bestBlocked * 1e3
+    print(String(format: "layout  conv3x3 %d→%d @%d×%d forward, batch %d, im2col + gemm: NHWC one gemm %.2f ms (%.0f GFLOP/s), NCHW per-image gemms %.2f ms (%.0f GFLOP/s); NHWC blocked+split (default) %.2f ms (%.0f GFLOP/s)",
+                 cin, cout, size, size, batch, ms1, g1, ms2, g2, ms3, g3))
 }
 
 struct BenchNN: ParsableCommand {
@@ -198,7 +213,10 @@ struct BenchNN: ParsableCommand {
             print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
             }
         }
-        if sections.contains("layout") { layoutComparison(batch: batch) }
+        if sections.contains("layout") {
+            layoutComparison(batch: batch, size: 32, cin: 32, cout: 32)
+            layoutComparison(batch: batch, size: 8, cin: 128, cout: 128)
+        }
         let teacher = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
         let student = "c8,p,c16,p,c16,p,gap,fc5"
         if sections.contains("teacher") { try benchModel("teacher", teacher, classes: 20, batchNorm: true) }

@@ -3,14 +3,21 @@
 /// y[b,oy,ox,o] = bias[o] + Σ_{ky,kx,c} x[b, oy·s−p+ky, ox·s−p+kx, c] · W[ky,kx,c,o]
 /// with Ho = ⌊(H + 2p − k)/s⌋ + 1 (likewise Wo); outside the image x = 0.
 ///
-/// Computed as im2col + GEMM with the whole batch folded into one product:
-/// the patch matrix P is (B·Ho·Wo)×(k·k·Cin), row r = (b,oy,ox) holding the
+/// Computed as im2col + GEMM with the batch folded into the product: the
+/// patch matrix P is (B·Ho·Wo)×(k·k·Cin), row r = (b,oy,ox) holding the
 /// k×k×Cin window in (ky,kx,c) order, and Y = P·W with W viewed as
 /// (k·k·Cin)×Cout. Because activations are NHWC, Y is already the NHWC
 /// output and every window row (fixed ky) is one contiguous copy.
-/// Backward, also one GEMM each:
+/// Backward:
 ///   dW += Pᵀ·dY,  db += Σ_rows dY,  dP = dY·Wᵀ, then dx = col2im(dP)
 /// (each dP row scattered-added back into the window it came from).
+///
+/// Execution: the rows of P are taken in blocks of `patchBlockBytes`
+/// (default 4 MiB) so each block is built and multiplied while in cache,
+/// and large convolutions split the batch between cores (`Parallel`), each
+/// worker running im2col and single-threaded sgemm on its images.
+/// `patchBlockBytes = Int.max` and `parallelThreshold = Int.max` give
+/// exactly one GEMM per product over the whole batch.
 ///
 /// Weight layout is HWIO, [k, k, Cin, Cout] (PyTorch's is OIHW: transpose
 /// (3,2,0,1) to convert). He-normal init (fan-in k·k·Cin), bias zero.
@@ -86,8 +93,9 @@ public final class Conv2D: Layer {
     private var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
     /// Multiply-accumulates below which a convolution stays on one thread
-    /// (a fork-join costs ~10 µs). Tests lower it to exercise the split.
-    var parallelThreshold = 1 << 22
+    /// (a fork-join costs ~10 µs); `Int.max` keeps every convolution on one
+    /// thread with OpenBLAS threading its GEMMs. Tests lower it to 0.
+    public var parallelThreshold = 1 << 22
 
     // x: B×H×W×Cin → y: B×Ho×Wo×Cout
     public func forward(_ x: Tensor, training: Bool) -> Tensor {

@@ -10,6 +10,10 @@ import Dispatch
 /// core. A convolution therefore splits its batch between workers, each
 /// running im2col + single-threaded sgemm on its share; OpenBLAS is set to
 /// one thread for the duration and restored afterwards.
+///
+/// Consequence: drive one network at a time from one thread (the study's
+/// training loops do); two threads running layers concurrently would race
+/// on OpenBLAS's global thread count.
 enum Parallel {
     /// Workers to use: OpenBLAS's thread count (which follows
     /// OPENBLAS_NUM_THREADS or the core count), at least 1.
