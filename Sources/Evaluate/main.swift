@@ -51,9 +51,9 @@ struct Evaluate: ParsableCommand {
     var sets: [String] = []
 
     @Option(help: "Images per forward/backward batch.")
-    var batch: Int = 100
+    var batch: Int = 50
 
-    @Option(name: .customLong("lrp-epsilon"), help: "LRP-ε stabiliser factor: ε = factor · std of each layer's pre-activations on test-conflict.")
+    @Option(name: .customLong("lrp-epsilon"), help: "LRP-ε stabiliser factor: ε = factor · std of each layer's pre-activations over the test split.")
     var lrpEpsilon: Float = 0.25
 
     @Option(help: "Images shown in the heatmap.")

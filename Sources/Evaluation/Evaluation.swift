@@ -25,7 +25,7 @@ public struct EvaluateOptions {
     public var heatmapScale: Int
 
     public init(student: String, teacher: String, data: String, out: String, heatmap: String? = nil,
-                sets: [String] = [], batchSize: Int = 100, epsilonFactor: Float = 0.25,
+                sets: [String] = [], batchSize: Int = 50, epsilonFactor: Float = 0.25,
                 heatmapImages: Int = 8, heatmapScale: Int = 4) {
         self.student = student; self.teacher = teacher; self.data = data; self.out = out
         self.heatmap = heatmap; self.sets = sets; self.batchSize = batchSize
@@ -69,7 +69,8 @@ public struct NetworkEvaluation {
 /// - `relevance_gxi`, `relevance_lrp`: mean over test-conflict images of the
 ///   share of input relevance inside the artifact patch (top-left square,
 ///   side = the split's `patch_size`, else side/4), by gradient × input and
-///   by LRP-ε (`LRP`), of the logit margin f = z_y − max_{c≠y} z_c with y
+///   by LRP-ε (`LRP`; ε_l = 0.25·std of layer l's pre-activations over the
+///   test split), of the logit margin f = z_y − max_{c≠y} z_c with y
 ///   the true label: share = Σ_{patch} |R_pixel| / Σ_{all} |R_pixel|,
 ///   R_pixel = Σ_channels R (images with no relevance at all are skipped).
 /// The teacher's logits are cut to the subtask classes (`subtask_classes`
@@ -240,10 +241,13 @@ public enum EvaluateStage {
         let start = ProgressLine.now()
         let k = e.numClasses
         var logits: [String: [Float]] = [:], preds: [String: [Int]] = [:]
-        logits["test"] = e.logits(test)
+        // ε of LRP from the pre-activations over the test split (its
+        // accuracy pass): one fixed set for every image explained, and no
+        // extra forward.
+        logits["test"] = e.logits(test, collectStatistics: true)
         logits["test-clean"] = e.logits(clean)
-        // ε of LRP from the split being explained.
-        logits["test-conflict"] = e.logits(conflict, collectStatistics: true)
+        let rel = e.relevance(conflict, patch: patch, keep: keep)
+        logits["test-conflict"] = rel.logits
         for (name, z) in logits { preds[name] = NetworkEvaluator.argmax(z, classes: k) }
         let (pt, pc, pk) = (preds["test"]!, preds["test-clean"]!, preds["test-conflict"]!)
         let recall = Scores.perClassRecall(predictions: pt, labels: test.labels, classes: k)
@@ -251,7 +255,6 @@ public enum EvaluateStage {
                                             artifact: [Bool](repeating: false, count: clean.count)
                                                 + [Bool](repeating: true, count: conflict.count),
                                             classes: k)
-        let rel = e.relevance(conflict, patch: patch, keep: keep)
         var m = ModelMetrics()
         m.accTest = Scores.accuracy(predictions: pt, labels: test.labels)
         m.accClean = Scores.accuracy(predictions: pc, labels: clean.labels)

@@ -14,7 +14,7 @@ public final class NetworkEvaluator {
 
     public var numClasses: Int { classColumns.count }
 
-    public init(model: Model, classColumns: [Int], batchSize: Int = 100, epsilonFactor: Float = 0.25) throws {
+    public init(model: Model, classColumns: [Int], batchSize: Int = 50, epsilonFactor: Float = 0.25) throws {
         let outputs = model.outputShape.reduce(1, *)
         guard model.outputShape.count == 1 else {
             throw EvaluationError("network '\(model.architecture)' does not end in a flat logit vector")
@@ -75,6 +75,8 @@ public final class NetworkEvaluator {
 
     /// What `relevance(_:patch:keep:)` measures per image.
     public struct RelevanceResult {
+        /// Subtask logits (N×K) of the same forwards.
+        public var logits: [Float]
         /// Logit margin f = z_y − max_{c≠y} z_c of each image.
         public var margins: [Float]
         /// Share of |gradient × input| inside the patch (nil: no relevance).
@@ -93,14 +95,16 @@ public final class NetworkEvaluator {
     /// evaluation-mode forward: R = x ⊙ ∂f/∂x) and by LRP-ε (relevance
     /// initialised at the logits as R_c = m_c·z_c, m = +1 at y, −1 at the
     /// runner-up, so Σ_c R_c = f). The LRP ε must have been set first
-    /// (`logits(_:collectStatistics: true)`). Returns each image's share of
+    /// (`logits(_:collectStatistics: true)` on some split). Returns the
+    /// logits, margins and each image's share of
     /// relevance inside the top-left `patch`×`patch` square, see
     /// `Scores.patchShare`.
     public func relevance(_ data: StageKit.Dataset, patch: Int, keep: [Int] = []) -> RelevanceResult {
         let k = classColumns.count, outputs = model.outputShape[0]
         let (h, w, ch) = (data.height, data.width, data.channels)
         let p = data.pixelsPerImage
-        var result = RelevanceResult(margins: [Float](repeating: 0, count: data.count),
+        var result = RelevanceResult(logits: [Float](repeating: 0, count: data.count * k),
+                                     margins: [Float](repeating: 0, count: data.count),
                                      shareGxi: [Double?](repeating: nil, count: data.count),
                                      shareLrp: [Double?](repeating: nil, count: data.count),
                                      keptLrp: [[Float]](repeating: [], count: keep.count),
@@ -124,7 +128,10 @@ public final class NetworkEvaluator {
                     lrpSeed.data.withUnsafeMutableBufferPointer { r in
                         g.update(repeating: 0); r.update(repeating: 0)
                         for i in 0..<b {
-                            for c in 0..<k { sub[c] = zp[i * outputs + classColumns[c]] }
+                            for c in 0..<k {
+                                sub[c] = zp[i * outputs + classColumns[c]]
+                                result.logits[(start + i) * k + c] = sub[c]
+                            }
                             let y = data.labels[start + i]
                             guard y >= 0 && y < k else { continue }
                             let (ru, f) = sub.withUnsafeBufferPointer { Scores.margin($0.baseAddress!, classes: k, label: y) }

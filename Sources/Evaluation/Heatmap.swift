@@ -65,7 +65,7 @@ public enum Heatmap {
         let width = 2 * margin + 3 * pw + 2 * gap
         let height = margin + header + rows.count * (ph + caption + gap) + margin - gap
         var canvas = Canvas(width: width, height: height)
-        let titles = ["IMAGE", "TEACHER LRP", "STUDENT LRP"]
+        let titles = ["IMAGE", "TEACHER", "STUDENT"]
         for (col, t) in titles.enumerated() {
             canvas.text(t, x: margin + col * (pw + gap), y: margin, scale: 2, colour: (40, 40, 40))
         }

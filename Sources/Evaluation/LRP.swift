@@ -28,9 +28,10 @@ import NN
 /// ε per linear unit (a documented, scale-aware choice): ε_l = f_ε · std(z_l)
 /// with f_ε = `epsilonFactor` (default 0.25) and std over every element of
 /// the unit's pre-activation (all images, positions and channels) of the
-/// forwards passed to `accumulateStatistics()`; `evaluate` uses the whole
-/// split being explained, so an image's relevance does not depend on which
-/// images share its batch. The relevance at the output is set by the caller
+/// forwards passed to `accumulateStatistics()`. `evaluate` uses the forwards
+/// of the whole test split (its accuracy pass, so no extra forward): one
+/// fixed ε per layer for every image explained, so an image's relevance
+/// does not depend on which images share its batch. The relevance at the output is set by the caller
 /// (`evaluate`: R_c = m_c·z_c with m = +1 at the label, −1 at the runner-up,
 /// so Σ_c R_c = the logit margin f).
 ///
