@@ -62,6 +62,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Upscaling factor of the heatmap panels.")
     var heatmapScale: Int = 4
 
+    @Option(help: ArgumentHelp("Cache of the teacher's evaluation, shared by the students of one data folder: read when it matches the teacher, the splits and the options, else written.", valueName: "file.npz"))
+    var teacherCache: String?
+
     @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
     var threads: Int?
 
@@ -69,7 +72,8 @@ struct Evaluate: ParsableCommand {
         Threads.configure(requested: threads)
         let options = EvaluateOptions(student: student, teacher: teacher, data: data, out: out, heatmap: heatmap,
                                       sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
-                                      heatmapImages: heatmapImages, heatmapScale: heatmapScale)
+                                      heatmapImages: heatmapImages, heatmapScale: heatmapScale,
+                                      teacherCache: teacherCache)
         let start = ProgressLine.now()
         do {
             _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }

@@ -23,13 +23,20 @@ public struct EvaluateOptions {
     public var epsilonFactor: Float
     public var heatmapImages: Int
     public var heatmapScale: Int
+    /// Optional cache of the teacher's evaluation (an .npz): the teacher's
+    /// numbers depend only on the teacher, the three splits and the options,
+    /// so the students of one data folder can share them. Read when its key
+    /// (digests of those inputs + options) matches, else computed and
+    /// written (atomically; a failed write is only a warning).
+    public var teacherCache: String?
 
     public init(student: String, teacher: String, data: String, out: String, heatmap: String? = nil,
                 sets: [String] = [], batchSize: Int = 50, epsilonFactor: Float = 0.25,
-                heatmapImages: Int = 8, heatmapScale: Int = 4) {
+                heatmapImages: Int = 8, heatmapScale: Int = 4, teacherCache: String? = nil) {
         self.student = student; self.teacher = teacher; self.data = data; self.out = out
         self.heatmap = heatmap; self.sets = sets; self.batchSize = batchSize
         self.epsilonFactor = epsilonFactor; self.heatmapImages = heatmapImages; self.heatmapScale = heatmapScale
+        self.teacherCache = teacherCache
     }
 
     /// metrics.npz beside metrics.json: the `.json` extension replaced.
@@ -173,7 +180,30 @@ public enum EvaluateStage {
         log(String(format: "student: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)",
                    s.metrics.accTest ?? Double.nan, s.metrics.accClean ?? Double.nan, s.metrics.accConflict ?? Double.nan,
                    s.metrics.relevanceGxi ?? Double.nan, s.metrics.relevanceLrp ?? Double.nan, s.seconds))
-        var t = evaluate(teacherEval, test: test, clean: clean, conflict: conflict, patch: patch, keep: keep)
+        var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
+        for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
+        let cacheKey = sha256Hex(Array(([teacher.digest] + splitNames.map { digests[$0]! } + [
+            "columns=\(teacherColumns)", "batch=\(o.batchSize)", "eps=\(o.epsilonFactor)", "patch=\(patch)", "keep=\(keep)",
+        ]).joined(separator: ";").utf8))
+        var t: NetworkEvaluation
+        if let cache = o.teacherCache, let hit = readTeacherCache(cache, key: cacheKey, k: k, keep: keep.count,
+                                                                 h: conflict.height, w: conflict.width) {
+            t = hit
+            log("teacher: evaluation read from the cache \(cache)")
+        } else {
+            t = evaluate(teacherEval, test: test, clean: clean, conflict: conflict, patch: patch, keep: keep)
+            if let cache = o.teacherCache {
+                var a = Artifact(meta: ArtifactMeta(stage: "evaluate-teacher-cache", inputs: digests.filter { $0.key != "student" },
+                                                    extra: ["key": .string(cacheKey)]))
+                add(t, prefix: "teacher/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &a)
+                do {
+                    try ensureDirectory(forFile: cache)
+                    try NPZ.write(a, to: cache)
+                } catch {
+                    log("warning: cannot write the teacher cache \(cache): \(error)")
+                }
+            }
+        }
         log(String(format: "teacher: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)",
                    t.metrics.accTest ?? Double.nan, t.metrics.accClean ?? Double.nan, t.metrics.accConflict ?? Double.nan,
                    t.metrics.relevanceGxi ?? Double.nan, t.metrics.relevanceLrp ?? Double.nan, t.seconds))
@@ -200,8 +230,6 @@ public enum EvaluateStage {
                                   channels: conflict.channels, patch: patch, scale: o.heatmapScale)
             try atomicWrite(png, to: path)
         }
-        var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
-        for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
         var parameters: [String: JSON] = [
             "batch_size": .number(Double(o.batchSize)),
             "lrp_epsilon_factor": .number(Double(o.epsilonFactor)),
@@ -266,6 +294,47 @@ public enum EvaluateStage {
         m.relevanceLrp = Scores.mean(rel.shareLrp)
         return NetworkEvaluation(metrics: m, logits: logits, predictions: preds, groupAccuracy: groups,
                                  relevance: rel, epsilons: e.lrp.epsilons, seconds: ProgressLine.now() - start)
+    }
+
+    /// The teacher's evaluation from a cache written by `run`, nil when the
+    /// file is absent, unreadable or made for other inputs.
+    static func readTeacherCache(_ path: String, key: String, k: Int, keep: Int, h: Int, w: Int) -> NetworkEvaluation? {
+        guard FileManager.default.fileExists(atPath: path), let a = try? NPZ.read(path),
+              a.meta?.extra["key"]?.string == key else { return nil }
+        return try? read(a, prefix: "teacher/", k: k, keep: keep, h: h, w: w)
+    }
+
+    /// Inverse of `add`: a network's evaluation from metrics.npz-style entries.
+    static func read(_ a: Artifact, prefix: String, k: Int, keep: Int, h: Int, w: Int) throws -> NetworkEvaluation {
+        func scalar(_ name: String) throws -> Double? {
+            let v = try a.array(prefix + name).doubles()
+            guard v.count == 1 else { throw EvaluationError("\(prefix)\(name): expected one value") }
+            return v[0]
+        }
+        var m = ModelMetrics()
+        m.accTest = try scalar("acc_test"); m.accClean = try scalar("acc_clean"); m.accConflict = try scalar("acc_conflict")
+        m.worstGroup = try scalar("worst_group"); m.worstClass = try scalar("worst_class"); m.agreement = try scalar("agreement")
+        m.relevanceGxi = try scalar("relevance_gxi"); m.relevanceLrp = try scalar("relevance_lrp")
+        m.perClassRecall = try a.array(prefix + "per_class_recall").doubles()
+        var logits: [String: [Float]] = [:], preds: [String: [Int]] = [:]
+        for (split, short) in [("test", "test"), ("test-clean", "clean"), ("test-conflict", "conflict")] {
+            logits[split] = try a.array(prefix + "logits_" + short).floats()
+            preds[split] = try a.array(prefix + "pred_" + short).asInts()
+        }
+        let lrpMaps = try a.array(prefix + "heatmap_lrp").floats(), gxiMaps = try a.array(prefix + "heatmap_gxi").floats()
+        guard m.perClassRecall?.count == k, lrpMaps.count == keep * h * w, gxiMaps.count == keep * h * w else {
+            throw EvaluationError("\(prefix): entries do not fit \(k) classes and \(keep) maps of \(h)×\(w)")
+        }
+        let maps = { (v: [Float]) in (0..<keep).map { Array(v[($0 * h * w)..<(($0 + 1) * h * w)]) } }
+        let nan = { (v: [Double]) in v.map { $0.isNaN ? nil : $0 } }
+        let rel = NetworkEvaluator.RelevanceResult(
+            logits: logits["test-conflict"]!, margins: try a.array(prefix + "margin_conflict").floats(),
+            shareGxi: nan(try a.array(prefix + "relevance_gxi_per_image").doubles()),
+            shareLrp: nan(try a.array(prefix + "relevance_lrp_per_image").doubles()),
+            keptLrp: maps(lrpMaps), keptGxi: maps(gxiMaps))
+        return NetworkEvaluation(metrics: m, logits: logits, predictions: preds,
+                                 groupAccuracy: try a.array(prefix + "group_accuracy").doubles(),
+                                 relevance: rel, epsilons: try a.array(prefix + "lrp_epsilon").floats(), seconds: 0)
     }
 
     /// The numbers of one network into metrics.npz under `prefix`.

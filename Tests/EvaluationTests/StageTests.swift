@@ -163,3 +163,32 @@ private func predictions(_ model: Model, _ data: StageKit.Dataset, columns: [Int
     #expect(!FileManager.default.fileExists(atPath: dir + "/run/metrics.json"))
     #expect(!FileManager.default.fileExists(atPath: dir + "/run/metrics.npz"))
 }
+
+/// The teacher cache: a second run reads it (a doctored value shows up),
+/// gives the same files, and a changed split invalidates it.
+@Test func teacherCacheIsReadWhenItMatchesAndIgnoredOtherwise() throws {
+    let dir = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try writeTestSplits(dir)
+    _ = try writeNetworks(dir: dir)
+    var o = options(dir)
+    o.teacherCache = dir + "/cache/teacher-eval.npz"
+    let first = try EvaluateStage.run(o)
+    let json = try Data(contentsOf: URL(fileURLWithPath: o.out))
+    let png = try Data(contentsOf: URL(fileURLWithPath: o.heatmap!))
+    _ = try EvaluateStage.run(o)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: o.out)) == json)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: o.heatmap!)) == png)
+
+    // Doctor the cached accuracy: a hit reports it.
+    var cache = try NPZ.read(o.teacherCache!)
+    cache.set("teacher/acc_test", NDArray([0.123], shape: []))
+    try NPZ.write(cache, to: o.teacherCache!)
+    #expect(try EvaluateStage.run(o).teacher?.accTest == 0.123)
+
+    // Another test split: the key differs, the teacher is measured again.
+    try writeSplit(dir + "/test.npz", kind: "test", perClass: 6, classes: 3, side: 8, subtask: [1, 3, 4], seed: 99)
+    let again = try EvaluateStage.run(o)
+    #expect(again.teacher?.accTest != 0.123)
+    #expect(again.teacher?.accClean == first.teacher?.accClean)
+}
