@@ -186,3 +186,21 @@ private func maxDiff(_ a: [Float], _ b: [Float]) -> Float {
     }
     #expect(throws: EvaluationError.self) { try NetworkEvaluator(model: model, classColumns: [4]) }
 }
+
+/// The ε-rule by hand on one linear layer, with sgn(0) = +1:
+/// x = (1, 2), W = [[1, −1], [2, 0.5]] (in × out), b = (0.5, 0), ε = 0.5:
+/// z = (5.5, 0), S = R/(z + ε·sgn z) = (1/6, 2) for R = (1, 1),
+/// R_in = x ⊙ W·S = (1·(1/6 − 2), 2·(2/6 + 1)) = (−11/6, 8/3).
+@Test func epsilonRuleByHandOnOneLinearLayer() throws {
+    let model = try Model(architecture: "fc2", inputShape: [1, 1, 2], seed: 0)
+    let fc = model.layers.compactMap { $0 as? Linear }[0]
+    fc.weight.value = [1, -1, 2, 0.5]
+    fc.bias!.value = [0.5, 0]
+    let x = Tensor(shape: [1, 1, 1, 2], data: [1, 2])
+    let z = model.forward(x, training: false)
+    #expect(z.data == [5.5, 0])
+    let lrp = try LRP(model: model)
+    lrp.epsilons = [0.5]
+    let r = lrp.relevance(input: x, outputRelevance: Tensor(shape: [1, 2], data: [1, 1]))
+    #expect(abs(r.data[0] - (-11.0 / 6)) < 1e-6 && abs(r.data[1] - 8.0 / 3) < 1e-6)
+}
