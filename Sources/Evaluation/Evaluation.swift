@@ -87,6 +87,9 @@ public struct NetworkEvaluation {
 /// recorded it there.
 public enum EvaluateStage {
     public static let splitNames = ["test", "test-clean", "test-conflict"]
+    /// Part of the teacher-cache key: bump it whenever the evaluation code
+    /// changes what it measures, so stale caches are recomputed.
+    public static let teacherCacheVersion = 1
 
     public static func run(_ o: EvaluateOptions, log: (String) -> Void = { _ in }) throws -> RunMetrics {
         guard o.batchSize > 0 else { throw EvaluationError("--batch must be positive, got \(o.batchSize)") }
@@ -182,7 +185,7 @@ public enum EvaluateStage {
                    s.metrics.relevanceGxi ?? Double.nan, s.metrics.relevanceLrp ?? Double.nan, s.seconds))
         var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
         for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
-        let cacheKey = sha256Hex(Array(([teacher.digest] + splitNames.map { digests[$0]! } + [
+        let cacheKey = sha256Hex(Array((["teacher-cache v\(teacherCacheVersion)", teacher.digest] + splitNames.map { digests[$0]! } + [
             "columns=\(teacherColumns)", "batch=\(o.batchSize)", "eps=\(o.epsilonFactor)", "patch=\(patch)", "keep=\(keep)",
         ]).joined(separator: ";").utf8))
         var t: NetworkEvaluation
