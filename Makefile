@@ -124,7 +124,7 @@ $(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/see
 	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(A)/$1/$2/rho$3/seed$4/subspace.npz) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
 
 $(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 $(EVAL_ARGS)
+	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(EVAL_ARGS) $(EVAL_ARGS_$1)
 
 ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
 endef
