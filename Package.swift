@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace", "StageKit"], swiftSettings: fast),
         .target(name: "Training", dependencies: ["NN", "TensorIO", "StageKit"], swiftSettings: fast),
         .target(name: "Extraction", dependencies: ["NN", "Subspace", "TensorIO", "StageKit", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS"], swiftSettings: fast),
+        .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS", "Subspace"], swiftSettings: fast),
         .target(name: "Reporting", dependencies: ["TensorIO"]),
 
         // Thin command lines.
@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "StageKitTests", dependencies: ["StageKit", "NN", "TensorIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "StageKit", "NN", "TensorIO"]),
         .testTarget(name: "ExtractionTests", dependencies: ["Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting", "Subspace"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -27,6 +27,16 @@ struct Evaluate: ParsableCommand {
             logit margin z_y − max_{c≠y} z_c (share = Σ_patch |R_pixel| / Σ_all |R_pixel|, \
             R_pixel summed over channels, mean over images).
 
+            Artifact probe (always): image pairs that share base images and differ only in \
+            the corner patch (test-clean/test-conflict, or --probe-clean/--probe-patched); at \
+            every position of each stage tap Δ = a(patched) − a(clean), Σ_art = E[Δ Δᵀ], \
+            Σ_total = the centred covariance of a(clean). Per layer of student and teacher the \
+            artifact share tr Σ_art / tr Σ_total; with --subspace, per teacher layer and basis \
+            the share of the artifact-driven variance inside the basis, \
+            tr(U_kᵀ Σ_art U_k) / tr Σ_art (near 1: the basis passes the shortcut to the \
+            student; near 0: it filters it). In metrics.json under "probe", in metrics.npz \
+            under probe/.
+
             --set key=value fills the run description (keys: \
             \(RunSettings.knownKeys.joined(separator: ", "))); the student's and teacher's \
             metadata fill what is not set.
@@ -65,6 +75,15 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Cache of the teacher's evaluation, shared by the students of one data folder: read when it matches the teacher, the splits and the options, else written.", valueName: "file.npz"))
     var teacherCache: String?
 
+    @Option(help: ArgumentHelp("Subspace whose bases the probe measures (extract-subspace output); its basis_split fills the run description when the student's metadata has none.", valueName: "subspace.npz"))
+    var subspace: String?
+
+    @Option(help: ArgumentHelp("Clean split of the probe's image pairs (default DIR/test-clean.npz); give --probe-patched too.", valueName: "split.npz"))
+    var probeClean: String?
+
+    @Option(help: ArgumentHelp("Patched split of the probe's image pairs, the same base images with the patch (default DIR/test-conflict.npz), e.g. distill-train-decorrelated.npz with distill-train-clean.npz.", valueName: "split.npz"))
+    var probePatched: String?
+
     @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
     var threads: Int?
 
@@ -73,7 +92,8 @@ struct Evaluate: ParsableCommand {
         let options = EvaluateOptions(student: student, teacher: teacher, data: data, out: out, heatmap: heatmap,
                                       sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
                                       heatmapImages: heatmapImages, heatmapScale: heatmapScale,
-                                      teacherCache: teacherCache)
+                                      teacherCache: teacherCache, subspace: subspace,
+                                      probeClean: probeClean, probePatched: probePatched)
         let start = ProgressLine.now()
         do {
             _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }

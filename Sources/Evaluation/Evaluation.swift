@@ -2,6 +2,7 @@ import Foundation
 import NN
 import Reporting
 import StageKit
+import Subspace
 import TensorIO
 
 /// Options of the `evaluate` stage (see `EvaluateStage.run`).
@@ -29,14 +30,25 @@ public struct EvaluateOptions {
     /// (digests of those inputs + options) matches, else computed and
     /// written (atomically; a failed write is only a warning).
     public var teacherCache: String?
+    /// subspace.npz whose bases the artifact probe measures (teacher basis
+    /// shares); nil: only the layers' artifact shares. Its `basis_split`
+    /// also fills the run description when the student's metadata has none.
+    public var subspace: String?
+    /// The probe's image pairs (`ArtifactProbe`): a clean split and the same
+    /// base images with the patch. nil (both): DATA/test-clean.npz and
+    /// DATA/test-conflict.npz.
+    public var probeClean: String?
+    public var probePatched: String?
 
     public init(student: String, teacher: String, data: String, out: String, heatmap: String? = nil,
                 sets: [String] = [], batchSize: Int = 50, epsilonFactor: Float = 0.25,
-                heatmapImages: Int = 8, heatmapScale: Int = 4, teacherCache: String? = nil) {
+                heatmapImages: Int = 8, heatmapScale: Int = 4, teacherCache: String? = nil,
+                subspace: String? = nil, probeClean: String? = nil, probePatched: String? = nil) {
         self.student = student; self.teacher = teacher; self.data = data; self.out = out
         self.heatmap = heatmap; self.sets = sets; self.batchSize = batchSize
         self.epsilonFactor = epsilonFactor; self.heatmapImages = heatmapImages; self.heatmapScale = heatmapScale
         self.teacherCache = teacherCache
+        self.subspace = subspace; self.probeClean = probeClean; self.probePatched = probePatched
     }
 
     /// metrics.npz beside metrics.json: the `.json` extension replaced.
@@ -80,6 +92,12 @@ public struct NetworkEvaluation {
 ///   test split), of the logit margin f = z_y − max_{c≠y} z_c with y
 ///   the true label: share = Σ_{patch} |R_pixel| / Σ_{all} |R_pixel|,
 ///   R_pixel = Σ_channels R (images with no relevance at all are skipped).
+/// - the artifact probe (`ArtifactProbe`, metrics.json `probe`, metrics.npz
+///   `probe/...`): per stage tap of each network the artifact share of its
+///   variance tr Σ_art / tr Σ_total, and with `--subspace` per teacher layer
+///   and basis the share tr(U_kᵀ Σ_art U_k) / tr Σ_art of the teacher's
+///   artifact-driven variance inside the basis; pairs test-clean/test-conflict
+///   unless `--probe-clean/--probe-patched` say otherwise.
 /// The teacher's logits are cut to the subtask classes (`subtask_classes`
 /// of the split metadata) and used unshifted (the robust objectives'
 /// shift only enters training). Dead channels are not measured here;
@@ -89,7 +107,7 @@ public enum EvaluateStage {
     public static let splitNames = ["test", "test-clean", "test-conflict"]
     /// Part of the teacher-cache key: bump it whenever the evaluation code
     /// changes what it measures, so stale caches are recomputed.
-    public static let teacherCacheVersion = 1
+    public static let teacherCacheVersion = 2
 
     public static func run(_ o: EvaluateOptions, log: (String) -> Void = { _ in }) throws -> RunMetrics {
         guard o.batchSize > 0 else { throw EvaluationError("--batch must be positive, got \(o.batchSize)") }
@@ -112,6 +130,21 @@ public enum EvaluateStage {
         for (name, path) in zip(splitNames, splitPaths) {
             try requireFile(path, role: "\(name) split (run synthesize with --splits test,test-clean,test-conflict)")
         }
+        guard (o.probeClean == nil) == (o.probePatched == nil) else {
+            throw EvaluationError("--probe-clean and --probe-patched go together (the probe pairs a clean split with the same images carrying the patch)")
+        }
+        if let c = o.probeClean, let p = o.probePatched {
+            try requireFile(c, role: "probe clean split (--probe-clean)")
+            try requireFile(p, role: "probe patched split (--probe-patched)")
+        }
+        var subspace: Artifact?
+        if let path = o.subspace {
+            try requireFile(path, role: "subspace (--subspace)")
+            do { subspace = try NPZ.read(path) } catch { throw EvaluationError("subspace '\(path)': \(error)") }
+            guard !SubspaceBasis.stored(in: subspace!).isEmpty else {
+                throw EvaluationError("subspace '\(path)' holds no basis (no <layer>/<basis>/U entry); is it an extract-subspace output?")
+            }
+        }
 
         let studentArtifact: Artifact
         do { studentArtifact = try NPZ.read(o.student) } catch {
@@ -126,6 +159,11 @@ public enum EvaluateStage {
             }
         }
         let (test, clean, conflict) = (splits[0], splits[1], splits[2])
+        var probeClean = clean, probePatched = conflict
+        if let c = o.probeClean, let p = o.probePatched {
+            do { probeClean = try StageKit.Dataset(path: c) } catch { throw EvaluationError("probe clean split '\(c)': \(error)") }
+            do { probePatched = try StageKit.Dataset(path: p) } catch { throw EvaluationError("probe patched split '\(p)': \(error)") }
+        }
 
         // Consistency: image shape, class count, labels, subtask classes.
         let k = student.outputShape.reduce(1, *)
@@ -167,8 +205,35 @@ public enum EvaluateStage {
         var patch = side / 4
         if let p = conflict.meta?.extra["patch_size"]?.number, p >= 1, p <= Double(side) { patch = Int(p) }
 
+        // Probe pairs and subspace, checked before any long work.
+        let probeSide = min(probePatched.height, probePatched.width)
+        var probePatch = probeSide / 4
+        if let p = probePatched.meta?.extra["patch_size"]?.number, p >= 1, p <= Double(probeSide) { probePatch = Int(p) }
+        guard probeClean.imageShape == student.inputShape else {
+            throw EvaluationError("probe split '\(probeClean.name)': images are \(probeClean.imageShape), the networks expect \(student.inputShape)")
+        }
+        let pairs = try ArtifactProbe.pairs(clean: probeClean, patched: probePatched, patch: probePatch)
+        var subspaceDigest: String?
+        if let path = o.subspace, let sub = subspace {
+            subspaceDigest = try sha256Hex(ofFile: path)
+            if let t = sub.meta?.inputs["teacher"], t != teacher.digest {
+                throw EvaluationError("subspace '\(path)' was extracted from another teacher (digest \(t.prefix(12))…, --teacher has \(teacher.digest.prefix(12))…)")
+            }
+            for (layer, _) in SubspaceBasis.stored(in: sub) where !teacher.model.tapNames.contains(layer) {
+                throw EvaluationError("subspace '\(path)' has a basis for layer '\(layer)', which the teacher '\(teacher.model.architecture)' does not have")
+            }
+            if let used = studentArtifact.meta?.inputs["subspace"], used != subspaceDigest {
+                log("warning: the student was distilled with another subspace than --subspace \(path); the probe measures the given one")
+            }
+        }
+
         let run = try RunSettings.runInfo(sets: sets, studentMeta: studentArtifact.meta, teacherMeta: teacher.meta,
-                                          studentArchitecture: student.architecture, splitMeta: test.meta)
+                                          studentArchitecture: student.architecture, splitMeta: test.meta,
+                                          subspaceMeta: subspace?.meta)
+        if let fromStudent = studentArtifact.meta?.parameters["basis_split"]?.string,
+           let fromSubspace = RunSettings.basisSplit(subspaceMeta: subspace?.meta), fromStudent != fromSubspace {
+            log("warning: the student's metadata says basis_split=\(fromStudent), the subspace's \(fromSubspace); the run records \(run.basisSplit ?? "-")")
+        }
         if let m = studentArtifact.meta?.parameters["method"]?.string, let s = sets["method"], m != s {
             log("warning: --set method=\(s) but the student's metadata says '\(m)'")
         }
@@ -183,22 +248,42 @@ public enum EvaluateStage {
         log(String(format: "student: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)",
                    s.metrics.accTest ?? Double.nan, s.metrics.accClean ?? Double.nan, s.metrics.accConflict ?? Double.nan,
                    s.metrics.relevanceGxi ?? Double.nan, s.metrics.relevanceLrp ?? Double.nan, s.seconds))
+        let probeStart = ProgressLine.now()
+        let studentProbe = try ArtifactProbe.measure(student, clean: probeClean, patched: probePatched, pairs: pairs,
+                                                     batchSize: o.batchSize)
+        log(String(format: "student: artifact share %@ over %d pairs %@/%@ (%.1fs)",
+                   studentProbe.map { String(format: "%@ %.3f", $0.layer, $0.artifactShare) }.joined(separator: ", "),
+                   pairs.count, probeClean.name, probePatched.name, ProgressLine.now() - probeStart))
         var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
         for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
+        if let c = o.probeClean, let p = o.probePatched {
+            digests["probe-clean"] = try sha256Hex(ofFile: c)
+            digests["probe-patched"] = try sha256Hex(ofFile: p)
+        }
+        if let d = subspaceDigest { digests["subspace"] = d }
+        let probeKey = o.probeClean == nil ? "probe=tests" : "probe=\(digests["probe-clean"]!),\(digests["probe-patched"]!)"
         let cacheKey = sha256Hex(Array((["teacher-cache v\(teacherCacheVersion)", teacher.digest] + splitNames.map { digests[$0]! } + [
             "columns=\(teacherColumns)", "batch=\(o.batchSize)", "eps=\(o.epsilonFactor)", "patch=\(patch)", "keep=\(keep)",
+            probeKey, "probe-patch=\(probePatch)",
         ]).joined(separator: ";").utf8))
         var t: NetworkEvaluation
+        let teacherProbe: [ProbeLayer]
         if let cache = o.teacherCache, let hit = readTeacherCache(cache, key: cacheKey, k: k, keep: keep.count,
-                                                                 h: conflict.height, w: conflict.width) {
-            t = hit
+                                                                 h: conflict.height, w: conflict.width,
+                                                                 probeLayers: teacher.model.tapNames) {
+            (t, teacherProbe) = hit
             log("teacher: evaluation read from the cache \(cache)")
         } else {
             t = evaluate(teacherEval, test: test, clean: clean, conflict: conflict, patch: patch, keep: keep)
+            let start = ProgressLine.now()
+            teacherProbe = try ArtifactProbe.measure(teacher.model, clean: probeClean, patched: probePatched, pairs: pairs,
+                                                     batchSize: o.batchSize)
+            t.seconds += ProgressLine.now() - start
             if let cache = o.teacherCache {
-                var a = Artifact(meta: ArtifactMeta(stage: "evaluate-teacher-cache", inputs: digests.filter { $0.key != "student" },
+                var a = Artifact(meta: ArtifactMeta(stage: "evaluate-teacher-cache", inputs: digests.filter { $0.key != "student" && $0.key != "subspace" },
                                                     extra: ["key": .string(cacheKey)]))
                 add(t, prefix: "teacher/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &a)
+                for l in teacherProbe { l.write(into: &a, prefix: "probe/teacher/") }
                 do {
                     try ensureDirectory(forFile: cache)
                     try NPZ.write(a, to: cache)
@@ -216,7 +301,17 @@ public enum EvaluateStage {
             let v = dead.compactMap { $0.number.map { Int($0) } }
             if v.count == dead.count { s.metrics.deadChannels = v }
         }
-        let result = RunMetrics(run: run, student: s.metrics, teacher: t.metrics, numClasses: k)
+        let basisShares = try subspace.map { try ArtifactProbe.basisShares(subspace: $0, teacher: teacherProbe) } ?? []
+        log("teacher: artifact share " + teacherProbe.map { String(format: "%@ %.3f", $0.layer, $0.artifactShare) }.joined(separator: ", "))
+        if !basisShares.isEmpty {
+            log("teacher: artifact variance inside the basis " + basisShares.map { b in
+                String(format: "%@/%@ (k=%d of d=%d) %.3f", b.layer, b.kind.rawValue, b.k,
+                       teacherProbe.first { $0.layer == b.layer }?.channels ?? 0, b.share)
+            }.joined(separator: ", "))
+        }
+        let probe = probeMetrics(pairs: "\(probeClean.name)/\(probePatched.name)", images: pairs.count,
+                                 student: studentProbe, teacher: teacherProbe, bases: basisShares)
+        let result = RunMetrics(run: run, student: s.metrics, teacher: t.metrics, numClasses: k, probe: probe)
 
         // Outputs: heatmap, metrics.npz, then metrics.json last (the Make
         // target), each written atomically.
@@ -238,6 +333,8 @@ public enum EvaluateStage {
             "lrp_epsilon_factor": .number(Double(o.epsilonFactor)),
             "patch_size": .number(Double(patch)),
             "heatmap_images": .number(Double(o.heatmapImages)),
+            "probe_pairs": .string("\(probeClean.name)/\(probePatched.name)"),
+            "probe_patch_size": .number(Double(probePatch)),
         ]
         for (key, value) in sets { parameters["set." + key] = .string(value) }
         if let runJSON = try? JSONDecoder().decode(JSON.self, from: RunMetrics.makeEncoder().encode(run)) {
@@ -251,12 +348,14 @@ public enum EvaluateStage {
                 "relevance": "share of |Σ_channels R| inside the top-left patch on test-conflict, mean over images; f = z_y − max_{c≠y} z_c",
                 "lrp_units": .array(studentEval.lrp.unitNames.map { .string($0) }),
                 "teacher_lrp_units": .array(teacherEval.lrp.unitNames.map { .string($0) }),
+                "probe": "pairs share base images and differ only in the corner patch; per stage tap Δ = a(patched) − a(clean) at every position, Σ_art = E[Δ Δᵀ], Σ_total = centred covariance of a(clean); artifact_share = tr Σ_art / tr Σ_total; basis share = tr(U_kᵀ Σ_art U_k) / tr Σ_art, total_share the same with Σ_total",
             ])
         var npz = Artifact(meta: meta)
         npz.set("num_classes", NDArray([Int64(k)], shape: []))
         npz.set("heatmap_indices", NDArray(keep.map { Int32($0) }, shape: [keep.count]))
         add(s, prefix: "student/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &npz)
         add(t, prefix: "teacher/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &npz)
+        addProbe(pairs: pairs, student: studentProbe, teacher: teacherProbe, bases: basisShares, to: &npz)
         do {
             try NPZ.write(npz, to: o.npzPath)
             try atomicWrite(Array(try result.jsonData()), to: o.out)
@@ -301,10 +400,44 @@ public enum EvaluateStage {
 
     /// The teacher's evaluation from a cache written by `run`, nil when the
     /// file is absent, unreadable or made for other inputs.
-    static func readTeacherCache(_ path: String, key: String, k: Int, keep: Int, h: Int, w: Int) -> NetworkEvaluation? {
+    static func readTeacherCache(_ path: String, key: String, k: Int, keep: Int, h: Int, w: Int,
+                                 probeLayers: [String]) -> (NetworkEvaluation, [ProbeLayer])? {
         guard FileManager.default.fileExists(atPath: path), let a = try? NPZ.read(path),
-              a.meta?.extra["key"]?.string == key else { return nil }
-        return try? read(a, prefix: "teacher/", k: k, keep: keep, h: h, w: w)
+              a.meta?.extra["key"]?.string == key,
+              let e = try? read(a, prefix: "teacher/", k: k, keep: keep, h: h, w: w),
+              let p = try? probeLayers.map({ try ProbeLayer(from: a, prefix: "probe/teacher/", layer: $0) }) else { return nil }
+        return (e, p)
+    }
+
+    /// The `probe` block of metrics.json.
+    static func probeMetrics(pairs: String, images: Int, student: [ProbeLayer], teacher: [ProbeLayer],
+                             bases: [BasisShare]) -> ProbeMetrics {
+        func byLayer(_ l: [ProbeLayer]) -> [String: Double] {
+            Dictionary(l.map { ($0.layer, $0.artifactShare) }, uniquingKeysWith: { a, _ in a })
+        }
+        let key = { (b: BasisShare) in "\(b.layer)/\(b.kind.rawValue)" }
+        return ProbeMetrics(
+            pairs: pairs, images: images,
+            teacherBasisShare: bases.isEmpty ? nil : Dictionary(bases.map { (key($0), $0.share) }, uniquingKeysWith: { a, _ in a }),
+            teacherBasisTotalShare: bases.isEmpty ? nil : Dictionary(bases.map { (key($0), $0.totalShare) }, uniquingKeysWith: { a, _ in a }),
+            teacherArtifactShare: byLayer(teacher), studentArtifactShare: byLayer(student))
+    }
+
+    /// The probe's numbers into metrics.npz: `probe/pair_indices` (int32),
+    /// `probe/{student,teacher}/<layer>/…` (`ProbeLayer.write`) and
+    /// `probe/teacher/<layer>/basis/<kind>/{share,total_share,direction_share,k}`.
+    static func addProbe(pairs: [Int], student: [ProbeLayer], teacher: [ProbeLayer], bases: [BasisShare],
+                         to a: inout Artifact) {
+        a.set("probe/pair_indices", NDArray(pairs.map { Int32($0) }, shape: [pairs.count]))
+        for l in student { l.write(into: &a, prefix: "probe/student/") }
+        for l in teacher { l.write(into: &a, prefix: "probe/teacher/") }
+        for b in bases {
+            let p = "probe/teacher/\(b.layer)/basis/\(b.kind.rawValue)/"
+            a.set(p + "share", NDArray([b.share], shape: []))
+            a.set(p + "total_share", NDArray([b.totalShare], shape: []))
+            a.set(p + "direction_share", NDArray(b.directionShares, shape: [b.directionShares.count]))
+            a.set(p + "k", NDArray([Int64(b.k)], shape: []))
+        }
     }
 
     /// Inverse of `add`: a network's evaluation from metrics.npz-style entries.

@@ -14,6 +14,16 @@ public enum RunSettings {
         "student_objective", "beta", "imbalance", "lambda_layer", "basis_split", "label",
     ]
 
+    /// The split a subspace.npz was estimated on: its meta parameter
+    /// `basis_split` (extract-subspace records it), else `data_split` (the
+    /// file name of its --data, in subspaces written before `basis_split`).
+    public static func basisSplit(subspaceMeta: ArtifactMeta?) -> String? {
+        for key in ["basis_split", "data_split"] {
+            if let s = subspaceMeta?.parameters[key]?.string, !s.isEmpty { return s }
+        }
+        return nil
+    }
+
     /// "studentArch", "student-arch" → "student_arch".
     public static func normalise(_ key: String) -> String {
         var out = ""
@@ -48,10 +58,14 @@ public enum RunSettings {
     /// rest: student meta parameters `method`, `objective`/`student_objective`,
     /// `teacher_objective`, `beta`, `lambda_layer`, `basis_split`,
     /// `imbalance`, `rho`, its seed; the teacher meta's `objective`; the
-    /// student network's architecture; the test split's `family` and `rho`.
+    /// student network's architecture; the test split's `family` and `rho`;
+    /// `basis_split` last from the subspace given to `evaluate` (see
+    /// `basisSplit(subspaceMeta:)`), the student's own record winning since
+    /// it names the basis the student was distilled with.
     /// Absent optional fields stay absent; method, ρ and seed are required.
     public static func runInfo(sets: [String: String], studentMeta: ArtifactMeta?, teacherMeta: ArtifactMeta?,
-                               studentArchitecture: String, splitMeta: ArtifactMeta?) throws -> RunInfo {
+                               studentArchitecture: String, splitMeta: ArtifactMeta?,
+                               subspaceMeta: ArtifactMeta? = nil) throws -> RunInfo {
         let sp = studentMeta?.parameters ?? [:]
         let tp = teacherMeta?.parameters ?? [:]
         func text(_ j: JSON?) -> String? {
@@ -105,7 +119,7 @@ public enum RunSettings {
             beta: try number("beta", sp["beta"]),
             imbalance: try number("imbalance", sp["imbalance"]),
             lambdaLayer: try number("lambda_layer", sp["lambda_layer"]),
-            basisSplit: string("basis_split", sp["basis_split"]),
+            basisSplit: string("basis_split", sp["basis_split"], basisSplit(subspaceMeta: subspaceMeta).map { .string($0) }),
             label: string("label"))
     }
 }

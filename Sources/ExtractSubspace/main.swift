@@ -21,7 +21,7 @@ struct ExtractSubspace: ParsableCommand {
     @Option(name: .long, help: "Teacher artifact (teacher.npz).")
     var teacher: String
 
-    @Option(name: .long, help: "Distillation training split the bases are estimated on (its meta gives the subtask classes).")
+    @Option(name: .long, help: "Split the bases are estimated on, e.g. distill-train.npz or distill-train-decorrelated.npz (its meta gives the subtask classes; its name is recorded as meta.parameters.basis_split).")
     var data: String
 
     @Option(name: .long, help: "Validation split for the basis@k check (omit to skip the check).")

@@ -43,8 +43,9 @@ public struct ExtractSubspaceConfig {
 ///
 /// Artifact: per layer and basis the entries of `SubspaceBasis.write`
 /// (`<layer>/<kind>/U`, `mu`, `sigma2`, `eigenvalues`, `context_rank`,
-/// `n_samples`); meta.parameters holds the options, the k per layer and the
-/// subtask classes; meta.inputs the SHA-256 of teacher, data and val;
+/// `n_samples`); meta.parameters holds the options, the k per layer, the
+/// subtask classes and `basis_split` (the name of the split estimated on,
+/// see `basisSplit(of:)`); meta.inputs the SHA-256 of teacher, data and val;
 /// meta.extra the speed (`images_per_second`, `pass_seconds`), `context_rank`
 /// per layer, `layer_seeds` and the `basis_at_k` table.
 public enum ExtractSubspaceStage {
@@ -248,6 +249,7 @@ public enum ExtractSubspaceStage {
             "subtask_classes": .array(margin.subtaskClasses.map { .number(Double($0)) }),
             "teacher_architecture": .string(teacher.architecture),
             "data_split": .string(data.name),
+            "basis_split": .string(basisSplit(of: data)),
         ]
         if let s = config.studentArch { parameters["student_arch"] = .string(s) }
         if let v = val { parameters["val_split"] = .string(v.name) }
@@ -271,6 +273,16 @@ public enum ExtractSubspaceStage {
         try NPZ.write(artifact, to: config.out)
         log("extract-subspace: wrote \(config.out)")
         return artifact
+    }
+
+    /// The name of the split the bases are estimated on, recorded as
+    /// meta.parameters.basis_split (issue 11; `evaluate` copies it into the
+    /// run description): the split's own meta `split` parameter (written by
+    /// synthesize, e.g. "distill-train-decorrelated"), else the file name
+    /// without its extension.
+    public static func basisSplit(of data: Dataset) -> String {
+        if let s = data.meta?.parameters["split"]?.string, !s.isEmpty { return s }
+        return data.name
     }
 
     /// The subtask of a distillation split, from its meta `subtask_classes`.

@@ -118,6 +118,46 @@ public struct ModelMetrics: Codable, Equatable, Sendable {
     public var deadChannelsTotal: Double? { deadChannels.map { Double($0.reduce(0, +)) } }
 }
 
+/// The artifact probe of `evaluate` (issue 11; definitions in the Evaluation
+/// library, `ArtifactProbe`): how much of the shortcut each layer carries,
+/// from paired images that differ only in the corner patch
+/// (Δ = a(x with patch) − a(x), Σ_art = E[Δ Δᵀ], Σ_total = the layer's
+/// centred covariance over the clean images). Layers are the stage taps
+/// ("stage1", ...), paired stage i ↔ stage i.
+public struct ProbeMetrics: Codable, Equatable, Sendable {
+    /// The paired splits, "clean/patched", e.g. "test-clean/test-conflict".
+    public var pairs: String?
+    /// Number of image pairs.
+    public var images: Int?
+    /// Per "layer/basis" of the given subspace: tr(U_kᵀ Σ_art U_k) / tr Σ_art,
+    /// the fraction of the teacher's artifact-driven variance inside the
+    /// basis (near 1: the basis passes the shortcut on; near 0: it filters it).
+    public var teacherBasisShare: [String: Double]?
+    /// Per "layer/basis": tr(U_kᵀ Σ_total U_k) / tr Σ_total, the same for the
+    /// teacher's natural variance (for contrast).
+    public var teacherBasisTotalShare: [String: Double]?
+    /// Per teacher layer: tr Σ_art / tr Σ_total (≥ 0, not bounded by 1).
+    public var teacherArtifactShare: [String: Double]?
+    /// Per student layer: tr Σ_art / tr Σ_total of the student's activations.
+    public var studentArtifactShare: [String: Double]?
+
+    public init(pairs: String? = nil, images: Int? = nil, teacherBasisShare: [String: Double]? = nil,
+                teacherBasisTotalShare: [String: Double]? = nil, teacherArtifactShare: [String: Double]? = nil,
+                studentArtifactShare: [String: Double]? = nil) {
+        self.pairs = pairs; self.images = images; self.teacherBasisShare = teacherBasisShare
+        self.teacherBasisTotalShare = teacherBasisTotalShare
+        self.teacherArtifactShare = teacherArtifactShare; self.studentArtifactShare = studentArtifactShare
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case pairs, images
+        case teacherBasisShare = "teacher_basis_share"
+        case teacherBasisTotalShare = "teacher_basis_total_share"
+        case teacherArtifactShare = "teacher_artifact_share"
+        case studentArtifactShare = "student_artifact_share"
+    }
+}
+
 /// Content of one `metrics.json`.
 public struct RunMetrics: Codable, Equatable, Sendable {
     public var run: RunInfo
@@ -125,13 +165,17 @@ public struct RunMetrics: Codable, Equatable, Sendable {
     public var teacher: ModelMetrics?
     /// K, the number of subtask classes (chance accuracy = 1/K).
     public var numClasses: Int?
+    /// The artifact probe; absent in files written before it existed.
+    public var probe: ProbeMetrics?
 
-    public init(run: RunInfo, student: ModelMetrics, teacher: ModelMetrics? = nil, numClasses: Int? = nil) {
+    public init(run: RunInfo, student: ModelMetrics, teacher: ModelMetrics? = nil, numClasses: Int? = nil,
+                probe: ProbeMetrics? = nil) {
         self.run = run; self.student = student; self.teacher = teacher; self.numClasses = numClasses
+        self.probe = probe
     }
 
     enum CodingKeys: String, CodingKey {
-        case run, student, teacher
+        case run, student, teacher, probe
         case numClasses = "num_classes"
     }
 
@@ -142,6 +186,7 @@ public struct RunMetrics: Codable, Equatable, Sendable {
         student = try c.decodeIfPresent(ModelMetrics.self, forKey: .student) ?? ModelMetrics()
         teacher = try c.decodeIfPresent(ModelMetrics.self, forKey: .teacher)
         numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses)
+        probe = try c.decodeIfPresent(ProbeMetrics.self, forKey: .probe)
     }
 
     /// K from `num_classes`, else from the length of a per-class recall vector.

@@ -15,10 +15,41 @@ public enum ResultsCSV {
         "teacher_acc_conflict", "student_arch", "pipeline", "teacher_worst_class", "num_classes", "label", "path",
     ]
 
+    /// Extra columns of the artifact probe (`RunMetrics.probe`), sorted, for the layers and bases
+    /// any run has: `probe_student_<layer>`, `probe_teacher_<layer>` (artifact share of the layer's
+    /// variance) and `probe_basis_<layer>_<basis>` (share of the teacher's artifact-driven variance
+    /// inside the basis). Empty when no run has a probe, so older reports keep their header.
+    public static func probeColumns(_ runs: [LoadedRun]) -> [String] {
+        var names = Set<String>()
+        for r in runs {
+            guard let p = r.metrics.probe else { continue }
+            for k in (p.studentArtifactShare ?? [:]).keys { names.insert(probeColumn("student", k)) }
+            for k in (p.teacherArtifactShare ?? [:]).keys { names.insert(probeColumn("teacher", k)) }
+            for k in (p.teacherBasisShare ?? [:]).keys { names.insert(probeColumn("basis", k)) }
+        }
+        return names.sorted()
+    }
+
+    static func probeColumn(_ kind: String, _ key: String) -> String {
+        "probe_\(kind)_" + key.replacingOccurrences(of: "/", with: "_")
+    }
+
+    /// The probe value of one run for a column of `probeColumns`.
+    static func probeValue(_ p: ProbeMetrics?, _ column: String) -> Double? {
+        guard let p else { return nil }
+        for (kind, values) in [("student", p.studentArtifactShare), ("teacher", p.teacherArtifactShare),
+                               ("basis", p.teacherBasisShare)] {
+            for (k, v) in values ?? [:] where probeColumn(kind, k) == column { return v }
+        }
+        return nil
+    }
+
     /// The CSV text: header plus one row per run, in the given order. Missing values are empty
-    /// fields; numbers are printed with full (round-trip) precision.
+    /// fields; numbers are printed with full (round-trip) precision. Probe columns
+    /// (`probeColumns`) go just before `path`.
     public static func render(_ runs: [LoadedRun]) -> String {
-        var out = columns.joined(separator: ",") + "\n"
+        let probe = probeColumns(runs)
+        var out = (columns.dropLast() + probe + [columns.last!]).joined(separator: ",") + "\n"
         for r in runs {
             let m = r.metrics, run = m.run, s = m.student, t = m.teacher
             let fields: [String] = [
@@ -27,8 +58,8 @@ public enum ResultsCSV {
                 run.basisSplit ?? "", num(s.accTest), num(s.accClean), num(s.accConflict), num(s.worstGroup),
                 num(s.worstClassOrDerived), num(s.agreement), num(s.relevanceGxi), num(s.relevanceLrp),
                 num(t?.accTest), num(t?.accClean), num(t?.accConflict), run.studentArch ?? "", run.pipeline ?? "",
-                num(t?.worstClassOrDerived), m.numClasses.map(String.init) ?? "", run.label ?? "", r.path,
-            ]
+                num(t?.worstClassOrDerived), m.numClasses.map(String.init) ?? "", run.label ?? "",
+            ] + probe.map { num(probeValue(m.probe, $0)) } + [r.path]
             out += fields.map(escape).joined(separator: ",") + "\n"
         }
         return out

@@ -15,12 +15,16 @@ func temporaryFolder() throws -> String {
 /// digit, group, metadata with subtask_classes and patch_size.
 /// kind: "test" (every other image of a class carries a random digit),
 /// "clean" (none) or "conflict" (every image a digit ≠ label).
+/// Base images come from `baseSeed` (default `seed`): splits written with
+/// the same base seed share their base images and differ only in the
+/// patch, as synthesize's test, test-clean and test-conflict do.
 func writeSplit(_ path: String, kind: String, perClass: Int, classes: Int, side: Int, channels: Int = 3,
-                subtask: [Int]?, seed: UInt64) throws {
-    var rng = RNG(seed: seed)
+                subtask: [Int]?, seed: UInt64, baseSeed: UInt64? = nil) throws {
+    var base = RNG(seed: baseSeed ?? seed)
+    var rng = RNG(seed: seed, stream: 1)
     let n = perClass * classes
     var images = [UInt8](repeating: 0, count: n * side * side * channels)
-    for i in 0..<images.count { images[i] = UInt8(rng.int(below: 256)) }
+    for i in 0..<images.count { images[i] = UInt8(base.int(below: 256)) }
     var labels: [Int32] = [], artifact: [Bool] = [], digit: [Int32] = [], group: [Int32] = []
     for c in 0..<classes {
         for j in 0..<perClass {
@@ -42,7 +46,8 @@ func writeSplit(_ path: String, kind: String, perClass: Int, classes: Int, side:
             labels.append(Int32(c)); artifact.append(has); digit.append(Int32(d)); group.append(Int32(2 * c + (has ? 1 : 0)))
         }
     }
-    var params: [String: JSON] = ["split": .string(kind), "family": "gratings", "rho": 0.5]
+    let splitNames = ["clean": "test-clean", "conflict": "test-conflict"]
+    var params: [String: JSON] = ["split": .string(splitNames[kind] ?? kind), "family": "gratings", "rho": 0.5]
     if let s = subtask { params["subtask_classes"] = .array(s.map { .number(Double($0)) }) }
     var a = Artifact(meta: ArtifactMeta(stage: "synthesize", parameters: params, seed: seed,
                                         extra: ["patch_size": .number(Double(side / 4))]))
@@ -60,7 +65,7 @@ func writeTestSplits(_ dir: String, perClass: Int = 6, classes: Int = 3, side: I
     for (i, (name, kind)) in [("test", "test"), ("test-clean", "clean"), ("test-conflict", "conflict")].enumerated()
     where name != skip {
         try writeSplit(dir + "/\(name).npz", kind: kind, perClass: perClass, classes: classes, side: side,
-                       subtask: subtask, seed: UInt64(10 + i))
+                       subtask: subtask, seed: UInt64(10 + i), baseSeed: 10)
     }
 }
 

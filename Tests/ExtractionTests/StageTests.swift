@@ -40,6 +40,8 @@ private func config(_ f: (dir: String, teacher: String, data: String, val: Strin
     #expect(meta.inputs["val"] == (try sha256Hex(ofFile: f.val)))
     #expect(meta.parameters["k"]?["stage2"]?.number == 3)
     #expect(meta.parameters["subtask_classes"] == .array([4, 1, 3]))
+    // The split estimated on: no meta `split` in the fixture, so the file name.
+    #expect(meta.parameters["basis_split"] == "distill-train")
     #expect((meta.extra["images_per_second"]?.number ?? 0) > 0)
     #expect(meta.extra["context_rank"]?["stage1"]?.number != nil)
     let table = try #require(meta.extra["basis_at_k"])
@@ -145,4 +147,19 @@ private func config(_ f: (dir: String, teacher: String, data: String, val: Strin
     try NPZ.write(big, to: f.dir + "/big.npz")
     #expect(failure { $0.val = f.dir + "/big.npz" }.contains("[16, 16, 3]"))
     #expect(!FileManager.default.fileExists(atPath: f.dir + "/bad.npz"))
+}
+
+/// basis_split: the data split's meta `split` (synthesize's name) wins over the file name.
+@Test func basisSplitComesFromTheSplitsMetadata() throws {
+    let dir = try Fixture.tempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    func write(_ name: String, split: String?) throws -> Dataset {
+        var a = Artifact(meta: ArtifactMeta(stage: "synthesize", parameters: split.map { ["split": .string($0)] } ?? [:]))
+        a.set("images", NDArray([UInt8](repeating: 0, count: 2 * 4 * 4 * 3), shape: [2, 4, 4, 3]))
+        a.set("labels", NDArray([Int32(0), 1], shape: [2]))
+        try NPZ.write(a, to: dir + "/" + name)
+        return try Dataset(path: dir + "/" + name)
+    }
+    #expect(ExtractSubspaceStage.basisSplit(of: try write("renamed.npz", split: "distill-train-decorrelated")) == "distill-train-decorrelated")
+    #expect(ExtractSubspaceStage.basisSplit(of: try write("distill-train-clean.npz", split: nil)) == "distill-train-clean")
 }
