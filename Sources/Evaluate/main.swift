@@ -30,12 +30,13 @@ struct Evaluate: ParsableCommand {
             Artifact probe (always): image pairs that share base images and differ only in \
             the corner patch (test-clean/test-conflict, or --probe-clean/--probe-patched); at \
             every position of each stage tap Δ = a(patched) − a(clean), Σ_art = E[Δ Δᵀ], \
-            Σ_total = the centred covariance of a(clean). Per layer of student and teacher the \
-            artifact share tr Σ_art / tr Σ_total; with --subspace, per teacher layer and basis \
-            the share of the artifact-driven variance inside the basis, \
-            tr(U_kᵀ Σ_art U_k) / tr Σ_art (near 1: the basis passes the shortcut to the \
-            student; near 0: it filters it). In metrics.json under "probe", in metrics.npz \
-            under probe/.
+            Σ_total = the centred covariance of a(clean), Σ_digit = the between-digit part \
+            of Σ_art. Per layer of student and teacher the artifact share \
+            tr Σ_art / tr Σ_total (and digit share tr Σ_digit / tr Σ_total); with --subspace, \
+            per teacher layer and basis the share of the artifact-driven variance inside the \
+            basis, tr(U_kᵀ Σ_art U_k) / tr Σ_art (near 1: the basis passes the shortcut to \
+            the student; near 0: it filters it), and the same for Σ_digit and Σ_total. In \
+            metrics.json under "probe", in metrics.npz under probe/.
 
             --set key=value fills the run description (keys: \
             \(RunSettings.knownKeys.joined(separator: ", "))); the student's and teacher's \

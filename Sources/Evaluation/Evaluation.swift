@@ -251,8 +251,8 @@ public enum EvaluateStage {
         let probeStart = ProgressLine.now()
         let studentProbe = try ArtifactProbe.measure(student, clean: probeClean, patched: probePatched, pairs: pairs,
                                                      batchSize: o.batchSize)
-        log(String(format: "student: artifact share %@ over %d pairs %@/%@ (%.1fs)",
-                   studentProbe.map { String(format: "%@ %.3f", $0.layer, $0.artifactShare) }.joined(separator: ", "),
+        log(String(format: "student: artifact share (digit share) %@ over %d pairs %@/%@ (%.1fs)",
+                   studentProbe.map { String(format: "%@ %.3f (%.3f)", $0.layer, $0.artifactShare, $0.digitShare) }.joined(separator: ", "),
                    pairs.count, probeClean.name, probePatched.name, ProgressLine.now() - probeStart))
         var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
         for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
@@ -302,11 +302,13 @@ public enum EvaluateStage {
             if v.count == dead.count { s.metrics.deadChannels = v }
         }
         let basisShares = try subspace.map { try ArtifactProbe.basisShares(subspace: $0, teacher: teacherProbe) } ?? []
-        log("teacher: artifact share " + teacherProbe.map { String(format: "%@ %.3f", $0.layer, $0.artifactShare) }.joined(separator: ", "))
+        log("teacher: artifact share (digit share) " + teacherProbe.map {
+            String(format: "%@ %.3f (%.3f)", $0.layer, $0.artifactShare, $0.digitShare)
+        }.joined(separator: ", "))
         if !basisShares.isEmpty {
-            log("teacher: artifact variance inside the basis " + basisShares.map { b in
-                String(format: "%@/%@ (k=%d of d=%d) %.3f", b.layer, b.kind.rawValue, b.k,
-                       teacherProbe.first { $0.layer == b.layer }?.channels ?? 0, b.share)
+            log("teacher: artifact (digit, total) variance inside the basis " + basisShares.map { b in
+                String(format: "%@/%@ (k=%d of d=%d) %.3f (%.3f, %.3f)", b.layer, b.kind.rawValue, b.k,
+                       teacherProbe.first { $0.layer == b.layer }?.channels ?? 0, b.share, b.digitShare, b.totalShare)
             }.joined(separator: ", "))
         }
         let probe = probeMetrics(pairs: "\(probeClean.name)/\(probePatched.name)", images: pairs.count,
@@ -348,7 +350,7 @@ public enum EvaluateStage {
                 "relevance": "share of |Σ_channels R| inside the top-left patch on test-conflict, mean over images; f = z_y − max_{c≠y} z_c",
                 "lrp_units": .array(studentEval.lrp.unitNames.map { .string($0) }),
                 "teacher_lrp_units": .array(teacherEval.lrp.unitNames.map { .string($0) }),
-                "probe": "pairs share base images and differ only in the corner patch; per stage tap Δ = a(patched) − a(clean) at every position, Σ_art = E[Δ Δᵀ], Σ_total = centred covariance of a(clean); artifact_share = tr Σ_art / tr Σ_total; basis share = tr(U_kᵀ Σ_art U_k) / tr Σ_art, total_share the same with Σ_total",
+                "probe": "pairs share base images and differ only in the corner patch; per stage tap Δ = a(patched) − a(clean) at every position, Σ_art = E[Δ Δᵀ], Σ_total = centred covariance of a(clean); Σ_digit = between-digit part of Σ_art (per position, around the mean displacement); artifact_share = tr Σ_art / tr Σ_total, digit_share = tr Σ_digit / tr Σ_total; basis share = tr(U_kᵀ Σ_art U_k) / tr Σ_art, digit_share and total_share the same with Σ_digit and Σ_total",
             ])
         var npz = Artifact(meta: meta)
         npz.set("num_classes", NDArray([Int64(k)], shape: []))
@@ -412,20 +414,23 @@ public enum EvaluateStage {
     /// The `probe` block of metrics.json.
     static func probeMetrics(pairs: String, images: Int, student: [ProbeLayer], teacher: [ProbeLayer],
                              bases: [BasisShare]) -> ProbeMetrics {
-        func byLayer(_ l: [ProbeLayer]) -> [String: Double] {
-            Dictionary(l.map { ($0.layer, $0.artifactShare) }, uniquingKeysWith: { a, _ in a })
+        func byLayer(_ l: [ProbeLayer], _ value: (ProbeLayer) -> Double) -> [String: Double] {
+            Dictionary(l.map { ($0.layer, value($0)) }, uniquingKeysWith: { a, _ in a })
         }
-        let key = { (b: BasisShare) in "\(b.layer)/\(b.kind.rawValue)" }
+        func byBasis(_ value: (BasisShare) -> Double) -> [String: Double]? {
+            bases.isEmpty ? nil : Dictionary(bases.map { ("\($0.layer)/\($0.kind.rawValue)", value($0)) }, uniquingKeysWith: { a, _ in a })
+        }
         return ProbeMetrics(
             pairs: pairs, images: images,
-            teacherBasisShare: bases.isEmpty ? nil : Dictionary(bases.map { (key($0), $0.share) }, uniquingKeysWith: { a, _ in a }),
-            teacherBasisTotalShare: bases.isEmpty ? nil : Dictionary(bases.map { (key($0), $0.totalShare) }, uniquingKeysWith: { a, _ in a }),
-            teacherArtifactShare: byLayer(teacher), studentArtifactShare: byLayer(student))
+            teacherBasisShare: byBasis(\.share), teacherBasisDigitShare: byBasis(\.digitShare),
+            teacherBasisTotalShare: byBasis(\.totalShare),
+            teacherArtifactShare: byLayer(teacher, \.artifactShare), studentArtifactShare: byLayer(student, \.artifactShare),
+            teacherDigitShare: byLayer(teacher, \.digitShare), studentDigitShare: byLayer(student, \.digitShare))
     }
 
     /// The probe's numbers into metrics.npz: `probe/pair_indices` (int32),
     /// `probe/{student,teacher}/<layer>/…` (`ProbeLayer.write`) and
-    /// `probe/teacher/<layer>/basis/<kind>/{share,total_share,direction_share,k}`.
+    /// `probe/teacher/<layer>/basis/<kind>/{share,digit_share,total_share,direction_share,k}`.
     static func addProbe(pairs: [Int], student: [ProbeLayer], teacher: [ProbeLayer], bases: [BasisShare],
                          to a: inout Artifact) {
         a.set("probe/pair_indices", NDArray(pairs.map { Int32($0) }, shape: [pairs.count]))
@@ -435,6 +440,7 @@ public enum EvaluateStage {
             let p = "probe/teacher/\(b.layer)/basis/\(b.kind.rawValue)/"
             a.set(p + "share", NDArray([b.share], shape: []))
             a.set(p + "total_share", NDArray([b.totalShare], shape: []))
+            a.set(p + "digit_share", NDArray([b.digitShare], shape: []))
             a.set(p + "direction_share", NDArray(b.directionShares, shape: [b.directionShares.count]))
             a.set(p + "k", NDArray([Int64(b.k)], shape: []))
         }

@@ -13,47 +13,80 @@ import TensorIO
 
 /// Streamed second moments of one layer over paired images.
 ///
-/// For a layer a(·) with d channels at H×W positions and paired images
+/// For a layer a(·) with d channels at P = H×W positions and paired images
 /// (x_i clean, x̃_i = x_i with the corner patch; identical elsewhere), every
 /// position p of every pair gives one artifact displacement
 ///
 ///     Δ_{i,p} = a_p(x̃_i) − a_p(x_i) ∈ R^d,
 ///
-/// and over the N = pairs·H·W rows
+/// and over the N = pairs·P rows
 ///
-///     Σ_art   = (1/N) Σ Δ Δᵀ              (uncentred: the mean shift the
+///     Σ_art   = (1/N) Σ_{i,p} Δ Δᵀ         (uncentred: the mean shift the
 ///                                           patch causes is part of it),
-///     Σ_total = (1/N) Σ a aᵀ − μ μᵀ,  μ = (1/N) Σ a, over the clean a_p(x_i)
-///                                          (the layer's natural, centred,
-///                                           covariance on the same images).
+///     Σ_total = (1/N) Σ_{i,p} a aᵀ − μ μᵀ,  μ = (1/N) Σ a, over the clean
+///               a_p(x_i): the layer's natural, centred, covariance on the
+///               same images,
+///     Σ_digit = (1/N) Σ_p Σ_g n_g (Δ̄_{p,g} − Δ̄_p)(Δ̄_{p,g} − Δ̄_p)ᵀ,
+///               Δ̄_{p,g} the mean of Δ_{i,p} over the n_g pairs showing
+///               digit g, Δ̄_p over all pairs: the between-digit part of
+///               Σ_art (law of total covariance, so Σ_digit ⪯ Σ_art), i.e.
+///               how much the displacement depends on WHICH digit is shown,
+///               the information a digit shortcut needs (the black square
+///               itself, common to all digits, drops out).
 ///
-/// Both are accumulated in float64 by `cblas_dsyrk` (upper triangle) one
-/// batch of rows at a time; the float32 activations are widened first.
+/// Σ_art and Σ_total are accumulated in float64 by `cblas_dsyrk` (upper
+/// triangle) one batch of rows at a time (the float32 activations widened
+/// first); Σ_digit from per-position, per-digit sums of Δ (P·G·d doubles)
+/// by one dsyrk at the end.
 public struct ArtifactCovariance {
     public let channels: Int
-    /// Rows (pairs × positions) seen so far.
-    public private(set) var rows: Int = 0
+    /// Positions per image (rows of one image) and digit groups (0: none).
+    public let positions: Int
+    public let groups: Int
+    /// Images and rows (images × positions) seen so far.
+    public private(set) var images: Int = 0
+    public var rows: Int { images * positions }
     /// Σ Δ Δᵀ and Σ a aᵀ, d×d row-major, upper triangle only until `finished`.
     private var deltaMoment: [Double]
     private var cleanMoment: [Double]
     private var cleanSum: [Double]
+    /// Σ Δ per (position, digit), P×G×d, and images per digit.
+    private var groupSums: [Double]
+    private var groupCounts: [Int]
     /// Widened Δ and a of one batch (rows × d), grown on demand, reused.
     private var deltaWork: [Double] = []
     private var cleanWork: [Double] = []
 
-    public init(channels: Int) {
-        precondition(channels > 0, "ArtifactCovariance: need d > 0")
+    /// What `finished()` returns: Σ_art, Σ_total, Σ_digit (d×d, full
+    /// symmetric) and μ (d).
+    public struct Moments {
+        public var sigmaArt: [Double]
+        public var sigmaTotal: [Double]
+        public var sigmaDigit: [Double]
+        public var mean: [Double]
+    }
+
+    public init(channels: Int, positions: Int = 1, groups: Int = 0) {
+        precondition(channels > 0 && positions > 0 && groups >= 0, "ArtifactCovariance: need d > 0, P > 0, G ≥ 0")
         self.channels = channels
+        self.positions = positions
+        self.groups = groups
         deltaMoment = [Double](repeating: 0, count: channels * channels)
         cleanMoment = deltaMoment
         cleanSum = [Double](repeating: 0, count: channels)
+        groupSums = [Double](repeating: 0, count: positions * groups * channels)
+        groupCounts = [Int](repeating: 0, count: groups)
     }
 
-    /// Adds `n` rows of d values: the clean activations and the patched ones
-    /// at the same positions of the same images (both n×d, row-major).
-    public mutating func add(clean: UnsafePointer<Float>, patched: UnsafePointer<Float>, rows n: Int) {
-        guard n > 0 else { return }
-        let d = channels
+    /// Adds `count` images: their clean activations and the patched ones at
+    /// the same positions (both count×P×d, row-major, NHWC order), and with
+    /// `groups` > 0 the digit (0..<groups) each patched image shows.
+    public mutating func add(clean: UnsafePointer<Float>, patched: UnsafePointer<Float>, images count: Int,
+                             digits: ArraySlice<Int> = []) {
+        guard count > 0 else { return }
+        precondition(groups == 0 || digits.count == count, "ArtifactCovariance.add: need one digit per image")
+        let d = channels, pp = positions, g = groups
+        let n = count * pp
         if deltaWork.count < n * d {
             deltaWork = [Double](repeating: 0, count: n * d)
             cleanWork = deltaWork
@@ -71,6 +104,18 @@ public struct ArtifactCovariance {
                         }
                     }
                 }
+                if g > 0 {
+                    groupSums.withUnsafeMutableBufferPointer { gs in
+                        for (i, digit) in digits.enumerated() {
+                            precondition(digit >= 0 && digit < g, "ArtifactCovariance.add: digit \(digit) outside 0..<\(g)")
+                            groupCounts[digit] += 1
+                            for p in 0..<pp {
+                                let src = (i * pp + p) * d, dst = (p * g + digit) * d
+                                for c in 0..<d { gs[dst + c] += dw[src + c] }
+                            }
+                        }
+                    }
+                }
                 // S ← S + Xᵀ X for X = rows×d row-major.
                 deltaMoment.withUnsafeMutableBufferPointer { m in
                     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(d), Int32(n), 1,
@@ -82,24 +127,47 @@ public struct ArtifactCovariance {
                 }
             }
         }
-        rows += n
+        images += count
     }
 
-    /// Σ_art and Σ_total (full symmetric d×d) and μ; zeros when no row was added.
-    public func finished() -> (sigmaArt: [Double], sigmaTotal: [Double], mean: [Double]) {
-        let d = channels
+    /// The moments (zeros when nothing was added; Σ_digit zero without groups).
+    public func finished() -> Moments {
+        let d = channels, pp = positions, g = groups
         let n = Double(max(rows, 1))
         let mean = cleanSum.map { $0 / n }
-        var art = [Double](repeating: 0, count: d * d), total = art
+        var art = [Double](repeating: 0, count: d * d), total = art, digit = art
+        // Rows √n_g·(Δ̄_{p,g} − Δ̄_p), (P·G)×d, then one dsyrk.
+        if g > 0 && images > 0 {
+            var x = [Double](repeating: 0, count: pp * g * d)
+            var pooled = [Double](repeating: 0, count: d)
+            for p in 0..<pp {
+                for c in 0..<d {
+                    var t = 0.0
+                    for k in 0..<g { t += groupSums[(p * g + k) * d + c] }
+                    pooled[c] = t / Double(images)
+                }
+                for k in 0..<g where groupCounts[k] > 0 {
+                    let nk = Double(groupCounts[k]), w = nk.squareRoot(), o = (p * g + k) * d
+                    for c in 0..<d { x[o + c] = w * (groupSums[o + c] / nk - pooled[c]) }
+                }
+            }
+            x.withUnsafeBufferPointer { xp in
+                digit.withUnsafeMutableBufferPointer { m in
+                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(d), Int32(pp * g), 1 / n,
+                                xp.baseAddress, Int32(d), 0, m.baseAddress, Int32(d))
+                }
+            }
+        }
         for i in 0..<d {
             for j in i..<d {
                 let a = deltaMoment[i * d + j] / n
                 let t = cleanMoment[i * d + j] / n - mean[i] * mean[j]
                 art[i * d + j] = a; art[j * d + i] = a
                 total[i * d + j] = t; total[j * d + i] = t
+                digit[j * d + i] = digit[i * d + j]
             }
         }
-        return (art, total, mean)
+        return Moments(sigmaArt: art, sigmaTotal: total, sigmaDigit: digit, mean: mean)
     }
 }
 
@@ -111,26 +179,36 @@ public struct ProbeLayer: Equatable {
     public var positions: Int
     /// Number of image pairs.
     public var pairs: Int
-    /// Σ_art and Σ_total (see `ArtifactCovariance`), d×d row-major.
+    /// Σ_art, Σ_total and Σ_digit (see `ArtifactCovariance`), d×d row-major.
     public var sigmaArt: [Double]
     public var sigmaTotal: [Double]
+    public var sigmaDigit: [Double]
 
-    public init(layer: String, channels: Int, positions: Int, pairs: Int, sigmaArt: [Double], sigmaTotal: [Double]) {
+    public init(layer: String, channels: Int, positions: Int, pairs: Int, sigmaArt: [Double], sigmaTotal: [Double],
+                sigmaDigit: [Double]? = nil) {
         self.layer = layer; self.channels = channels; self.positions = positions; self.pairs = pairs
         self.sigmaArt = sigmaArt; self.sigmaTotal = sigmaTotal
+        self.sigmaDigit = sigmaDigit ?? [Double](repeating: 0, count: channels * channels)
     }
 
     public var traceArt: Double { trace(sigmaArt) }
     public var traceTotal: Double { trace(sigmaTotal) }
+    public var traceDigit: Double { trace(sigmaDigit) }
 
     /// Artifact share of the layer's activation variance,
     ///     tr Σ_art / tr Σ_total
     /// = E‖Δ‖² / E‖a − μ‖²: how far the patch moves the layer, relative to
     /// how much the layer varies over clean images. 0 when the layer ignores
     /// the patch; not bounded by 1 (a patch can move a layer more than the
-    /// images do). NaN when the layer is constant on clean images.
-    public var artifactShare: Double {
-        let t = traceTotal, a = traceArt
+    /// images do, near the corner especially). NaN when the layer is
+    /// constant on clean images and the patch does not move it.
+    public var artifactShare: Double { ratio(traceArt, traceTotal) }
+
+    /// Digit share: tr Σ_digit / tr Σ_total, the same for the part of the
+    /// displacement that depends on which digit is shown.
+    public var digitShare: Double { ratio(traceDigit, traceTotal) }
+
+    private func ratio(_ a: Double, _ t: Double) -> Double {
         guard t > 0 else { return a == 0 ? .nan : .infinity }
         return a / t
     }
@@ -142,15 +220,19 @@ public struct ProbeLayer: Equatable {
     }
 
     /// metrics.npz entries under `prefix + layer + "/"`: `sigma_art`,
-    /// `sigma_total` (float64 d×d), `trace_art`, `trace_total`,
-    /// `artifact_share` (scalars), `positions`, `pairs` (int64 scalars).
+    /// `sigma_total`, `sigma_digit` (float64 d×d), `trace_art`,
+    /// `trace_total`, `trace_digit`, `artifact_share`, `digit_share`
+    /// (scalars), `positions`, `pairs` (int64 scalars).
     public func write(into a: inout Artifact, prefix: String) {
         let p = prefix + layer + "/"
         a.set(p + "sigma_art", NDArray(sigmaArt, shape: [channels, channels]))
         a.set(p + "sigma_total", NDArray(sigmaTotal, shape: [channels, channels]))
+        a.set(p + "sigma_digit", NDArray(sigmaDigit, shape: [channels, channels]))
         a.set(p + "trace_art", NDArray([traceArt], shape: []))
         a.set(p + "trace_total", NDArray([traceTotal], shape: []))
+        a.set(p + "trace_digit", NDArray([traceDigit], shape: []))
         a.set(p + "artifact_share", NDArray([artifactShare], shape: []))
+        a.set(p + "digit_share", NDArray([digitShare], shape: []))
         a.set(p + "positions", NDArray([Int64(positions)], shape: []))
         a.set(p + "pairs", NDArray([Int64(pairs)], shape: []))
     }
@@ -158,14 +240,14 @@ public struct ProbeLayer: Equatable {
     /// Inverse of `write`.
     public init(from a: Artifact, prefix: String, layer: String) throws {
         let p = prefix + layer + "/"
-        let art = try a.array(p + "sigma_art"), total = try a.array(p + "sigma_total")
-        guard art.shape.count == 2, art.shape[0] == art.shape[1], total.shape == art.shape else {
-            throw EvaluationError("\(p)sigma_art/sigma_total: expected two equal d×d matrices, got \(art.shape) and \(total.shape)")
+        let art = try a.array(p + "sigma_art"), total = try a.array(p + "sigma_total"), digit = try a.array(p + "sigma_digit")
+        guard art.shape.count == 2, art.shape[0] == art.shape[1], total.shape == art.shape, digit.shape == art.shape else {
+            throw EvaluationError("\(p)sigma_art/sigma_total/sigma_digit: expected three equal d×d matrices, got \(art.shape), \(total.shape), \(digit.shape)")
         }
         let positions = try a.array(p + "positions").asInts(), pairs = try a.array(p + "pairs").asInts()
         guard positions.count == 1, pairs.count == 1 else { throw EvaluationError("\(p)positions/pairs: expected scalars") }
         self.init(layer: layer, channels: art.shape[0], positions: positions[0], pairs: pairs[0],
-                  sigmaArt: try art.asDoubles(), sigmaTotal: try total.asDoubles())
+                  sigmaArt: try art.asDoubles(), sigmaTotal: try total.asDoubles(), sigmaDigit: try digit.asDoubles())
     }
 }
 
@@ -178,6 +260,8 @@ public struct BasisShare: Equatable {
     public var share: Double
     /// u_jᵀ Σ_art u_j / tr Σ_art for each kept direction j (they sum to `share`).
     public var directionShares: [Double]
+    /// tr(U_kᵀ Σ_digit U_k) / tr Σ_digit: the same for the digit-driven part.
+    public var digitShare: Double
     /// tr(U_kᵀ Σ_total U_k) / tr Σ_total: the same fraction of the layer's
     /// natural variance, for contrast (a basis that keeps much of the
     /// layer's variance but little of the artifact's filters the shortcut).
@@ -201,6 +285,11 @@ public struct BasisShare: Equatable {
 /// - artifact share of a layer (teacher or student, each paired layer, i.e.
 ///   each stage tap): tr Σ_art / tr Σ_total, see `ProbeLayer.artifactShare`.
 ///   Scale-free, so a student's layer compares with its teacher's.
+/// - digit-driven variants of both, with Σ_digit (the between-digit part of
+///   Σ_art) in place of Σ_art: `BasisShare.digitShare` and
+///   `ProbeLayer.digitShare`. Σ_art is dominated by the black square, which
+///   every patched image shows; Σ_digit keeps what tells the digits apart,
+///   which is what a digit shortcut runs on.
 /// Pairs, by default test-clean (x) and test-conflict (x̃), which share
 /// their base images: every conflict image carries the patch, with a digit
 /// that is never the label. That is fine for a probe of how far the patch
@@ -260,7 +349,11 @@ public enum ArtifactProbe {
             throw EvaluationError("probe: images are \(clean.imageShape), '\(model.architecture)' expects \(model.inputShape)")
         }
         let shapes = names.map { model.tapShape($0) }
-        var acc = shapes.map { ArtifactCovariance(channels: $0[2]) }
+        // Digits of the patched images (Σ_digit); a pair without a digit
+        // (−1) leaves Σ_digit out.
+        let digits = pairs.map { patched.digit[$0] }
+        let groups = digits.allSatisfy({ $0 >= 0 }) ? (digits.max() ?? -1) + 1 : 0
+        var acc = shapes.map { ArtifactCovariance(channels: $0[2], positions: $0[0] * $0[1], groups: groups) }
         // The clean activations of a batch, kept while the patched forward
         // overwrites the layer outputs.
         var kept = shapes.map { [Float](repeating: 0, count: batchSize * $0.reduce(1, *)) }
@@ -268,7 +361,6 @@ public enum ArtifactProbe {
         var start = 0
         while start < pairs.count {
             let end = min(start + batchSize, pairs.count)
-            let rowsPerImage = shapes.map { $0[0] * $0[1] }
             clean.gather(pairs[start..<end], into: &batch)
             _ = model.forward(batch, training: false)
             for (l, n) in names.enumerated() {
@@ -285,16 +377,17 @@ public enum ArtifactProbe {
                 let a = model.activation(tap: n)
                 a.data.withUnsafeBufferPointer { p in
                     kept[l].withUnsafeBufferPointer { c in
-                        acc[l].add(clean: c.baseAddress!, patched: p.baseAddress!, rows: (end - start) * rowsPerImage[l])
+                        acc[l].add(clean: c.baseAddress!, patched: p.baseAddress!, images: end - start,
+                                   digits: groups > 0 ? digits[start..<end] : [])
                     }
                 }
             }
             start = end
         }
-        return zip(names, acc).enumerated().map { l, item in
-            let (art, total, _) = item.1.finished()
-            return ProbeLayer(layer: item.0, channels: item.1.channels, positions: shapes[l][0] * shapes[l][1],
-                              pairs: pairs.count, sigmaArt: art, sigmaTotal: total)
+        return zip(names, acc).map { name, a in
+            let m = a.finished()
+            return ProbeLayer(layer: name, channels: a.channels, positions: a.positions, pairs: pairs.count,
+                              sigmaArt: m.sigmaArt, sigmaTotal: m.sigmaTotal, sigmaDigit: m.sigmaDigit)
         }
     }
 
@@ -321,12 +414,13 @@ public enum ArtifactProbe {
                 return s
             }
         }
-        let tArt = layer.traceArt, tTotal = layer.traceTotal
-        let dirArt = diagonal(layer.sigmaArt), dirTotal = diagonal(layer.sigmaTotal)
+        let tArt = layer.traceArt, tTotal = layer.traceTotal, tDigit = layer.traceDigit
+        let dirArt = diagonal(layer.sigmaArt), dirTotal = diagonal(layer.sigmaTotal), dirDigit = diagonal(layer.sigmaDigit)
         let perDirection = dirArt.map { tArt > 0 ? $0 / tArt : .nan }
         return BasisShare(layer: basis.layer, kind: basis.kind, k: k,
                           share: tArt > 0 ? dirArt.reduce(0, +) / tArt : .nan,
                           directionShares: perDirection,
+                          digitShare: tDigit > 0 ? dirDigit.reduce(0, +) / tDigit : .nan,
                           totalShare: tTotal > 0 ? dirTotal.reduce(0, +) / tTotal : .nan)
     }
 

@@ -122,7 +122,8 @@ public struct ModelMetrics: Codable, Equatable, Sendable {
 /// library, `ArtifactProbe`): how much of the shortcut each layer carries,
 /// from paired images that differ only in the corner patch
 /// (Δ = a(x with patch) − a(x), Σ_art = E[Δ Δᵀ], Σ_total = the layer's
-/// centred covariance over the clean images). Layers are the stage taps
+/// centred covariance over the clean images, Σ_digit = the between-digit
+/// part of Σ_art). Layers are the stage taps
 /// ("stage1", ...), paired stage i ↔ stage i.
 public struct ProbeMetrics: Codable, Equatable, Sendable {
     /// The paired splits, "clean/patched", e.g. "test-clean/test-conflict".
@@ -133,6 +134,9 @@ public struct ProbeMetrics: Codable, Equatable, Sendable {
     /// the fraction of the teacher's artifact-driven variance inside the
     /// basis (near 1: the basis passes the shortcut on; near 0: it filters it).
     public var teacherBasisShare: [String: Double]?
+    /// Per "layer/basis": tr(U_kᵀ Σ_digit U_k) / tr Σ_digit, the same for the
+    /// digit-driven part Σ_digit of Σ_art (what differs between digits).
+    public var teacherBasisDigitShare: [String: Double]?
     /// Per "layer/basis": tr(U_kᵀ Σ_total U_k) / tr Σ_total, the same for the
     /// teacher's natural variance (for contrast).
     public var teacherBasisTotalShare: [String: Double]?
@@ -140,21 +144,31 @@ public struct ProbeMetrics: Codable, Equatable, Sendable {
     public var teacherArtifactShare: [String: Double]?
     /// Per student layer: tr Σ_art / tr Σ_total of the student's activations.
     public var studentArtifactShare: [String: Double]?
+    /// Per teacher / student layer: tr Σ_digit / tr Σ_total.
+    public var teacherDigitShare: [String: Double]?
+    public var studentDigitShare: [String: Double]?
 
     public init(pairs: String? = nil, images: Int? = nil, teacherBasisShare: [String: Double]? = nil,
+                teacherBasisDigitShare: [String: Double]? = nil,
                 teacherBasisTotalShare: [String: Double]? = nil, teacherArtifactShare: [String: Double]? = nil,
-                studentArtifactShare: [String: Double]? = nil) {
+                studentArtifactShare: [String: Double]? = nil, teacherDigitShare: [String: Double]? = nil,
+                studentDigitShare: [String: Double]? = nil) {
         self.pairs = pairs; self.images = images; self.teacherBasisShare = teacherBasisShare
+        self.teacherBasisDigitShare = teacherBasisDigitShare
         self.teacherBasisTotalShare = teacherBasisTotalShare
         self.teacherArtifactShare = teacherArtifactShare; self.studentArtifactShare = studentArtifactShare
+        self.teacherDigitShare = teacherDigitShare; self.studentDigitShare = studentDigitShare
     }
 
     enum CodingKeys: String, CodingKey {
         case pairs, images
         case teacherBasisShare = "teacher_basis_share"
+        case teacherBasisDigitShare = "teacher_basis_digit_share"
         case teacherBasisTotalShare = "teacher_basis_total_share"
         case teacherArtifactShare = "teacher_artifact_share"
         case studentArtifactShare = "student_artifact_share"
+        case teacherDigitShare = "teacher_digit_share"
+        case studentDigitShare = "student_digit_share"
     }
 }
 

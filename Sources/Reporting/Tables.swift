@@ -18,7 +18,8 @@ public enum ResultsCSV {
     /// Extra columns of the artifact probe (`RunMetrics.probe`), sorted, for the layers and bases
     /// any run has: `probe_student_<layer>`, `probe_teacher_<layer>` (artifact share of the layer's
     /// variance) and `probe_basis_<layer>_<basis>` (share of the teacher's artifact-driven variance
-    /// inside the basis). Empty when no run has a probe, so older reports keep their header.
+    /// inside the basis), and `probe_{student,teacher,basis}_digit_…` for the digit-driven part.
+    /// Empty when no run has a probe, so older reports keep their header.
     public static func probeColumns(_ runs: [LoadedRun]) -> [String] {
         var names = Set<String>()
         for r in runs {
@@ -26,6 +27,9 @@ public enum ResultsCSV {
             for k in (p.studentArtifactShare ?? [:]).keys { names.insert(probeColumn("student", k)) }
             for k in (p.teacherArtifactShare ?? [:]).keys { names.insert(probeColumn("teacher", k)) }
             for k in (p.teacherBasisShare ?? [:]).keys { names.insert(probeColumn("basis", k)) }
+            for k in (p.studentDigitShare ?? [:]).keys { names.insert(probeColumn("student_digit", k)) }
+            for k in (p.teacherDigitShare ?? [:]).keys { names.insert(probeColumn("teacher_digit", k)) }
+            for k in (p.teacherBasisDigitShare ?? [:]).keys { names.insert(probeColumn("basis_digit", k)) }
         }
         return names.sorted()
     }
@@ -38,7 +42,8 @@ public enum ResultsCSV {
     static func probeValue(_ p: ProbeMetrics?, _ column: String) -> Double? {
         guard let p else { return nil }
         for (kind, values) in [("student", p.studentArtifactShare), ("teacher", p.teacherArtifactShare),
-                               ("basis", p.teacherBasisShare)] {
+                               ("basis", p.teacherBasisShare), ("student_digit", p.studentDigitShare),
+                               ("teacher_digit", p.teacherDigitShare), ("basis_digit", p.teacherBasisDigitShare)] {
             for (k, v) in values ?? [:] where probeColumn(kind, k) == column { return v }
         }
         return nil

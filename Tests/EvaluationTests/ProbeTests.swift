@@ -66,7 +66,7 @@ private func accumulate(clean: [Float], patched: [Float], d: Int, chunks: [Int])
     clean.withUnsafeBufferPointer { c in
         patched.withUnsafeBufferPointer { p in
             for n in chunks {
-                acc.add(clean: c.baseAddress! + start * d, patched: p.baseAddress! + start * d, rows: n)
+                acc.add(clean: c.baseAddress! + start * d, patched: p.baseAddress! + start * d, images: n)
                 start += n
             }
         }
@@ -86,7 +86,8 @@ private func accumulate(clean: [Float], patched: [Float], d: Int, chunks: [Int])
     for r in 0..<rows { for c in 0..<d { patched[r * d + c] += Float(v[c]) } }
     let acc = accumulate(clean: clean, patched: patched, d: d, chunks: [20, 1, 36])
     #expect(acc.rows == rows)
-    let (art, total, _) = acc.finished()
+    let (art, total) = (acc.finished().sigmaArt, acc.finished().sigmaTotal)
+    #expect(acc.finished().sigmaDigit.allSatisfy { $0 == 0 })
     let layer = ProbeLayer(layer: "stage1", channels: d, positions: 1, pairs: rows, sigmaArt: art, sigmaTotal: total)
     // Σ_art = v vᵀ up to float32 rounding of the patched activations.
     let vvt = (0..<(d * d)).map { v[$0 / d] * v[$0 % d] }
@@ -113,6 +114,54 @@ private func basisTotal(_ l: ProbeLayer, _ q: [Double], d: Int, column: Int) -> 
     return s / l.traceTotal
 }
 
+/// Σ_digit on a planted case: at each of P positions the patch adds
+/// v_{p,g} = α_{p,g}·e for digit g (one direction e), plus a
+/// digit-independent w_p in any direction; then Σ_digit is the
+/// between-digit covariance (1/P) Σ_p Σ_g π_g (v_{p,g} − v̄_p)(…)ᵀ exactly,
+/// w drops out, a basis containing e keeps all of it and one ⟂ e none,
+/// while both share Σ_art.
+@Test func digitDrivenPartIsTheBetweenDigitCovariance() throws {
+    let d = 4, positions = 3, images = 30, digits = 3
+    var rng = RNG(seed: 13)
+    let e = (0..<d).map { _ in rng.normal() }
+    let v = (0..<(positions * digits)).map { _ in rng.normal() }.map { a in e.map { a * $0 } }  // v[p·G + g]
+    let w = (0..<positions).map { _ in (0..<d).map { _ in rng.normal() * 3 } }
+    let digitOf = (0..<images).map { ($0 * 7) % digits }  // 10 images per digit
+    let clean = (0..<(images * positions * d)).map { _ in Float(rng.normal()) }
+    var patched = clean
+    for i in 0..<images { for p in 0..<positions { for c in 0..<d {
+        patched[(i * positions + p) * d + c] += Float(v[p * digits + digitOf[i]][c] + w[p][c])
+    } } }
+    var acc = ArtifactCovariance(channels: d, positions: positions, groups: digits)
+    clean.withUnsafeBufferPointer { cp in
+        patched.withUnsafeBufferPointer { pp in
+            for (lo, hi) in [(0, 4), (4, 5), (5, 30)] {
+                acc.add(clean: cp.baseAddress! + lo * positions * d, patched: pp.baseAddress! + lo * positions * d,
+                        images: hi - lo, digits: digitOf[lo..<hi])
+            }
+        }
+    }
+    let m = acc.finished()
+    var expected = [Double](repeating: 0, count: d * d)
+    for p in 0..<positions {
+        let mean = (0..<d).map { c in (0..<digits).reduce(0.0) { $0 + v[p * digits + $1][c] } / Double(digits) }
+        for g in 0..<digits {
+            let e = (0..<d).map { v[p * digits + g][$0] - mean[$0] }
+            for i in 0..<d { for j in 0..<d { expected[i * d + j] += e[i] * e[j] / Double(digits * positions) } }
+        }
+    }
+    #expect(maxAbs(m.sigmaDigit, expected) < 1e-5)
+    // Σ_digit ⪯ Σ_art: here Σ_art also holds w and the mean displacement.
+    let layer = ProbeLayer(layer: "l", channels: d, positions: positions, pairs: images, sigmaArt: m.sigmaArt,
+                           sigmaTotal: m.sigmaTotal, sigmaDigit: m.sigmaDigit)
+    #expect(layer.traceDigit < layer.traceArt && abs(layer.digitShare - layer.traceDigit / layer.traceTotal) < 1e-15)
+    let q = orthonormalBasis(first: e, &rng)
+    let inside = try ArtifactProbe.basisShare(layer, basis: basis(q, d: d, columns: [0], layer: "l", kind: .prcaposdef))
+    let outside = try ArtifactProbe.basisShare(layer, basis: basis(q, d: d, columns: [1, 2, 3], layer: "l", kind: .pca))
+    #expect(abs(inside.digitShare - 1) < 1e-6 && outside.digitShare < 1e-6, "\(inside.digitShare) \(outside.digitShare)")
+    #expect(abs(inside.share + outside.share - 1) < 1e-9 && outside.share > 0.1)
+}
+
 /// The dsyrk-streamed moments equal plain loops, and the basis share
 /// equals Σ_rows ‖U_kᵀ Δ‖² / Σ_rows ‖Δ‖² on a general (non-planted) patch.
 @Test func streamedMomentsAndBasisShareEqualDirectComputation() throws {
@@ -121,7 +170,8 @@ private func basisTotal(_ l: ProbeLayer, _ q: [Double], d: Int, column: Int) -> 
     let clean = (0..<(rows * d)).map { _ in Float(rng.normal()) }
     let patched = clean.map { $0 + Float(rng.normal() * 0.7) + 0.3 }
     let acc = accumulate(clean: clean, patched: patched, d: d, chunks: [7, 7, 7, 20])
-    let (art, total, mean) = acc.finished()
+    let m = acc.finished()
+    let (art, total, mean) = (m.sigmaArt, m.sigmaTotal, m.mean)
     let direct = directMoments(clean: clean, patched: patched, d: d)
     #expect(maxAbs(art, direct.art) < 1e-12)
     #expect(maxAbs(total, direct.total) < 1e-12)
@@ -254,6 +304,12 @@ private func writeSubspace(_ path: String, teacherDigest: String?, basisSplit: S
     #expect(share.values.allSatisfy { $0 >= 0 && $0 <= 1 + 1e-12 })
     #expect(Set(p.teacherArtifactShare!.keys) == ["stage1", "stage2"] && Set(p.studentArtifactShare!.keys) == ["stage1", "stage2"])
     #expect(p.studentArtifactShare!.values.allSatisfy { $0 > 0 } && p.teacherArtifactShare!.values.allSatisfy { $0 > 0 })
+    // Digit-driven part: present, positive (the fixture's digits differ in
+    // their bright pixel) and below the whole artifact share (Σ_digit ⪯ Σ_art).
+    let digit = try #require(p.teacherBasisDigitShare)
+    #expect(abs(digit["stage2/prcaposdef"]! + digit["stage2/gradpca"]! - 1) < 1e-9)
+    for (layer, v) in p.studentDigitShare! { #expect(v > 0 && v < p.studentArtifactShare![layer]!, "\(layer)") }
+    for (layer, v) in p.teacherDigitShare! { #expect(v > 0 && v < p.teacherArtifactShare![layer]!, "\(layer)") }
     // basis_split from the subspace (the student's metadata has none).
     #expect(m.run.basisSplit == "distill-train-decorrelated")
     #expect(lines.contains { $0.contains("inside the basis") })
@@ -270,6 +326,8 @@ private func writeSubspace(_ path: String, teacherDigest: String?, basisSplit: S
     #expect(tArt / tTotal == p.teacherArtifactShare!["stage1"]!)
     #expect(try npz.array("probe/teacher/stage2/basis/gradpca/direction_share").shape == [4])
     #expect(try npz.array("probe/teacher/stage2/basis/prcaposdef/share").doubles() == [share["stage2/prcaposdef"]!])
+    #expect(try npz.array("probe/teacher/stage2/basis/gradpca/digit_share").doubles() == [digit["stage2/gradpca"]!])
+    #expect(try npz.array("probe/student/stage2/digit_share").doubles() == [p.studentDigitShare!["stage2"]!])
     #expect(npz.meta?.inputs["subspace"] == (try sha256Hex(ofFile: dir + "/subspace.npz")))
 
     // The student's own basis_split wins (it names the basis it was distilled with).
