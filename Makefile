@@ -5,6 +5,7 @@
 #   make PIPELINE=paper       another pipeline
 #   make list                 what the pipeline runs and what is already done
 #   make LAUNCH='srun -n1 -c2' -j8   every stage command through a launcher
+#   make test-cluster         the tiny pipeline under a throwaway local Slurm cluster (root)
 #
 # Stage rules are generic; pipelines/<name>.mk hold only parameters. Each
 # artifact depends on its inputs and on a small parameter file holding its
@@ -43,7 +44,7 @@ REPORT_ARGS    ?=
 
 # Pipeline parameters are read (and parameter files written) only when a
 # goal needs the DAG.
-NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-%
+NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-% test-cluster
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NON_PIPELINE_GOALS),$(MAKECMDGOALS)),all),)
 ifeq ($(wildcard pipelines/$(PIPELINE).mk),)
 $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make list-pipelines))
@@ -57,7 +58,7 @@ TOOLS := synthesize train-teacher extract-subspace distill evaluate report tenso
 TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
 SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
 
-.PHONY: all setup build test bench help list list-pipelines report
+.PHONY: all setup build test test-cluster bench help list list-pipelines report
 setup:
 	@bash scripts/setup.sh
 
@@ -77,8 +78,12 @@ bench: $(BIN)/.built
 	$(BIN)/bench-io
 	$(BIN)/bench-nn
 
+# End-to-end Slurm test on a throwaway single-node cluster; SKIP without root/packages.
+test-cluster: $(BIN)/.built
+	bash scripts/test-cluster.sh
+
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------- parameter files
 # $(call params,FILE,TEXT): FILE holds TEXT; rewritten (new mtime) only when
@@ -105,8 +110,8 @@ endef
 
 # Distillation data and subspace for teacher $1, subtask $2, rho $3, seed $4.
 define cell_rules
-$(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call params,$(A)/$1/$2/rho$3/seed$4/data/synthesize.args,--family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $(subst $(space),$(comma),$(DISTILL_SPLITS)) --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2)
+$(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call params,$(A)/$1/$2/rho$3/seed$4/data/synthesize.args,--family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2) $(DISTILL_SYNTH_ARGS_$1)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $(subst $(space),$(comma),$(DISTILL_SPLITS)) --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2) $(DISTILL_SYNTH_ARGS_$1)
 
 $(A)/$1/$2/rho$3/seed$4/subspace.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
@@ -119,7 +124,7 @@ $(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/see
 	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(A)/$1/$2/rho$3/seed$4/subspace.npz) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
 
 $(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 $(EVAL_ARGS)
+	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(EVAL_ARGS) $(EVAL_ARGS_$1)
 
 ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
 endef
@@ -138,7 +143,7 @@ endif
 
 REPORT := $(A)/report/summary.md
 $(REPORT): $(ALL_METRICS) $(call params,$(A)/report/report.args,$(REPORT_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report $(REPORT_ARGS)
+	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report --methods $(subst $(space),$(comma),$(strip $(METHODS))) $(REPORT_ARGS)
 
 all: $(REPORT)
 	@echo "make: $(PIPELINE) pipeline done; report in $(A)/report/"

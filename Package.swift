@@ -66,7 +66,7 @@ let package = Package(
             "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "BenchIO", dependencies: [
-            "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "TensorIO", "SeededRNG", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "BenchNN", dependencies: [
             "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -2,7 +2,7 @@
 # Used by the pipeline tests (scripts/test-pipeline.sh).
 TEACHER_SYNTH_ARGS := --teacher-train-per-class 12 --teacher-val-per-class 4
 TEACHER_ARGS       := --epochs 1 --batch 32
-SYNTH_ARGS         := --distill-per-class 20 --test-per-class 8
+SYNTH_ARGS         := --distill-train-per-class 16 --distill-val-per-class 8 --test-per-class 8
 RHOS               := 0 1
 SEEDS              := 1
 METHODS            := label-only kd subdistill

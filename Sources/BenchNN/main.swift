@@ -1,1 +1,341 @@
-print("BenchNN: not yet implemented")
+// bench-nn: training and inference throughput of the default teacher and
+// student, convolution GFLOP/s against sgemm's own, per-layer time, and
+// memory over many steps. Release build:
+//   swift build -c release && .build/release/bench-nn
+import ArgumentParser
+import Foundation
+import COpenBLAS
+import NN
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU seconds used by the whole process (all threads): under contention
+/// from other processes this, unlike wall time, still measures our work.
+func cpuNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// A field of /proc/self/status in MiB (VmHWM = peak resident, VmRSS = now).
+func procStatusMiB(_ field: String) -> Double {
+    guard let f = fopen("/proc/self/status", "r") else { return .nan }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, 512, f) != nil {
+        let s = String(cString: line)
+        if s.hasPrefix(field + ":") {
+            let kb = s.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+            return kb / 1024
+        }
+    }
+    return .nan
+}
+
+func randomTensor(_ shape: [Int], rng: inout RNG) -> Tensor {
+    let n = shape.reduce(1, *)
+    var t = Tensor(shape: shape)
+    t.data.withUnsafeMutableBufferPointer { p in
+        for i in 0..<n { p[i] = rng.uniform() * 2 - 1 }
+    }
+    return t
+}
+
+/// dL/dz of the mean softmax cross-entropy, (softmax(z) − onehot(y))/B.
+func crossEntropyGradient(_ z: Tensor, labels: [Int], into g: inout Tensor) {
+    let b = z.shape[0], k = z.shape[1]
+    if g.shape != z.shape { g = Tensor(shape: z.shape) }
+    z.data.withUnsafeBufferPointer { zp in
+        g.data.withUnsafeMutableBufferPointer { gp in
+            for i in 0..<b {
+                var m = -Float.infinity
+                for c in 0..<k { m = max(m, zp[i * k + c]) }
+                var s: Float = 0
+                for c in 0..<k { let e = expf(zp[i * k + c] - m); gp[i * k + c] = e; s += e }
+                for c in 0..<k { gp[i * k + c] = (gp[i * k + c] / s - (c == labels[i] ? 1 : 0)) / Float(b) }
+            }
+        }
+    }
+}
+
+/// Plain SGD, θ ← θ − lr·∂L/∂θ (the real optimisers live elsewhere).
+func sgdStep(_ params: [Parameter], lr: Float) {
+    for p in params {
+        let g = p.grad
+        p.value.withUnsafeMutableBufferPointer { v in
+            g.withUnsafeBufferPointer { gp in
+                for i in 0..<v.count { v[i] -= lr * gp[i] }
+            }
+        }
+    }
+}
+
+/// Multiply-accumulates of every convolution for one image forward.
+func convMACs(_ model: Model) -> Double {
+    var shape = model.inputShape
+    var macs = 0.0
+    for (layer, out) in zip(model.layers, model.layerShapes) {
+        if let conv = layer as? Conv2D {
+            macs += Double(out[0] * out[1] * out[2]) * Double(conv.kernel * conv.kernel * conv.inChannels)
+        }
+        shape = out
+    }
+    _ = shape
+    return macs
+}
+
+/// GFLOP/s of one sgemm C(m×n) = A(m×k)·B(k×n), best of `reps`.
+func gemmGflops(m: Int, n: Int, k: Int, reps: Int = 5) -> Double {
+    var rng = RNG(seed: 1)
+    let a = (0..<(m * k)).map { _ in rng.uniform() }
+    let b = (0..<(k * n)).map { _ in rng.uniform() }
+    var c = [Float](repeating: 0, count: m * n)
+    var best = Double.infinity
+    for _ in 0..<reps {
+        let t0 = now()
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                                ap.baseAddress, Int32(k), bp.baseAddress, Int32(n), 0, cp.baseAddress, Int32(n))
+                }
+            }
+        }
+        best = min(best, now() - t0)
+    }
+    return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
+}
+
+/// The layout decision (see Tensor.swift): a 3×3 conv (the teacher's first
+/// and last stage), as (a) NHWC: one im2col of the batch and ONE gemm
+/// (B·H·W)×(9·Cin)·(9·Cin)×Cout, vs (b) NCHW: per image an im2col to
+/// (9·Cin)×(H·W) and a gemm Cout×(9·Cin)·(9·Cin)×(H·W) (the batch cannot be
+/// folded without a transpose because the output must stay CHW).
+func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
+    let (h, w, k) = (size, size, 3)
+    var rng = RNG(seed: 2)
+    let x = randomTensor([batch, h, w, cin], rng: &rng)
+    // One GEMM over the whole batch (OpenBLAS threads), as the layout
+    // argument goes; then the library's default (blocked, split by images).
+    let conv = Conv2D(name: "nhwc", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
+    conv.patchBlockBytes = Int.max
+    conv.parallelThreshold = Int.max
+    _ = conv.forward(x, training: true)
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        _ = conv.forward(x, training: true)
+        best = min(best, now() - t0)
+    }
+    let blocked = Conv2D(name: "nhwc-blocked", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
+    _ = blocked.forward(x, training: true)
+    var bestBlocked = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        _ = blocked.forward(x, training: true)
+        bestBlocked = min(bestBlocked, now() - t0)
+    }
+    // NCHW path.
+    let kk = k * k * cin, hw = h * w
+    var cols = [Float](repeating: 0, count: kk * hw)
+    var y = [Float](repeating: 0, count: batch * cout * hw)
+    let wt = randomTensor([cout, kk], rng: &rng).data
+    let xc = x.data  // contents irrelevant for timing; read as CHW
+    var bestNCHW = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        xc.withUnsafeBufferPointer { xp in
+            cols.withUnsafeMutableBufferPointer { cp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    wt.withUnsafeBufferPointer { wp in
+                        for b in 0..<batch {
+                            let xb = xp.baseAddress! + b * cin * hw
+                            // im2col, rows (c,ky,kx), columns (oy,ox).
+                            // Each (row, oy) is one contiguous shifted copy.
+                            for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                                let row = cp.baseAddress! + ((c * k + ky) * k + kx) * hw
+                                let ox0 = max(0, 1 - kx), ox1 = min(w, w + 1 - kx)
+                                for oy in 0..<h {
+                                    let iy = oy + ky - 1
+                                    let dst = row + oy * w
+                                    if iy < 0 || iy >= h { dst.update(repeating: 0, count: w); continue }
+                                    if ox0 > 0 { dst.update(repeating: 0, count: ox0) }
+                                    (dst + ox0).update(from: xb + (c * h + iy) * w + ox0 + kx - 1, count: ox1 - ox0)
+                                    if ox1 < w { (dst + ox1).update(repeating: 0, count: w - ox1) }
+                                }
+                            } } }
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(hw), Int32(kk), 1,
+                                        wp.baseAddress, Int32(kk), cp.baseAddress, Int32(hw), 0,
+                                        yp.baseAddress! + b * cout * hw, Int32(hw))
+                        }
+                    }
+                }
+            }
+        }
+        bestNCHW = min(bestNCHW, now() - t0)
+    }
+    let flop: Double = 2.0 * Double(batch * hw * kk * cout)
+    let g1: Double = flop / best / 1e9, g2: Double = flop / bestNCHW / 1e9, g3: Double = flop / bestBlocked / 1e9
+    let ms1: Double = best * 1e3, ms2: Double = bestNCHW * 1e3, ms3: Double = bestBlocked * 1e3
+    print(String(format: "layout  conv3x3 %d→%d @%d×%d forward, batch %d, im2col + gemm: NHWC one gemm %.2f ms (%.0f GFLOP/s), NCHW per-image gemms %.2f ms (%.0f GFLOP/s); NHWC blocked+split (default) %.2f ms (%.0f GFLOP/s)",
+                 cin, cout, size, size, batch, ms1, g1, ms2, g2, ms3, g3))
+}
+
+struct BenchNN: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-nn",
+        abstract: "Throughput of training steps and inference for the default teacher and student.")
+
+    @Option(help: "Timed training steps per model.") var steps = 20
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Total teacher training steps of the memory check (RSS is read after 50 and after this many).")
+    var memorySteps = 500
+    @Flag(help: "Print a per-layer time profile of one training step.") var profile = false
+    @Option(help: "Conv patch-matrix block in KiB per GEMM (0 = whole batch in one GEMM; default: the library's).")
+    var blockKib: Int?
+    @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory.")
+    var only = "gemm,layout,teacher,student,teacher-nobn,memory"
+
+    func run() throws {
+        let sections = Set(only.split(separator: ",").map(String.init))
+        print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), threads \(OpenBLASInfo.threads)")
+        if sections.contains("gemm") {
+            for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
+                let gf: Double = gemmGflops(m: m, n: n, k: k)
+            print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
+            }
+        }
+        if sections.contains("layout") {
+            layoutComparison(batch: batch, size: 32, cin: 32, cout: 32)
+            layoutComparison(batch: batch, size: 8, cin: 128, cout: 128)
+        }
+        let teacher = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
+        let student = "c8,p,c16,p,c16,p,gap,fc5"
+        if sections.contains("teacher") { try benchModel("teacher", teacher, classes: 20, batchNorm: true) }
+        if sections.contains("student") { try benchModel("student", student, classes: 5, batchNorm: true) }
+        if sections.contains("teacher-nobn") { try benchModel("teacher-nobn", teacher, classes: 20, batchNorm: false) }
+        if sections.contains("memory") { try memoryCheck(teacher) }
+    }
+
+    func configure(_ model: Model) {
+        guard let kib = blockKib else { return }
+        for case let conv as Conv2D in model.layers { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
+    }
+
+    func benchModel(_ label: String, _ arch: String, classes: Int, batchNorm: Bool) throws {
+        let model = try Model(architecture: arch, inputShape: [32, 32, 3], batchNorm: batchNorm, seed: 1)
+        configure(model)
+        var rng = RNG(seed: 3)
+        let x = randomTensor([batch, 32, 32, 3], rng: &rng)
+        let labels = (0..<batch).map { _ in rng.int(below: classes) }
+        var g = Tensor(shape: [batch, classes])
+        func step() {
+            let z = model.forward(x, training: true)
+            crossEntropyGradient(z, labels: labels, into: &g)
+            model.zeroGrad()
+            model.backward(g)
+            sgdStep(model.parameters, lr: 0.01)
+        }
+        for _ in 0..<3 { step() }
+        // Each step timed alone: the minimum is the figure least disturbed
+        // by other processes on a shared machine; the median is printed too.
+        var trainTimes: [Double] = [], inferTimes: [Double] = [], cpuTimes: [Double] = []
+        for _ in 0..<steps {
+            let c0 = cpuNow(), t0 = now(); step(); trainTimes.append(now() - t0); cpuTimes.append(cpuNow() - c0)
+        }
+        cpuTimes.sort()
+        for _ in 0..<2 { _ = model.forward(x, training: false) }
+        for _ in 0..<steps {
+            let t0 = now(); _ = model.forward(x, training: false); inferTimes.append(now() - t0)
+        }
+        trainTimes.sort(); inferTimes.sort()
+        let train = trainTimes[0], trainMedian = trainTimes[trainTimes.count / 2]
+        let infer = inferTimes[0], inferMedian = inferTimes[inferTimes.count / 2]
+        let macs = convMACs(model) * Double(batch)
+        // Training: forward, dW and dX GEMMs (dX skipped for the first conv).
+        let firstConv = model.layers.first as? Conv2D
+        var firstMACs = 0.0
+        if let c = firstConv { firstMACs = Double(batch * 32 * 32 * c.outChannels * 27) }
+        let trainFlop: Double = 2 * (3 * macs - firstMACs)
+        let trainMs: Double = train * 1e3, trainRate: Double = Double(batch) / train
+        let trainMedRate: Double = Double(batch) / trainMedian
+        let trainG: Double = trainFlop / train / 1e9
+        let inferRate: Double = Double(batch) / infer, inferG: Double = 2 * macs / infer / 1e9
+        let inferMedRate: Double = Double(batch) / inferMedian
+        let cpuMs: Double = cpuTimes[0] * 1e3
+        print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), conv %.1f GFLOP/s; %d parameters",
+                     label, trainMs, trainRate, trainMedRate, trainG, cpuMs, inferRate, inferMedRate, inferG, model.parameterCount))
+        if profile { profileStep(model, x: x, labels: labels, classes: classes) }
+    }
+
+    /// Times every layer's forward and backward within one training step.
+    func profileStep(_ model: Model, x: Tensor, labels: [Int], classes: Int) {
+        let n = model.layers.count
+        var fwd = [Double](repeating: 0, count: n), bwd = [Double](repeating: 0, count: n)
+        var g = Tensor(shape: [batch, classes])
+        let reps = max(steps / 2, 3)
+        for _ in 0..<reps {
+            var h = x
+            for (i, l) in model.layers.enumerated() {
+                let t = now(); h = l.forward(h, training: true); fwd[i] += now() - t
+            }
+            crossEntropyGradient(h, labels: labels, into: &g)
+            var d = g
+            for i in stride(from: n - 1, through: 0, by: -1) {
+                let t = now()
+                if i == 0 { model.layers[0].backwardParameters(d) } else { d = model.layers[i].backward(d) }
+                bwd[i] += now() - t
+            }
+        }
+        for (i, l) in model.layers.enumerated() {
+            var flops = ""
+            if let c = l as? Conv2D {
+                let out = model.layerShapes[i]
+                let f: Double = 2.0 * Double(batch * out[0] * out[1] * out[2] * c.kernel * c.kernel * c.inChannels)
+                let tf: Double = fwd[i] / Double(reps), tb: Double = bwd[i] / Double(reps)
+                let fb: Double = i == 0 ? f : 2 * f
+                flops = String(format: "  fwd %.0f GFLOP/s, bwd %.0f GFLOP/s", f / tf / 1e9, fb / tb / 1e9)
+            }
+            let tf: Double = fwd[i] / Double(reps) * 1e3, tb: Double = bwd[i] / Double(reps) * 1e3
+            print(l.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + String(format: " fwd %7.2f ms  bwd %7.2f ms", tf, tb) + flops)
+        }
+    }
+
+    /// RSS after 50 and after `memorySteps` teacher training steps: flat when
+    /// every workspace is reused.
+    func memoryCheck(_ arch: String) throws {
+        let model = try Model(architecture: arch, inputShape: [32, 32, 3], seed: 1)
+        configure(model)
+        var rng = RNG(seed: 4)
+        let x = randomTensor([batch, 32, 32, 3], rng: &rng)
+        let labels = (0..<batch).map { _ in rng.int(below: 20) }
+        var g = Tensor(shape: [batch, 20])
+        var rss50 = 0.0
+        let t0 = now()
+        for s in 1...max(memorySteps, 50) {
+            let z = model.forward(x, training: true)
+            crossEntropyGradient(z, labels: labels, into: &g)
+            model.zeroGrad()
+            model.backward(g)
+            sgdStep(model.parameters, lr: 0.01)
+            if s == 50 { rss50 = procStatusMiB("VmRSS") }
+        }
+        let elapsed: Double = now() - t0
+        let total = max(memorySteps, 50)
+        let rss: Double = procStatusMiB("VmRSS"), hwm: Double = procStatusMiB("VmHWM")
+        let rate: Double = Double(batch * total) / elapsed
+        print(String(format: "memory  teacher: RSS after 50 steps %.1f MiB, after %d steps %.1f MiB; peak (VmHWM) %.1f MiB; %.0f img/s over the run",
+                     rss50, total, rss, hwm, rate))
+    }
+}
+
+BenchNN.main()

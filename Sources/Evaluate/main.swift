@@ -1,3 +1,89 @@
+// `evaluate`: stage 5a, the metrics of one student (and of its teacher) on
+// the three test splits. The work is in the Evaluation library.
+import ArgumentParser
+import Evaluation
 import Foundation
-FileHandle.standardError.write("Evaluate: not yet implemented\n".data(using: .utf8)!)
-exit(1)
+import StageKit
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Measure a distilled student and its teacher on test, test-clean and test-conflict.",
+        discussion: """
+            Reads the student network (model/ entries of student.npz), the teacher \
+            (teacher.npz, logits cut to the split's subtask_classes) and DIR/test.npz, \
+            DIR/test-clean.npz, DIR/test-conflict.npz. Writes --out (metrics.json: run \
+            description, student and teacher metrics) and metrics.npz beside it (the same \
+            numbers plus per-class, per-group and per-image arrays, input digests in its \
+            metadata), and with --heatmap a PNG of LRP-ε maps of teacher and student on \
+            test-conflict images.
+
+            Metrics, evaluation mode: accuracy on test (published metric), test-clean and \
+            test-conflict; worst-group accuracy with groups class × artifact state over \
+            test-clean ∪ test-conflict (every class has both states at every rho); \
+            worst-class accuracy (minimum per-class recall on test); agreement of the \
+            student's argmax with the teacher's on test; share of input relevance inside \
+            the artifact patch on test-conflict, by gradient × input and by LRP-ε, of the \
+            logit margin z_y − max_{c≠y} z_c (share = Σ_patch |R_pixel| / Σ_all |R_pixel|, \
+            R_pixel summed over channels, mean over images).
+
+            --set key=value fills the run description (keys: \
+            \(RunSettings.knownKeys.joined(separator: ", "))); the student's and teacher's \
+            metadata fill what is not set.
+            """)
+
+    @Option(help: ArgumentHelp("Student artifact (distill output).", valueName: "student.npz"))
+    var student: String
+
+    @Option(help: ArgumentHelp("Teacher artifact (train-teacher output).", valueName: "teacher.npz"))
+    var teacher: String
+
+    @Option(help: ArgumentHelp("Folder with test.npz, test-clean.npz and test-conflict.npz.", valueName: "dir"))
+    var data: String
+
+    @Option(help: ArgumentHelp("metrics.json to write (metrics.npz goes beside it).", valueName: "metrics.json"))
+    var out: String
+
+    @Option(help: ArgumentHelp("Heatmap PNG to write (LRP-ε of teacher and student on test-conflict images).", valueName: "heatmap.png"))
+    var heatmap: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Run description field, repeatable.", valueName: "key=value"))
+    var sets: [String] = []
+
+    @Option(help: "Images per forward/backward batch.")
+    var batch: Int = 50
+
+    @Option(name: .customLong("lrp-epsilon"), help: "LRP-ε stabiliser factor: ε = factor · std of each layer's pre-activations over the test split.")
+    var lrpEpsilon: Float = 0.25
+
+    @Option(help: "Images shown in the heatmap.")
+    var heatmapImages: Int = 8
+
+    @Option(help: "Upscaling factor of the heatmap panels.")
+    var heatmapScale: Int = 4
+
+    @Option(help: ArgumentHelp("Cache of the teacher's evaluation, shared by the students of one data folder: read when it matches the teacher, the splits and the options, else written.", valueName: "file.npz"))
+    var teacherCache: String?
+
+    @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
+    var threads: Int?
+
+    func run() throws {
+        Threads.configure(requested: threads)
+        let options = EvaluateOptions(student: student, teacher: teacher, data: data, out: out, heatmap: heatmap,
+                                      sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
+                                      heatmapImages: heatmapImages, heatmapScale: heatmapScale,
+                                      teacherCache: teacherCache)
+        let start = ProgressLine.now()
+        do {
+            _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }
+        } catch {
+            // Every failure (bad input, unreadable file) as one line, exit 1.
+            log("evaluate: error: \(error)")
+            throw ExitCode(1)
+        }
+        log("evaluate: wrote \(out) and \(options.npzPath)\(heatmap.map { " and " + $0 } ?? "") in \(ProgressLine.format(seconds: ProgressLine.now() - start))")
+    }
+}
+
+Evaluate.main()

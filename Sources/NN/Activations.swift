@@ -16,7 +16,7 @@ public final class ReLU: Layer {
         let n = x.count
         x.data.withUnsafeBufferPointer { xp in
             output.data.withUnsafeMutableBufferPointer { y in
-                for i in 0..<n { y[i] = max(xp[i], 0) }
+                reluForward(xp.baseAddress!, y.baseAddress!, n)
             }
         }
         return output
@@ -31,7 +31,7 @@ public final class ReLU: Layer {
         gradOutput.data.withUnsafeBufferPointer { dy in
             output.data.withUnsafeBufferPointer { y in
                 gradInput.data.withUnsafeMutableBufferPointer { dx in
-                    for i in 0..<n { dx[i] = y[i] > 0 ? dy[i] : 0 }
+                    reluBackward(y.baseAddress!, dy.baseAddress!, dx.baseAddress!, n)
                 }
             }
         }

@@ -132,18 +132,10 @@ func sgemm(_ transA: Bool, _ transB: Bool, m: Int, n: Int, k: Int,
 }
 
 /// Column sums of a rows×cols row-major matrix added into `out` (bias
-/// gradients): accumulated in Float per column block, rows in order.
-@inline(__always)
+/// gradients), accumulated in Double (see `channelSum`).
 func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
-    // Double accumulators: a sum over B·H·W rows (65 536 for a 64-image
-    // batch of 32×32 maps) would lose digits in float.
     let acc = UnsafeMutablePointer<Double>.allocate(capacity: cols)
     defer { acc.deallocate() }
-    acc.initialize(repeating: 0, count: cols)
-    var p = m
-    for _ in 0..<rows {
-        for c in 0..<cols { acc[c] += Double(p[c]) }
-        p += cols
-    }
+    channelSum(m, count: rows * cols, tiling: ChannelTiling(channels: cols), sumA: acc)
     for c in 0..<cols { out[c] += Float(acc[c]) }
 }

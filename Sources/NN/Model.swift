@@ -57,7 +57,6 @@ public final class Model {
         guard !architecture.allSatisfy(\.isWhitespace) else {
             throw NNError("empty architecture string")
         }
-        let scratch = Workspace<Float>()
         var layers: [Layer] = [], shapes: [[Int]] = [], tapLayers: [Int] = [], tapNames: [String] = []
         var shape = inputShape
         func add(_ layer: Layer, _ token: String) throws {
@@ -76,7 +75,7 @@ public final class Model {
                     throw NNError("architecture token '\(token)': a convolution needs a spatial input, got \(shape)")
                 }
                 try add(Conv2D(name: prefix + ".conv", inChannels: shape[2], outChannels: out, kernel: k,
-                               stride: s, padding: (k - 1) / 2, bias: !batchNorm, rng: &rng, scratch: scratch), token)
+                               stride: s, padding: (k - 1) / 2, bias: !batchNorm, rng: &rng), token)
                 if batchNorm { try add(BatchNorm(name: prefix + ".bn", channels: out), token) }
                 try add(ReLU(name: prefix + ".relu"), token)
             case .maxPool:

@@ -1,45 +1,3 @@
-/// Per-channel statistics over all leading axes of a channels-last tensor
-/// (rows = B·H·W for images, B for flat features); sums in Double.
-@inline(__always)
-func channelMeanVariance(_ x: UnsafePointer<Float>, rows: Int, channels c: Int,
-                         mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>) {
-    for ch in 0..<c { mean[ch] = 0; variance[ch] = 0 }
-    var p = x
-    for _ in 0..<rows {
-        for ch in 0..<c {
-            let v = Double(p[ch])
-            mean[ch] += v
-            variance[ch] += v * v
-        }
-        p += c
-    }
-    let inv = 1 / Double(rows)
-    for ch in 0..<c {
-        let m = mean[ch] * inv
-        mean[ch] = m
-        // E[x²] − E[x]² in Double: the cancellation costs nothing visible at
-        // float precision unless |mean| ≫ std by ~10⁴.
-        variance[ch] = max(variance[ch] * inv - m * m, 0)
-    }
-}
-
-/// Σ_rows dy and Σ_rows dy·x̂ per channel (the two reductions of every
-/// normalisation backward).
-@inline(__always)
-func channelGradientSums(_ dy: UnsafePointer<Float>, _ xhat: UnsafePointer<Float>, rows: Int, channels c: Int,
-                         sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
-    for ch in 0..<c { sumDy[ch] = 0; sumDyXhat[ch] = 0 }
-    var g = dy, h = xhat
-    for _ in 0..<rows {
-        for ch in 0..<c {
-            let d = Double(g[ch])
-            sumDy[ch] += d
-            sumDyXhat[ch] += d * Double(h[ch])
-        }
-        g += c; h += c
-    }
-}
-
 /// Running statistics with PyTorch's convention: r ← (1−m)·r + m·batch
 /// value, the variance entering unbiased (·n/(n−1)).
 @inline(__always)
@@ -50,6 +8,115 @@ func updateRunning(_ runningMean: inout [Float], _ runningVar: inout [Float], me
     for ch in 0..<runningMean.count {
         runningMean[ch] = Float((1 - m) * Double(runningMean[ch]) + m * mean[ch])
         runningVar[ch] = Float((1 - m) * Double(runningVar[ch]) + m * variance[ch] * unbias)
+    }
+}
+
+/// Shared state and steps of `BatchNorm` and `Standardize`: per-channel
+/// statistics over all leading axes of a channels-last tensor (n = B·H·W
+/// values per channel for images, B for flat features), the normalised
+/// values x̂ = (x − μ)/√(σ² + ε), and the backward
+///   dx = a·dy − b − x̂·d,  a = g/√(σ²+ε), b = a·(1/n)Σ dy, d = a·(1/n)Σ dy·x̂
+/// (g = γ for batch norm, 1 without affine; b = d = 0 in evaluation mode).
+final class ChannelNormalizer {
+    let channels: Int
+    let tiling: ChannelTiling
+    /// Per channel (Double): mean, variance, 1/√(var+ε), Σdy, Σdy·x̂.
+    let stats: UnsafeMutablePointer<Double>
+    /// Tiled float coefficients, 4 × L: shift/scale/γ/β forward, a/b/d backward.
+    let tiles: UnsafeMutablePointer<Float>
+    /// Per-channel float scratch (C floats).
+    let scratch: UnsafeMutablePointer<Float>
+
+    init(channels c: Int) {
+        channels = c
+        tiling = ChannelTiling(channels: c)
+        stats = .allocate(capacity: 5 * c)
+        stats.initialize(repeating: 0, count: 5 * c)
+        tiles = .allocate(capacity: 4 * tiling.lanes)
+        tiles.initialize(repeating: 0, count: 4 * tiling.lanes)
+        scratch = .allocate(capacity: c)
+        scratch.initialize(repeating: 0, count: c)
+    }
+
+    deinit {
+        stats.deallocate()
+        tiles.deallocate()
+        scratch.deallocate()
+    }
+
+    var mean: UnsafeMutablePointer<Double> { stats }
+    var variance: UnsafeMutablePointer<Double> { stats + channels }
+    var invStd: UnsafeMutablePointer<Double> { stats + 2 * channels }
+    var sumDy: UnsafeMutablePointer<Double> { stats + 3 * channels }
+    var sumDyXhat: UnsafeMutablePointer<Double> { stats + 4 * channels }
+
+    /// Fills mean/variance from the batch (training, then updates the
+    /// running statistics) or from the running statistics (evaluation), and
+    /// invStd (1 when `centerOnly`).
+    func statistics(_ x: UnsafePointer<Float>, count: Int, training: Bool, runningMean: Buffer, runningVar: Buffer,
+                    eps: Float, momentum: Float, centerOnly: Bool) {
+        let c = channels, rows = count / c
+        if training {
+            channelSumAndSquares(x, count: count, tiling: tiling, sum: mean, sumSq: variance)
+            let inv = 1 / Double(rows)
+            for ch in 0..<c {
+                let m = mean[ch] * inv
+                mean[ch] = m
+                // E[x²] − E[x]² in Double: the cancellation is invisible at
+                // float precision unless |mean| ≫ std by ~10⁴.
+                variance[ch] = max(variance[ch] * inv - m * m, 0)
+            }
+            updateRunning(&runningMean.value, &runningVar.value, mean: mean, variance: variance,
+                          rows: rows, momentum: momentum)
+        } else {
+            for ch in 0..<c {
+                mean[ch] = Double(runningMean.value[ch])
+                variance[ch] = Double(runningVar.value[ch])
+            }
+        }
+        for ch in 0..<c { invStd[ch] = centerOnly ? 1 : 1 / (variance[ch] + Double(eps)).squareRoot() }
+    }
+
+    /// x̂ = (x − μ)·invStd into `xhat`, and y = γ·x̂ + β into `y` when given.
+    func normalize(_ x: UnsafePointer<Float>, count: Int, xhat: UnsafeMutablePointer<Float>,
+                   gamma: [Float]?, beta: [Float]?, y: UnsafeMutablePointer<Float>?) {
+        let c = channels, l = tiling.lanes
+        for ch in 0..<c { scratch[ch] = Float(-mean[ch]) }
+        tiling.tile(scratch, into: tiles)
+        for ch in 0..<c { scratch[ch] = Float(invStd[ch]) }
+        tiling.tile(scratch, into: tiles + l)
+        if let gamma, let beta, let y {
+            gamma.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 2 * l) }
+            beta.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 3 * l) }
+            channelAffine(x, count: count, tiling: tiling, scale: tiles + l, shift: tiles, u: xhat,
+                          gamma: tiles + 2 * l, beta: tiles + 3 * l, y: y)
+        } else {
+            channelAffine(x, count: count, tiling: tiling, scale: tiles + l, shift: tiles, u: xhat,
+                          gamma: nil, beta: nil, y: nil)
+        }
+    }
+
+    /// Σdy and Σdy·x̂ per channel (into sumDy, sumDyXhat).
+    func gradientSums(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int) {
+        channelSumAndDot(dy, xhat, count: count, tiling: tiling, sumA: sumDy, sumAB: sumDyXhat)
+    }
+
+    /// dx = a·dy − b − x̂·d (see the type's comment); `gain` = γ or nil (1);
+    /// `useXhatTerm` false drops d (center-only standardisation).
+    func inputGradient(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int, training: Bool,
+                       gain: [Float]?, useXhatTerm: Bool, dx: UnsafeMutablePointer<Float>) {
+        let c = channels, l = tiling.lanes, n = Double(count / c)
+        let a = tiles, b = tiles + l, d = tiles + 2 * l
+        for ch in 0..<c { scratch[ch] = Float((gain.map { Double($0[ch]) } ?? 1) * invStd[ch]) }
+        tiling.tile(scratch, into: a)
+        for ch in 0..<c { scratch[ch] = training ? Float(Double(scratch[ch]) * sumDy[ch] / n) : 0 }
+        tiling.tile(scratch, into: b)
+        for ch in 0..<c {
+            let ach = (gain.map { Double($0[ch]) } ?? 1) * invStd[ch]
+            scratch[ch] = training && useXhatTerm ? Float(ach * sumDyXhat[ch] / n) : 0
+        }
+        tiling.tile(scratch, into: d)
+        channelNormBackward(dy, xhat, count: count, tiling: tiling, a: a, b: b, d: d, dx: dx)
     }
 }
 
@@ -78,9 +145,7 @@ public final class BatchNorm: Layer {
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
     private let xhat = Workspace<Float>()
-    /// Per channel: mean, variance, 1/√(var+ε) of the last forward, then the
-    /// two gradient sums in backward.
-    private let stats = Workspace<Double>()
+    private let norm: ChannelNormalizer
     private var lastTraining = false
 
     public init(name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
@@ -97,7 +162,7 @@ public final class BatchNorm: Layer {
                              value: [Float](repeating: 0, count: channels))
         runningVar = Buffer(name: name + ".running_var", shape: [channels],
                             value: [Float](repeating: 1, count: channels))
-        stats.reserve(5 * channels)
+        norm = ChannelNormalizer(channels: channels)
     }
 
     public var parameters: [Parameter] { [weight, bias] }
@@ -114,87 +179,42 @@ public final class BatchNorm: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape.last == channels,
                      "\(name): expects B×…×\(channels), got \(x.shape)")
-        let c = channels, rows = x.count / c
-        precondition(!training || rows > 1, "\(name): training needs more than one value per channel")
+        precondition(!training || x.count / channels > 1, "\(name): training needs more than one value per channel")
         lastTraining = training
         output.reuse(shape: x.shape)
         let xh = xhat.reserve(x.count).baseAddress!
-        let st = stats.buffer.baseAddress!
-        let mean = st, variance = st + c, invStd = st + 2 * c
         x.data.withUnsafeBufferPointer { xb in
-            let xp = xb.baseAddress!
-            if training {
-                channelMeanVariance(xp, rows: rows, channels: c, mean: mean, variance: variance)
-                updateRunning(&runningMean.value, &runningVar.value, mean: mean, variance: variance,
-                              rows: rows, momentum: momentum)
-            } else {
-                for ch in 0..<c { mean[ch] = Double(runningMean.value[ch]); variance[ch] = Double(runningVar.value[ch]) }
-            }
-            for ch in 0..<c { invStd[ch] = 1 / (variance[ch] + Double(eps)).squareRoot() }
-            normalize(xp, xh, rows: rows, mean: mean, invStd: invStd)
-        }
-        weight.value.withUnsafeBufferPointer { g in
-            bias.value.withUnsafeBufferPointer { bt in
-                output.data.withUnsafeMutableBufferPointer { yb in
-                    var y = yb.baseAddress!, h = UnsafePointer(xh)
-                    for _ in 0..<rows {
-                        for ch in 0..<c { y[ch] = g[ch] * h[ch] + bt[ch] }
-                        y += c; h += c
-                    }
-                }
+            norm.statistics(xb.baseAddress!, count: x.count, training: training, runningMean: runningMean,
+                            runningVar: runningVar, eps: eps, momentum: momentum, centerOnly: false)
+            output.data.withUnsafeMutableBufferPointer { yb in
+                norm.normalize(xb.baseAddress!, count: x.count, xhat: xh, gamma: weight.value, beta: bias.value,
+                               y: yb.baseAddress!)
             }
         }
         return output
-    }
-
-    private func normalize(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, rows: Int,
-                           mean: UnsafePointer<Double>, invStd: UnsafePointer<Double>) {
-        let c = channels
-        // Float copies of the per-channel constants keep the row loop in
-        // float SIMD.
-        let mf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
-        defer { mf.deallocate() }
-        for ch in 0..<c { mf[ch] = Float(mean[ch]); mf[c + ch] = Float(invStd[ch]) }
-        var src = x, dst = xh
-        for _ in 0..<rows {
-            for ch in 0..<c { dst[ch] = (src[ch] - mf[ch]) * mf[c + ch] }
-            src += c; dst += c
-        }
     }
 
     // dy: B×…×C → dx: same shape; dγ, dβ accumulate
     public func backward(_ gradOutput: Tensor) -> Tensor {
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
-        let c = channels, rows = output.count / c
+        let n = output.count
         gradInput.reuse(shape: output.shape)
-        let st = stats.buffer.baseAddress!
-        let invStd = st + 2 * c, sumDy = st + 3 * c, sumDyXhat = st + 4 * c
         let xh = UnsafePointer(xhat.buffer.baseAddress!)
-        let coef = UnsafeMutablePointer<Float>.allocate(capacity: 3 * c)
-        defer { coef.deallocate() }
         gradOutput.data.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
-            channelGradientSums(dy, xh, rows: rows, channels: c, sumDy: sumDy, sumDyXhat: sumDyXhat)
+            norm.gradientSums(dy, xhat: xh, count: n)
             weight.grad.withUnsafeMutableBufferPointer { dg in
                 bias.grad.withUnsafeMutableBufferPointer { db in
-                    for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]); db[ch] += Float(sumDy[ch]) }
+                    for ch in 0..<channels {
+                        dg[ch] += Float(norm.sumDyXhat[ch])
+                        db[ch] += Float(norm.sumDy[ch])
+                    }
                 }
-            }
-            // dx = a·dy − b − x̂·d per channel.
-            let n = Double(rows)
-            for ch in 0..<c {
-                let a = Double(weight.value[ch]) * invStd[ch]
-                coef[ch] = Float(a)
-                coef[c + ch] = lastTraining ? Float(a * sumDy[ch] / n) : 0
-                coef[2 * c + ch] = lastTraining ? Float(a * sumDyXhat[ch] / n) : 0
             }
             gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                var g = dy, h = xh, dx = dxb.baseAddress!
-                for _ in 0..<rows {
-                    for ch in 0..<c { dx[ch] = coef[ch] * g[ch] - coef[c + ch] - h[ch] * coef[2 * c + ch] }
-                    g += c; h += c; dx += c
-                }
+                norm.inputGradient(dy, xhat: xh, count: n, training: lastTraining, gain: weight.value,
+                                   useXhatTerm: true, dx: dxb.baseAddress!)
             }
         }
         return gradInput
@@ -225,7 +245,7 @@ public final class Standardize: Layer {
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
-    private let stats = Workspace<Double>()
+    private let norm: ChannelNormalizer
     private var lastTraining = false
 
     public init(name: String, channels: Int, mode: Mode = .standardize, eps: Float = 1e-5, momentum: Float = 0.1) {
@@ -239,7 +259,7 @@ public final class Standardize: Layer {
                              value: [Float](repeating: 0, count: channels))
         runningVar = Buffer(name: name + ".running_var", shape: [channels],
                             value: [Float](repeating: 1, count: channels))
-        stats.reserve(5 * channels)
+        norm = ChannelNormalizer(channels: channels)
     }
 
     public var buffers: [Buffer] { [runningMean, runningVar] }
@@ -255,33 +275,14 @@ public final class Standardize: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape.last == channels,
                      "\(name): expects B×…×\(channels), got \(x.shape)")
-        let c = channels, rows = x.count / c
-        precondition(!training || rows > 1, "\(name): training needs more than one value per channel")
+        precondition(!training || x.count / channels > 1, "\(name): training needs more than one value per channel")
         lastTraining = training
         output.reuse(shape: x.shape)
-        let st = stats.buffer.baseAddress!
-        let mean = st, variance = st + c, invStd = st + 2 * c
-        let mf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
-        defer { mf.deallocate() }
         x.data.withUnsafeBufferPointer { xb in
-            let xp = xb.baseAddress!
-            if training {
-                channelMeanVariance(xp, rows: rows, channels: c, mean: mean, variance: variance)
-                updateRunning(&runningMean.value, &runningVar.value, mean: mean, variance: variance,
-                              rows: rows, momentum: momentum)
-            } else {
-                for ch in 0..<c { mean[ch] = Double(runningMean.value[ch]); variance[ch] = Double(runningVar.value[ch]) }
-            }
-            for ch in 0..<c {
-                invStd[ch] = mode == .center ? 1 : 1 / (variance[ch] + Double(eps)).squareRoot()
-                mf[ch] = Float(mean[ch]); mf[c + ch] = Float(invStd[ch])
-            }
+            norm.statistics(xb.baseAddress!, count: x.count, training: training, runningMean: runningMean,
+                            runningVar: runningVar, eps: eps, momentum: momentum, centerOnly: mode == .center)
             output.data.withUnsafeMutableBufferPointer { yb in
-                var src = xp, dst = yb.baseAddress!
-                for _ in 0..<rows {
-                    for ch in 0..<c { dst[ch] = (src[ch] - mf[ch]) * mf[c + ch] }
-                    src += c; dst += c
-                }
+                norm.normalize(xb.baseAddress!, count: x.count, xhat: yb.baseAddress!, gamma: nil, beta: nil, y: nil)
             }
         }
         return output
@@ -291,29 +292,15 @@ public final class Standardize: Layer {
     public func backward(_ gradOutput: Tensor) -> Tensor {
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
-        let c = channels, rows = output.count / c
+        let n = output.count
         gradInput.reuse(shape: output.shape)
-        let st = stats.buffer.baseAddress!
-        let invStd = st + 2 * c, sumDy = st + 3 * c, sumDyY = st + 4 * c
-        let coef = UnsafeMutablePointer<Float>.allocate(capacity: 3 * c)
-        defer { coef.deallocate() }
         output.data.withUnsafeBufferPointer { yb in
             gradOutput.data.withUnsafeBufferPointer { dyb in
-                let dy = dyb.baseAddress!, y = yb.baseAddress!
-                // In standardize mode y = x̂; in center mode the x̂ term is absent.
-                channelGradientSums(dy, y, rows: rows, channels: c, sumDy: sumDy, sumDyXhat: sumDyY)
-                let n = Double(rows)
-                for ch in 0..<c {
-                    coef[ch] = Float(invStd[ch])
-                    coef[c + ch] = lastTraining ? Float(invStd[ch] * sumDy[ch] / n) : 0
-                    coef[2 * c + ch] = lastTraining && mode == .standardize ? Float(invStd[ch] * sumDyY[ch] / n) : 0
-                }
+                // In standardize mode y = x̂; center mode has no x̂ term.
+                norm.gradientSums(dyb.baseAddress!, xhat: yb.baseAddress!, count: n)
                 gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                    var g = dy, h = y, dx = dxb.baseAddress!
-                    for _ in 0..<rows {
-                        for ch in 0..<c { dx[ch] = coef[ch] * g[ch] - coef[c + ch] - h[ch] * coef[2 * c + ch] }
-                        g += c; h += c; dx += c
-                    }
+                    norm.inputGradient(dyb.baseAddress!, xhat: yb.baseAddress!, count: n, training: lastTraining,
+                                       gain: nil, useXhatTerm: mode == .standardize, dx: dxb.baseAddress!)
                 }
             }
         }

@@ -1,15 +1,17 @@
 /// Max pooling over k×k windows with stride s, no padding, floor mode:
 /// y[b,oy,ox,c] = max_{ky,kx<k} x[b, oy·s+ky, ox·s+kx, c], Ho = ⌊(H−k)/s⌋+1.
-/// The forward records the argmax (first maximum in window order, as
-/// PyTorch); backward routes dy there: dx[argmax] += dy.
+/// The forward records the argmax as the window position ky·k+kx (first
+/// maximum in window order, as PyTorch); backward routes dy there:
+/// dx[b, oy·s+ky, ox·s+kx, c] += dy[b,oy,ox,c].
 public final class MaxPool2D: Layer {
     public let name: String
     public let kernel: Int
     public let stride: Int
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
-    /// Per output element, the flat index of its maximum in the input.
-    private let argmax = Workspace<Int32>()
+    /// Per output element, the window position of its maximum, stored as
+    /// Float so that the vectorised compare can blend it with the same mask.
+    private let argmax = Workspace<Float>()
     private var inShape: [Int] = [0, 0, 0, 0]
 
     public init(name: String = "maxpool", kernel: Int = 2, stride: Int? = nil) {
@@ -31,32 +33,48 @@ public final class MaxPool2D: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] >= kernel && x.shape[2] >= kernel,
                      "\(name): expects B×H×W×C with H, W ≥ \(kernel), got \(x.shape)")
-        precondition(x.count < Int(Int32.max), "\(name): tensor too large for Int32 indices")
         inShape = x.shape
         let (b, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let ho = (h - kernel) / stride + 1, wo = (w - kernel) / stride + 1
         output.reuse(shape: [b, ho, wo, c])
         let am = argmax.reserve(b * ho * wo * c).baseAddress!
         let k = kernel, s = stride
+        let pieces = min(b, Parallel.pieces(count: x.count, align: 1))
         x.data.withUnsafeBufferPointer { xb in
             output.data.withUnsafeMutableBufferPointer { yb in
                 let xp = xb.baseAddress!, yp = yb.baseAddress!
-                var o = 0
-                for bi in 0..<b {
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            let first = ((bi * h + oy * s) * w + ox * s) * c
-                            for ch in 0..<c { yp[o + ch] = xp[first + ch]; am[o + ch] = Int32(first + ch) }
-                            for ky in 0..<k {
-                                for kx in 0..<k where ky != 0 || kx != 0 {
-                                    let base = ((bi * h + oy * s + ky) * w + ox * s + kx) * c
-                                    for ch in 0..<c {
-                                        let v = xp[base + ch]
-                                        if v > yp[o + ch] { yp[o + ch] = v; am[o + ch] = Int32(base + ch) }
+                Parallel.run(pieces) { t in
+                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                    var o = images.lowerBound * ho * wo * c
+                    for bi in images {
+                        for oy in 0..<ho {
+                            for ox in 0..<wo {
+                                let first = xp + ((bi * h + oy * s) * w + ox * s) * c
+                                var ch = 0
+                                while ch + 16 <= c {
+                                    var best = load16(first + ch), pos = SIMD16<Float>(repeating: 0)
+                                    for j in 1..<(k * k) {
+                                        let v = load16(first + ((j / k) * w + j % k) * c + ch)
+                                        let better = v .> best
+                                        best.replace(with: v, where: better)
+                                        pos.replace(with: Float(j), where: better)
                                     }
+                                    store16(best, yp + o + ch)
+                                    store16(pos, am + o + ch)
+                                    ch += 16
                                 }
+                                while ch < c {
+                                    var best = first[ch], pos: Float = 0
+                                    for j in 1..<(k * k) {
+                                        let v = first[((j / k) * w + j % k) * c + ch]
+                                        if v > best { best = v; pos = Float(j) }
+                                    }
+                                    yp[o + ch] = best
+                                    am[o + ch] = pos
+                                    ch += 1
+                                }
+                                o += c
                             }
-                            o += c
                         }
                     }
                 }
@@ -70,11 +88,31 @@ public final class MaxPool2D: Layer {
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
         gradInput.reuse(shape: inShape)
-        let am = argmax.buffer
-        gradOutput.data.withUnsafeBufferPointer { dy in
-            gradInput.data.withUnsafeMutableBufferPointer { dx in
-                dx.update(repeating: 0)
-                for i in 0..<dy.count { dx[Int(am[i])] += dy[i] }
+        let (b, h, w, c) = (inShape[0], inShape[1], inShape[2], inShape[3])
+        let (ho, wo) = (output.shape[1], output.shape[2])
+        let am = UnsafePointer(argmax.buffer.baseAddress!)
+        let k = kernel, s = stride
+        let pieces = min(b, Parallel.pieces(count: gradInput.count, align: 1))
+        gradOutput.data.withUnsafeBufferPointer { dyb in
+            gradInput.data.withUnsafeMutableBufferPointer { dxb in
+                let dy = dyb.baseAddress!, dx = dxb.baseAddress!
+                Parallel.run(pieces) { t in
+                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                    fill(dx + images.lowerBound * h * w * c, 0, images.count * h * w * c)
+                    var o = images.lowerBound * ho * wo * c
+                    for bi in images {
+                        for oy in 0..<ho {
+                            for ox in 0..<wo {
+                                let first = dx + ((bi * h + oy * s) * w + ox * s) * c
+                                for ch in 0..<c {
+                                    let j = Int(am[o + ch])
+                                    first[((j / k) * w + j % k) * c + ch] += dy[o + ch]
+                                }
+                                o += c
+                            }
+                        }
+                    }
+                }
             }
         }
         return gradInput

@@ -6,9 +6,18 @@ public struct SynthesisError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 }
 
-/// The splits of issue 4. Teacher splits hold all classes and never carry
-/// the artifact; the others hold the subtask's classes relabelled 0..<K.
-/// Only `distill-train`, `distill-val` and `test` depend on ρ.
+/// The splits of issue 4. Teacher splits hold all classes (and carry the
+/// artifact only on the glyph family of the digit-aware teacher world); the
+/// others hold the subtask's classes relabelled 0..<K. Only
+/// `distill-train`, `distill-val`, `test` and `distill-train-decorrelated`
+/// depend on ρ.
+///
+/// The first seven are the published protocol's splits (`published`, what
+/// `--splits all` writes). The last two (`basis`, issue 11) re-render
+/// distill-train's base images for estimating the relevant subspace on
+/// other data: `distill-train-clean` without any artifact, and
+/// `distill-train-decorrelated` with the artifact on the same round(ρN)
+/// images but a digit drawn independently of the label.
 public enum SplitName: String, CaseIterable, Sendable, Hashable {
     case teacherTrain = "teacher-train"
     case teacherVal = "teacher-val"
@@ -17,24 +26,43 @@ public enum SplitName: String, CaseIterable, Sendable, Hashable {
     case test = "test"
     case testClean = "test-clean"
     case testConflict = "test-conflict"
+    case distillTrainClean = "distill-train-clean"
+    case distillTrainDecorrelated = "distill-train-decorrelated"
+
+    /// The published protocol's seven splits, in canonical order.
+    public static let published: [SplitName] = [.teacherTrain, .teacherVal, .distillTrain, .distillVal, .test, .testClean, .testConflict]
+    /// The splits for estimating the relevant subspace on other data.
+    public static let basis: [SplitName] = [.distillTrainClean, .distillTrainDecorrelated]
 
     public var isTeacher: Bool { self == .teacherTrain || self == .teacherVal }
-    public var dependsOnRho: Bool { self == .distillTrain || self == .distillVal || self == .test }
-    /// Training splits follow the long-tail profile when one is asked for.
-    public var isTraining: Bool { self == .teacherTrain || self == .distillTrain }
+    public var dependsOnRho: Bool {
+        self == .distillTrain || self == .distillVal || self == .test || self == .distillTrainDecorrelated
+    }
+    /// Training splits follow the long-tail profile when one is asked for
+    /// (the basis splits too: they hold distill-train's images).
+    public var isTraining: Bool { self == .teacherTrain || basePool == .distillTrain }
 
     /// The pool of base images: the three test splits share theirs, so they
-    /// differ only in the patch.
+    /// differ only in the patch; so do distill-train and the basis splits.
     public var basePool: SplitName {
         switch self {
         case .testClean, .testConflict: return .test
+        case .distillTrainClean, .distillTrainDecorrelated: return .distillTrain
         default: return self
         }
     }
 
+    /// The split whose contamination mask and patch draws (jitter,
+    /// brightness, MNIST glyph choice) a split reuses: distill-train-
+    /// decorrelated differs from distill-train only in the digit.
+    var artifactSource: SplitName {
+        self == .distillTrainDecorrelated ? .distillTrain : self
+    }
+
     /// Split groups accepted by `--splits` besides the split names.
     public static let aliases: [String: [SplitName]] = [
-        "all": SplitName.allCases,
+        "all": SplitName.published,
+        "basis": SplitName.basis,
         "teacher": [.teacherTrain, .teacherVal],
         "distill": [.distillTrain, .distillVal],
         "tests": [.test, .testClean, .testConflict],
@@ -57,10 +85,23 @@ public enum SplitName: String, CaseIterable, Sendable, Hashable {
     }
 }
 
+/// Which classes the teacher splits hold (issue 11).
+public enum TeacherWorld: String, CaseIterable, Sendable {
+    /// The source's classes only (20 shape classes), all clean.
+    case standard
+    /// The 20 shape classes, clean, plus the `glyph` family: classes 20–24
+    /// (glyph0..glyph4), whose image is an ordinary image of a uniformly
+    /// random shape class carrying the corner patch with digit = glyph index.
+    /// The teacher thus learns to read the digit as a feature of its own.
+    /// Shapes world only.
+    case digitAware = "digit-aware"
+}
+
 /// Images per class of each base pool (before any long-tail thinning).
 public struct PerClassCounts: Equatable, Sendable {
     public var teacherTrain = 500
     public var teacherVal = 100
+    /// Shared by distill-train and the basis splits.
     public var distillTrain = 240
     public var distillVal = 60
     /// Shared by test, test-clean and test-conflict.
@@ -101,7 +142,10 @@ public struct SynthesisConfig: Sendable {
     public var family: String? = nil
     /// Explicit subtask as global class ids (instead of a family).
     public var subtaskClasses: [Int]? = nil
-    public var splits: [SplitName] = SplitName.allCases
+    public var splits: [SplitName] = SplitName.published
+    /// The teacher's world: the 20 shape classes, or those plus the glyph
+    /// family (classes 20–24) labelled by the corner digit.
+    public var teacherWorld: TeacherWorld = .standard
     public var perClass = PerClassCounts()
     public var imageSize = 32
     /// Long-tail imbalance factor r ≥ 1 of the training splits: class c of K

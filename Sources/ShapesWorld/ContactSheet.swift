@@ -4,8 +4,9 @@ import TensorIO
 /// left in the digit font), up to `perClass` images each, upscaled by
 /// `scale` with nearest-neighbour pixels. Images with the artifact are
 /// preferred for half of each row so the patch is visible whenever the
-/// split has any; a thin frame marks them (yellow: digit = label,
-/// red: digit ≠ label). Returns RGB bytes and the sheet size.
+/// split has any; a thin frame marks them (yellow: the digit agrees with
+/// the label, i.e. digit = label, or digit = g for glyph class g; red: it
+/// does not). Returns RGB bytes and the sheet size.
 public func contactSheet(_ data: SplitData, perClass: Int = 8, scale: Int? = nil) -> (rgb: [UInt8], width: Int, height: Int) {
     let s = data.imageSize
     let up = scale ?? (s <= 32 ? 3 : (s <= 64 ? 2 : 1))
@@ -58,7 +59,7 @@ public func contactSheet(_ data: SplitData, perClass: Int = 8, scale: Int? = nil
                     }
                 }
                 if data.artifact[i] {
-                    let ok = data.digit[i] == data.labels[i]
+                    let ok = data.digit[i] == data.agreeingDigit[Int(data.labels[i])]
                     let (r, g, b): (UInt8, UInt8, UInt8) = ok ? (250, 210, 40) : (230, 40, 40)
                     for t in 0..<tile + 4 {
                         put(left - 2 + t, top - 2, r, g, b); put(left - 2 + t, top + tile + 1, r, g, b)

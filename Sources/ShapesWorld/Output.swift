@@ -52,6 +52,14 @@ extension SynthesisPlan {
         } catch let e as TensorIOError {
             throw SynthesisError("writing into \(dir) failed, nothing written: \(e.message)")
         }
+        // A folder in the way would make a rename fail halfway; refuse first.
+        for f in files {
+            var isDir: ObjCBool = false
+            let to = (dir as NSString).appendingPathComponent(f)
+            if fm.fileExists(atPath: to, isDirectory: &isDir), isDir.boolValue {
+                throw SynthesisError("\(to) is a folder; nothing written")
+            }
+        }
         for f in files {
             let from = (staging as NSString).appendingPathComponent(f)
             let to = (dir as NSString).appendingPathComponent(f)

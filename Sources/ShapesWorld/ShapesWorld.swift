@@ -19,6 +19,16 @@ public enum ShapesWorld {
     /// Class names indexed by class id.
     public static let classNames: [String] = Family.allCases.flatMap { $0.memberNames }
 
+    /// The glyph family of the digit-aware teacher world: class
+    /// `classCount + g` (20–24) is glyph g, labelled by the corner digit g.
+    public static let glyphClassCount = 5
+
+    /// Names of the glyph classes (glyph0..glyph4).
+    public static let glyphClassNames: [String] = (0..<glyphClassCount).map { "glyph\($0)" }
+
+    /// Global ids of the glyph classes (20..<25).
+    public static var glyphClassIDs: Range<Int> { classCount..<(classCount + glyphClassCount) }
+
     /// The image side the nuisance ranges of the issue are given for; other
     /// sizes scale every length by `size / referenceSize`.
     public static let referenceSize = 32

@@ -32,6 +32,11 @@ public struct SplitData: Sendable {
     public let classNames: [String]
     /// Images per label.
     public let classCounts: [Int]
+    /// Per label, the digit whose patch agrees with the label (the label
+    /// itself in subtask splits, g for glyph class g of the digit-aware
+    /// teacher world, −1 for classes that never carry a patch). Contact
+    /// sheets frame a patch by whether its digit equals this.
+    public let agreeingDigit: [Int32]
 
     public var count: Int { labels.count }
 
@@ -65,11 +70,18 @@ public struct SplitData: Sendable {
 /// of a seeded permutation of the split (stream(contamination, split)), so
 /// raising ρ only adds artifacts; the patch's own draws (jitter, brightness,
 /// random digit) come from a third stream per image, stream(patch, split, c, k).
+/// Glyph class g of the digit-aware teacher world draws its base shape class
+/// and scene from stream(glyphBase, pool, 20 + g, k); distill-train-
+/// decorrelated draws its digits from stream(digit, split, c, k).
 public struct SynthesisPlan: Sendable {
     public let config: SynthesisConfig
     public let source: BaseSource
-    /// Names of all classes of the source (the teacher's classes).
+    /// Names of the teacher's classes: the source's classes, followed by the
+    /// glyph family in the digit-aware teacher world.
     public let allClassNames: [String]
+    /// Number of the source's own classes (20 in the shapes world); subtask
+    /// classes are among them.
+    public let sourceClassCount: Int
     /// Global ids of the subtask's classes; label i of a subtask split is
     /// class `subtaskClasses[i]`.
     public let subtaskClasses: [Int]
@@ -120,14 +132,21 @@ public struct SynthesisPlan: Sendable {
             let data = try CIFARData.read(paths: config.cifarPaths, kind: config.cifarKind)
             source = .cifar(data)
         }
-        let allNames: [String]
+        let sourceNames: [String]
         switch source {
-        case .shapes: allNames = ShapesWorld.classNames
-        case .cifar(let d): allNames = d.kind.classNames
+        case .shapes: sourceNames = ShapesWorld.classNames
+        case .cifar(let d): sourceNames = d.kind.classNames
+        }
+        var allNames = sourceNames
+        if config.teacherWorld == .digitAware {
+            guard case .shapes = source else {
+                throw SynthesisError("--teacher-world digit-aware needs the shapes world (its glyph family draws random shape classes), not CIFAR images")
+            }
+            allNames += ShapesWorld.glyphClassNames
         }
 
-        // The subtask.
-        let (subtask, subtaskName) = try resolveSubtask(config: config, source: source, classCount: allNames.count)
+        // The subtask: always among the source's classes, never the glyphs.
+        let (subtask, subtaskName) = try resolveSubtask(config: config, source: source, classCount: sourceNames.count)
 
         // CIFAR: enough records per class for disjoint pools.
         if case .cifar(let data) = source {
@@ -135,7 +154,7 @@ public struct SynthesisPlan: Sendable {
             for (i, l) in data.labels.enumerated() { byClass[l].append(i) }
             let teacherNeed = config.perClass.teacherTrain + config.perClass.teacherVal
             let subtaskNeed = teacherNeed + config.perClass.test + config.perClass.distillVal + config.perClass.distillTrain
-            for c in 0..<allNames.count {
+            for c in 0..<sourceNames.count {
                 let need = subtask.contains(c) ? subtaskNeed : teacherNeed
                 guard byClass[c].count >= need else {
                     throw SynthesisError("CIFAR class \(c) (\(allNames[c])) has \(byClass[c].count) images in the given batches, the per-class counts need \(need) (teacher-val + teacher-train\(subtask.contains(c) ? " + test + distill-val + distill-train" : ""), disjoint); give more batch files or smaller counts")
@@ -156,6 +175,11 @@ public struct SynthesisPlan: Sendable {
             for d in 0..<subtask.count where digits.byLabel[d].isEmpty {
                 throw SynthesisError("\(labelsPath): no image of digit \(d), which the \(subtask.count)-class subtask needs")
             }
+            if config.teacherWorld == .digitAware {
+                for d in 0..<ShapesWorld.glyphClassCount where digits.byLabel[d].isEmpty {
+                    throw SynthesisError("\(labelsPath): no image of digit \(d), which the glyph family of --teacher-world digit-aware needs")
+                }
+            }
             glyphs = .mnist(digits)
         } else if config.mnistLabels != nil {
             throw SynthesisError("--mnist-labels needs --mnist")
@@ -173,7 +197,8 @@ public struct SynthesisPlan: Sendable {
 
         if let dir = config.outputDirectory { try checkWritableDirectory(dir) }
 
-        return SynthesisPlan(config: config, source: source, allClassNames: allNames, subtaskClasses: subtask,
+        return SynthesisPlan(config: config, source: source, allClassNames: allNames,
+                             sourceClassCount: sourceNames.count, subtaskClasses: subtask,
                              subtaskName: subtaskName, painter: PatchPainter(imageSize: config.imageSize, glyphs: glyphs),
                              cifarOrder: cifarOrder)
     }
@@ -226,13 +251,18 @@ public struct SynthesisPlan: Sendable {
     }
 
     /// Images per label of a split: the per-class count, thinned to the
-    /// long-tail profile n_c = max(1, round(n · r^(−c/(K−1)))) in training splits.
+    /// long-tail profile n_c = max(1, round(n · r^(−c/(K−1)))) in training
+    /// splits. The profile runs over the source's classes only: the glyph
+    /// family of the digit-aware teacher world keeps n per class, so that
+    /// its shape classes hold exactly the standard world's images.
     public func classCounts(of split: SplitName) -> [Int] {
-        let k = classes(of: split).count
+        let all = classes(of: split).count
+        let k = split.isTeacher ? sourceClassCount : all
         let n = config.perClass[split]
-        guard split.isTraining, config.imbalance > 1, k > 1 else { return [Int](repeating: n, count: k) }
-        return (0..<k).map { c in
-            max(1, Int((Double(n) * pow(config.imbalance, -Double(c) / Double(k - 1))).rounded()))
+        guard split.isTraining, config.imbalance > 1, k > 1 else { return [Int](repeating: n, count: all) }
+        return (0..<all).map { c in
+            guard c < k else { return n }
+            return max(1, Int((Double(n) * pow(config.imbalance, -Double(c) / Double(k - 1))).rounded()))
         }
     }
 
@@ -242,15 +272,19 @@ public struct SynthesisPlan: Sendable {
         case digitIsLabel = "digit = label on a fraction rho"
         case randomDigit = "uniform random digit on a fraction rho"
         case conflict = "every image, digit uniform over the digits != label"
+        case independentDigit = "the images of distill-train with the artifact (a fraction rho), digit uniform over 0..K-1 from its own stream, independent of the label"
+        case glyphFamily = "glyph classes 20-24 only (a random shape class each), digit = glyph index; shape classes clean"
     }
 
     func patchRule(_ split: SplitName) -> PatchRule {
         switch split {
-        case .teacherTrain, .teacherVal, .testClean: return .none
+        case .teacherTrain, .teacherVal: return config.teacherWorld == .digitAware ? .glyphFamily : .none
+        case .testClean, .distillTrainClean: return .none
         case .distillTrain: return .digitIsLabel
         case .distillVal: return config.valDecorrelated ? .randomDigit : .digitIsLabel
         case .test: return .randomDigit
         case .testConflict: return .conflict
+        case .distillTrainDecorrelated: return .independentDigit
         }
     }
 
@@ -299,31 +333,50 @@ public struct SynthesisPlan: Sendable {
         }
 
         // The artifact.
+        // The artifact. Mask and patch draws come from the streams of
+        // `split.artifactSource` (distill-train for the decorrelated basis
+        // split, which so differs from distill-train only in the digits).
         let rule = patchRule(split)
+        let glyphs = ShapesWorld.glyphClassIDs
         var artifact = [Bool](repeating: false, count: n)
         switch rule {
         case .none: break
         case .conflict: artifact = [Bool](repeating: true, count: n)
-        case .digitIsLabel, .randomDigit:
+        case .glyphFamily:
+            for i in 0..<n { artifact[i] = glyphs.contains(classIDs[Int(labels[i])]) }
+        case .digitIsLabel, .randomDigit, .independentDigit:
             let m = Self.contaminatedCount(rho: config.rho, n: n)
-            var rng = RNG(seed: config.seed, stream: StreamKey.make(.contamination, StreamKey.name(split.rawValue), 0, 0))
+            var rng = RNG(seed: config.seed, stream: StreamKey.make(.contamination, StreamKey.name(split.artifactSource.rawValue), 0, 0))
             let perm = rng.permutation(n)
             for j in 0..<m { artifact[perm[j]] = true }
         }
         var digit = [Int32](repeating: -1, count: n)
         let splitKey = StreamKey.name(split.rawValue)
+        let patchKey = StreamKey.name(split.artifactSource.rawValue)
         let kCount = classIDs.count
         images.withUnsafeMutableBufferPointer { out in
             for i in 0..<n where artifact[i] {
                 let label = Int(labels[i])
-                var rng = RNG(seed: config.seed, stream: StreamKey.make(.patch, splitKey, UInt64(classIDs[label]), UInt64(ks[i])))
-                let draw = PatchPainter.draw(label: label, k: kCount, rng: &rng)
+                let cls = classIDs[label]
+                var rng = RNG(seed: config.seed, stream: StreamKey.make(.patch, patchKey, UInt64(cls), UInt64(ks[i])))
                 let d: Int
-                switch rule {
-                case .digitIsLabel: d = label
-                case .randomDigit: d = draw.randomDigit
-                case .conflict: d = draw.conflictDigit
-                case .none: d = -1
+                let draw: PatchPainter.Draw
+                if rule == .glyphFamily {
+                    // Glyph g shows digit g; its draws are those of a label g of 5.
+                    let g = cls - glyphs.lowerBound
+                    draw = PatchPainter.draw(label: g, k: ShapesWorld.glyphClassCount, rng: &rng)
+                    d = g
+                } else {
+                    draw = PatchPainter.draw(label: label, k: kCount, rng: &rng)
+                    switch rule {
+                    case .digitIsLabel: d = label
+                    case .randomDigit: d = draw.randomDigit
+                    case .conflict: d = draw.conflictDigit
+                    case .independentDigit:
+                        var digitRNG = RNG(seed: config.seed, stream: StreamKey.make(.digit, splitKey, UInt64(cls), UInt64(ks[i])))
+                        d = digitRNG.int(below: kCount)
+                    case .none, .glyphFamily: d = -1
+                    }
                 }
                 digit[i] = Int32(d)
                 painter.apply(digit: d, draw: draw, to: out.baseAddress! + i * pixels)
@@ -331,8 +384,12 @@ public struct SynthesisPlan: Sendable {
         }
         let group = (0..<n).map { labels[$0] * 2 + (artifact[$0] ? 1 : 0) }
         let names = classIDs.map { allClassNames[$0] }
+        let agreeing: [Int32] = classIDs.indices.map { label in
+            if !split.isTeacher { return Int32(label) }
+            return glyphs.contains(classIDs[label]) ? Int32(classIDs[label] - glyphs.lowerBound) : -1
+        }
         return SplitData(name: split, imageSize: size, images: images, labels: labels, artifact: artifact,
-                         digit: digit, group: group, classNames: names, classCounts: counts)
+                         digit: digit, group: group, classNames: names, classCounts: counts, agreeingDigit: agreeing)
     }
 
     /// round(ρ·N), half away from zero.
@@ -343,6 +400,11 @@ public struct SynthesisPlan: Sendable {
     /// Renders base image k of class `classID` from pool `pool` as bytes.
     func renderBase(classID: Int, pool: UInt64, k: Int, canvas: Canvas, into out: UnsafeMutablePointer<UInt8>) {
         switch source {
+        case .shapes where classID >= ShapesWorld.classCount:
+            var (shape, rng) = glyphBase(classID: classID, pool: pool, k: k)
+            let scene = Scene.make(classID: shape, size: config.imageSize, rng: &rng)
+            scene.draw(on: canvas, rng: &rng)
+            canvas.quantise(into: out)
         case .shapes:
             var rng = RNG(seed: config.seed, stream: StreamKey.make(.base, pool, UInt64(classID), UInt64(k)))
             let scene = Scene.make(classID: classID, size: config.imageSize, rng: &rng)
@@ -354,6 +416,16 @@ public struct SynthesisPlan: Sendable {
                 out.update(from: src.baseAddress!, count: src.count)
             }
         }
+    }
+
+    /// Base image k of glyph class `classID` (20–24) in pool `pool`: the
+    /// shape class drawn uniformly from the 20 on the image's own stream
+    /// (not the stream of any shape-class image, so no image repeats), and
+    /// that stream, positioned to render the scene.
+    func glyphBase(classID: Int, pool: UInt64, k: Int) -> (shapeClass: Int, rng: RNG) {
+        var rng = RNG(seed: config.seed, stream: StreamKey.make(.glyphBase, pool, UInt64(classID), UInt64(k)))
+        let shape = rng.int(below: ShapesWorld.classCount)
+        return (shape, rng)
     }
 
     /// First index of a pool's block in a class's CIFAR order.
@@ -382,11 +454,19 @@ public struct SynthesisPlan: Sendable {
             "glyphs": .string(painter.resampled.isEmpty ? "font5x7" : "mnist"),
         ]
         if split.isTraining { p["imbalance"] = .number(config.imbalance) }
+        // Only a non-standard world is recorded, so that the standard world's
+        // files stay byte-identical to those written before issue 11.
+        if split.isTeacher, config.teacherWorld != .standard {
+            p["teacher_world"] = .string(config.teacherWorld.rawValue)
+            p["glyph_classes"] = .array(ShapesWorld.glyphClassIDs.map { .number(Double($0)) })
+            p["artifact_rule"] = .string(patchRule(split).rawValue)
+        }
         if !split.isTeacher {
             p["family"] = .string(subtaskName)
             p["subtask_classes"] = .array(subtaskClasses.map { .number(Double($0)) })
             p["artifact_rule"] = .string(patchRule(split).rawValue)
         }
+        if SplitName.basis.contains(split) { p["base_split"] = .string(split.basePool.rawValue) }
         if split.dependsOnRho { p["rho"] = .number(config.rho) }
         if split == .distillVal { p["val_decorrelated"] = .bool(config.valDecorrelated) }
         if case .cifar = source, !split.isTeacher {
@@ -412,7 +492,7 @@ public struct SynthesisPlan: Sendable {
 /// or pool (FNV-1a of its name, stable across runs unlike `Hasher`), a
 /// class id and an index, mixed by the SplitMix64 finaliser.
 enum StreamKey {
-    enum Purpose: UInt64 { case base = 1, patch = 2, contamination = 3, cifarOrder = 4 }
+    enum Purpose: UInt64 { case base = 1, patch = 2, contamination = 3, cifarOrder = 4, glyphBase = 5, digit = 6 }
 
     static func name(_ s: String) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -442,7 +522,15 @@ public func checkWritableDirectory(_ path: String) throws {
         guard isDir.boolValue else { throw SynthesisError("output folder \(path) exists and is not a folder") }
     } else {
         do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw SynthesisError("output folder \(path) cannot be created: \(error.localizedDescription)")
+            // Name the nearest existing ancestor: that is what is in the way.
+            var parent = (path as NSString).deletingLastPathComponent
+            while !parent.isEmpty, parent != "/", !fm.fileExists(atPath: parent) {
+                parent = (parent as NSString).deletingLastPathComponent
+            }
+            var parentIsDir: ObjCBool = false
+            let why = fm.fileExists(atPath: parent, isDirectory: &parentIsDir) && !parentIsDir.boolValue
+                ? "\(parent) is a file, not a folder" : "\(parent.isEmpty ? "." : parent) is not writable"
+            throw SynthesisError("output folder \(path) cannot be created: \(why)")
         }
     }
     let probe = (path as NSString).appendingPathComponent(".synthesize-probe-\(getpid())")

@@ -16,8 +16,17 @@ struct Synthesize: ParsableCommand {
         teacher-train, teacher-val (all classes, clean; independent of rho and family), \
         distill-train, distill-val (subtask relabelled 0..K-1; a fraction rho carries the \
         digit = label), test (a fraction rho carries a random digit), test-clean (no artifact), \
-        test-conflict (every image a digit != label). Aliases for --splits: all, teacher, \
-        distill, tests, rho (the rho-dependent splits distill-train, distill-val, test).
+        test-conflict (every image a digit != label). Two more splits hold distill-train's base \
+        images for estimating the relevant subspace on other data: distill-train-clean (no \
+        artifact anywhere; independent of rho) and distill-train-decorrelated (the artifact on \
+        the same round(rho·N) images as distill-train, digit uniform over 0..K-1 independent of \
+        the label). Aliases for --splits: all (the seven published splits, without the two \
+        above), basis (distill-train-clean, distill-train-decorrelated), teacher, distill, \
+        tests, rho (distill-train, distill-val, test).
+        --teacher-world digit-aware adds to teacher-train and teacher-val a glyph family, \
+        classes 20-24 (glyph0..glyph4): each image is a random shape class carrying the \
+        corner patch with digit = its glyph index; the 20 shape classes stay clean and \
+        identical to the standard world's. Subtask splits do not depend on it.
         The same seed gives the same tensors; meta.json holds the creation time unless \
         --fixed-time is given.
         """)
@@ -37,8 +46,11 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, help: "Subtask as comma-separated global class ids (instead of --family).")
     var subtaskClasses: String?
 
-    @Option(name: .long, help: "Comma-separated splits or aliases to write (default all).")
+    @Option(name: .long, help: "Comma-separated splits or aliases to write: teacher-train, teacher-val, distill-train, distill-val, test, test-clean, test-conflict, distill-train-clean, distill-train-decorrelated; all (the first seven), basis (the last two), teacher, distill, tests, rho.")
     var splits: String = "all"
+
+    @Option(name: .long, help: "Teacher world: standard (20 shape classes) or digit-aware (plus glyph classes 20-24 labelled by the corner digit).")
+    var teacherWorld: String = TeacherWorld.standard.rawValue
 
     @Option(name: .long, help: "Images per class of teacher-train.")
     var teacherTrainPerClass: Int = 500
@@ -97,6 +109,10 @@ struct Synthesize: ParsableCommand {
             c.subtaskClasses = ids
         }
         c.splits = try SplitName.parseList(splits)
+        guard let world = TeacherWorld(rawValue: teacherWorld) else {
+            throw SynthesisError("--teacher-world must be one of \(TeacherWorld.allCases.map(\.rawValue).joined(separator: ", ")), got '\(teacherWorld)'")
+        }
+        c.teacherWorld = world
         c.perClass.teacherTrain = teacherTrainPerClass
         c.perClass.teacherVal = teacherValPerClass
         c.perClass.distillTrain = distillTrainPerClass

@@ -131,9 +131,12 @@ public func sha256Hex(_ bytes: [UInt8]) -> String {
 
 /// SHA-256 of a file's content, read in 4 MiB chunks, as 64 lowercase hex digits.
 public func sha256Hex(ofFile path: String) throws -> String {
+    try sha256Hex(ofFile: path, chunk: 4 << 20)
+}
+
+func sha256Hex(ofFile path: String, chunk: Int) throws -> String {
     let f = try ReadFile(path: path)
     var h = SHA256()
-    let chunk = 4 << 20
     let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
     defer { buf.deallocate() }
     var off: UInt64 = 0

@@ -340,7 +340,6 @@ final class EntryReader {
 /// deflate over large chunks) and their local headers patched afterwards.
 final class ZipWriter {
     let file: AtomicFile
-    let level: Int
     let forceZip64: Bool
     private var central: [UInt8] = []
     private var count = 0
@@ -349,17 +348,17 @@ final class ZipWriter {
     /// DOS time 00:00, date 1980-01-01: fixed so equal content gives equal bytes.
     private let dosTime: UInt16 = 0, dosDate: UInt16 = (0 << 9) | (1 << 5) | 1
 
-    init(file: AtomicFile, level: Int, forceZip64: Bool) {
+    init(file: AtomicFile, forceZip64: Bool) {
         self.file = file
-        self.level = level
         self.forceZip64 = forceZip64
         outBuf = UnsafeMutableRawBufferPointer.allocate(byteCount: outChunk, alignment: 16)
     }
 
     deinit { outBuf.deallocate() }
 
-    /// Adds one entry whose content is `head` followed by `body`.
-    func add(name: String, head: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) throws {
+    /// Adds one entry whose content is `head` followed by `body`, deflated at
+    /// `level` (1...9) or stored (0).
+    func add(name: String, head: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, level: Int) throws {
         let nameBytes = Array(name.utf8)
         let usize = UInt64(head.count + body.count)
         let method: UInt16 = level == 0 ? 0 : 8
@@ -483,4 +482,24 @@ final class ZipWriter {
         end.le16(0)
         try file.write(end)
     }
+}
+
+/// Fraction of its size that deflate at `level` leaves of `buf`, estimated
+/// from three 128 KiB samples (start, middle, end) so deciding costs a few
+/// milliseconds even for a gigabyte.
+func sampledDeflateRatio(_ buf: UnsafeRawBufferPointer, level: Int) -> Double {
+    let sample = 128 << 10
+    guard let base = buf.baseAddress, buf.count > 0 else { return 1 }
+    let starts = buf.count <= 3 * sample ? [0] : [0, buf.count / 2 - sample / 2, buf.count - sample]
+    let cap = Int(compressBound(uLong(sample)))
+    let out = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
+    defer { out.deallocate() }
+    var inTotal = 0, outTotal = 0
+    for st in starts {
+        let n = min(sample, buf.count - st)
+        var outLen = uLongf(cap)
+        guard compress2(out, &outLen, (base + st).assumingMemoryBound(to: UInt8.self), uLong(n), Int32(level)) == Z_OK else { return 1 }
+        inTotal += n; outTotal += Int(outLen)
+    }
+    return Double(outTotal) / Double(inTotal)
 }

@@ -1,3 +1,142 @@
+import ArgumentParser
 import Foundation
-FileHandle.standardError.write("TrainTeacher: not yet implemented\n".data(using: .utf8)!)
-exit(1)
+import NN
+import StageKit
+import Training
+
+/// `train-teacher`: stage 2 of the pipeline (issue 5). The training loop,
+/// checks and checkpointing live in `Training.trainTeacher`; this file maps
+/// options onto `TeacherOptions` and reports errors.
+struct TrainTeacher: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-teacher",
+        abstract: "Train the teacher CNN on all classes (teacher-train), monitored on teacher-val.",
+        discussion: """
+        Writes OUT (.npz): the network under model/ (architecture, input shape, batch-norm flag, \
+        weights and running statistics), class_priors (training split), log_shift (the robust \
+        objective's final s = log w; zeros for erm) and the training log log/epoch, log/loss, \
+        log/train_acc, log/val_acc, log/val_worst_class, log/lr, log/seconds (also in \
+        meta.extra.log). The teacher is the network after the LAST epoch (not the best \
+        validation epoch): the step-decayed rate is smallest there and teacher-val stays a \
+        held-out monitor.
+        Resumable: after every epoch the state is saved to OUT.ckpt.npz; rerun with the same \
+        arguments and inputs to continue (the result equals an uninterrupted run bit for bit). \
+        If OUT already holds this very run, nothing is done.
+        Augmentation is off by default. --augment crop shifts images by up to 4 px (black \
+        padding); flip is offered but changes classes in the shapes world (a grating at 36° \
+        mirrored is one at 144°), so use it only on data where mirroring keeps the label.
+        Robust objectives (METHODS.md): the loss sees z - log w with \
+        w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
+        plain logit adjustment), dro updates lambda every --dro-every steps from the group \
+        errors on a validation batch, lambda <- lambda * exp(eta * err).
+        """)
+
+    @Option(help: "Training split (teacher-train.npz from synthesize).")
+    var train: String
+    @Option(help: "Validation split (teacher-val.npz).")
+    var val: String
+    @Option(help: "Output teacher artifact (.npz).")
+    var out: String
+    @Option(help: "Architecture string (c<N>[k<K>][s<S>], p, a, gap, fc<N>); the last layer must be fc<classes>.")
+    var arch: String = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
+    @Flag(help: "Convolutions without batch normalisation (conv with bias → ReLU).")
+    var noBatchNorm = false
+    @Option(help: "Epochs.")
+    var epochs: Int = 15
+    @Option(help: "Mini-batch size (the last incomplete batch of an epoch is dropped).")
+    var batch: Int = 64
+    @Option(help: "Optimiser: adam, adamw or sgd (momentum --momentum).")
+    var optimizer: String = "adamw"
+    @Option(help: "Base learning rate (default 1e-3 for adam/adamw, 0.05 for sgd).")
+    var lr: Float?
+    @Option(help: "Epochs between learning-rate decays (default: a quarter of the epochs, rounded up).")
+    var lrStep: Int?
+    @Option(help: "Learning-rate decay factor per step.")
+    var lrGamma: Float = 0.5
+    @Option(help: "Weight decay (decoupled for adamw, L2 for adam and sgd); BN parameters and biases exempt.")
+    var weightDecay: Float = 0
+    @Option(help: "Momentum of sgd.")
+    var momentum: Float = 0.9
+    @Option(help: "Seed of the initial weights, the batch order, augmentation and dro's validation batches.")
+    var seed: UInt64 = 0
+    @Option(help: "Augmentation: none, crop, or crop,flip (flip changes classes of the shapes world).")
+    var augment: String = "none"
+    @Option(help: "Objective: erm, balanced or dro.")
+    var objective: String = "erm"
+    @Option(help: "beta in [0, 1] of w_y = ((1-beta) pi_y + beta lambda_y)/pi_y (0 = erm).")
+    var beta: Double = 1
+    @Option(help: "Step size eta of dro's lambda update.")
+    var eta: Double = 0.1
+    @Option(help: "dro: update lambda every K training steps.")
+    var droEvery: Int = 32
+    @Option(help: "dro: validation images per lambda update.")
+    var droBatch: Int = 256
+    @Option(help: "Robust groups: class (worst-class) or group (class x artifact state).")
+    var groups: String = "class"
+    @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
+    var threads: Int?
+    @Option(help: "Stop after this many epochs, keeping the checkpoint and writing no teacher (to split a long run).")
+    var stopAfter: Int?
+    @Flag(help: "No progress line or per-epoch summaries.")
+    var quiet = false
+    @Option(name: .customLong("check-subtask"), help: ArgumentHelp(
+        "A subtask split (e.g. test-clean.npz) to print the teacher's accuracy on once it is trained (logits cut to the split's subtask_classes); repeatable. Printed only, never stored; choose settings on teacher-val.",
+        valueName: "split"))
+    var checkSubtask: [String] = []
+
+    func run() throws {
+        Threads.configure(requested: threads)
+        do {
+            var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
+            o.architecture = arch
+            o.batchNorm = !noBatchNorm
+            o.epochs = epochs
+            o.batch = batch
+            guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {
+                throw StageError("--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
+            }
+            o.optimizer = opt
+            o.learningRate = lr
+            o.lrStep = lrStep
+            o.lrGamma = lrGamma
+            o.weightDecay = weightDecay
+            o.momentum = momentum
+            o.seed = seed
+            o.augmentation = try Augmentation(parsing: augment)
+            do { o.objective = try RobustMode(parsing: objective) } catch let e as TrainError {
+                throw StageError("--objective: \(e.message)")
+            }
+            o.beta = beta
+            o.eta = eta
+            o.droEvery = droEvery
+            o.droBatch = droBatch
+            guard let g = RobustGroups(rawValue: groups.lowercased()) else {
+                throw StageError("--groups must be class or group, got '\(groups)'")
+            }
+            o.groups = g
+            o.stopAfterEpochs = stopAfter
+            o.verbose = !quiet
+            for path in checkSubtask { try requireFile(path, role: "subtask split (--check-subtask)") }
+            _ = try Training.trainTeacher(o)
+            if !checkSubtask.isEmpty {
+                let teacher = try TeacherArtifact.load(out)
+                for path in checkSubtask {
+                    let d = try Dataset(path: path)
+                    let acc = try Training.subtaskAccuracy(teacher: teacher, dataset: d)
+                    print(String(format: "subtask accuracy %@: %.4f (%d images, teacher classes %@)", d.name, acc, d.count,
+                                 (d.subtaskClasses ?? []).map(String.init).joined(separator: ",")))
+                }
+            }
+        } catch let e as StageError {
+            FileHandle.standardError.write("train-teacher: error: \(e.message)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write("train-teacher: error: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        }
+    }
+}
+
+TrainTeacher.main()

@@ -25,13 +25,41 @@ let smoothBound = 1e-3
 ])
 func convGradients(_ cfg: (Int, Int, Int, Bool, Int, Int, Int, Int)) {
     let (k, s, p, bias, h, w, cin, cout) = cfg
-    var rng = RNG(seed: 1)
-    let conv = Conv2D(name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p, bias: bias, rng: &rng)
-    if let b = conv.bias { b.value = (0..<cout).map { Float($0) * 0.1 - 0.2 } }
-    let x = randomTensor([2, h, w, cin], seed: 2)
-    let errs = gradientErrors(conv, x, training: true)
-    #expect(errs.count == (bias ? 3 : 2))
-    for e in errs { #expect(e < linearBound, "conv \(cfg): errors \(errs)") }
+    // Whole batch in one block, and blocks of 7 patch rows (not dividing
+    // B·Ho·Wo, so the last block is partial and blocks straddle images).
+    // Also split between workers (parallelThreshold 0) or not.
+    for (blockBytes, threshold) in [(Int.max, Int.max), (7 * k * k * cin * 4, Int.max), (Int.max, 0), (7 * k * k * cin * 4, 0)] {
+        var rng = RNG(seed: 1)
+        let conv = Conv2D(name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p, bias: bias, rng: &rng)
+        conv.patchBlockBytes = blockBytes
+        conv.parallelThreshold = threshold
+        if let b = conv.bias { b.value = (0..<cout).map { Float($0) * 0.1 - 0.2 } }
+        let x = randomTensor([2, h, w, cin], seed: 2)
+        let errs = gradientErrors(conv, x, training: true)
+        #expect(errs.count == (bias ? 3 : 2))
+        for e in errs { #expect(e < linearBound, "conv \(cfg) block \(blockBytes): errors \(errs)") }
+    }
+}
+
+/// The blocked, one-GEMM and multi-worker paths give the same forward, input
+/// gradient and parameter gradients (up to float summation order).
+@Test func convBlockingDoesNotChangeResults() {
+    let x = randomTensor([3, 9, 8, 5], seed: 30)
+    let g = randomTensor([3, 5, 4, 6], seed: 31)
+    var results: [[Float]] = []
+    for (blockBytes, threshold) in [(Int.max, Int.max), (1, Int.max), (13 * 45 * 4, 0), (64 * 45 * 4, 0), (Int.max, 0)] {
+        var rng = RNG(seed: 32)
+        let conv = Conv2D(name: "c", inChannels: 5, outChannels: 6, kernel: 3, stride: 2, padding: 1, rng: &rng)
+        conv.patchBlockBytes = blockBytes
+        conv.parallelThreshold = threshold
+        let y = conv.forward(x, training: true)
+        let dx = conv.backward(g)
+        results.append(y.data + dx.data + conv.weight.grad + conv.bias!.grad)
+    }
+    for r in results.dropFirst() {
+        let err = zip(r, results[0]).map { abs($0 - $1) }.max()!
+        #expect(err < 1e-5, "max difference \(err)")
+    }
 }
 
 @Test func linearGradients() {

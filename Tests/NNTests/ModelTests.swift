@@ -77,13 +77,15 @@ import Testing
 }
 
 /// Whole-model check: L = Σ wL·logits + Σ w1·stage1 (the injected tap
-/// gradient), BN in training mode, max-pool and avg-pool taps. Inputs and
+/// gradient), BN in training mode (and the no-BN variant, conv with bias),
+/// max-pool and avg-pool taps. Inputs and
 /// weights are generic floats, so ReLU/max-pool kinks could in principle be
 /// crossed by the step h = 1e-3; the fixed seed avoids it and the bound
 /// (5e-3 relative to the largest component; measured ≤ 6e-4) leaves room for float rounding of
 /// the ~1e-7·|L|/h kind through BN.
-@Test func modelGradientsWithInjectedTapAndInputGradient() throws {
-    let model = try Model(architecture: "c4,p,c6s2,a,gap,fc3", inputShape: [8, 8, 2], seed: 5)
+@Test(arguments: [true, false])
+func modelGradientsWithInjectedTapAndInputGradient(_ batchNorm: Bool) throws {
+    let model = try Model(architecture: "c4,p,c6s2,a,gap,fc3", inputShape: [8, 8, 2], batchNorm: batchNorm, seed: 5)
     let x = randomTensor([3, 8, 8, 2], seed: 6)
     let logits0 = model.forward(x, training: true)
     let wL = randomTensor(logits0.shape, seed: 7)

@@ -1,0 +1,44 @@
+import NN
+
+/// Running a teacher from one of its taps onwards, for the "basis@k" check
+/// (METHODS.md, "Relevant subspace": the teacher's subtask accuracy when one
+/// layer is replaced by its rank-k reconstruction U_k U_kᵀ (a − μ) + μ).
+///
+/// Built only on `Model.layers` / `layerShapes`: tap `stage<j>` is the output
+/// of the j-th pooling layer (`p` or `a` token) of the architecture (see the
+/// grammar in Model.swift), so the layers after it are exactly the rest of
+/// the network.
+extension Model {
+    /// Index in `layers` of the layer whose output is tap `name`; throws for
+    /// a name that is not one of `tapNames`.
+    public func layerIndex(ofTap name: String) throws -> Int {
+        guard let t = tapNames.firstIndex(of: name) else {
+            throw ExtractionError("the teacher ('\(architecture)') has no layer '\(name)'; its layers are \(tapNames.joined(separator: ", "))")
+        }
+        var seen = -1
+        for (i, layer) in layers.enumerated() where layer is MaxPool2D || layer is AvgPool2D {
+            seen += 1
+            if seen == t {
+                // The same layer `Model` itself reads the tap from.
+                guard layerShapes[i] == tapShape(name) else {
+                    throw ExtractionError("tap '\(name)': pooling layer \(i) has shape \(layerShapes[i]), the tap \(tapShape(name))")
+                }
+                return i
+            }
+        }
+        throw ExtractionError("tap '\(name)': the architecture '\(architecture)' has only \(seen + 1) pooling layers")
+    }
+
+    /// Evaluation-mode forward of the layers after tap `name`:
+    /// `activation` B×H×W×C (the tap's shape) → logits B×classes.
+    /// Overwrites those layers' outputs (a later `backward` would see them).
+    public func forward(fromTap name: String, activation: Tensor) throws -> Tensor {
+        let start = try layerIndex(ofTap: name)
+        guard activation.rank == 4, Array(activation.shape.dropFirst()) == layerShapes[start] else {
+            throw ExtractionError("forward(fromTap: \(name)): expects B×\(layerShapes[start].map(String.init).joined(separator: "×")), got \(activation.shape)")
+        }
+        var h = activation
+        for i in (start + 1)..<layers.count { h = layers[i].forward(h, training: false) }
+        return h
+    }
+}

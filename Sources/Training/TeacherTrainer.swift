@@ -1,0 +1,320 @@
+import Foundation
+import NN
+import StageKit
+import TensorIO
+
+/// What a `trainTeacher` call did.
+public struct TeacherRunResult {
+    public enum Status: Equatable, Sendable {
+        /// Trained (possibly resuming a checkpoint) and wrote the artifact.
+        case trained
+        /// The output already holds this very run (same fingerprint): nothing done.
+        case upToDate
+        /// Stopped after `stopAfterEpochs` with a checkpoint and no artifact.
+        case stopped
+    }
+    public var status: Status
+    /// Epochs already done when this call started (0: fresh run).
+    public var resumedFromEpoch: Int
+    public var log: TrainingLog
+    /// The teacher as written (nil unless `trained`).
+    public var teacher: TeacherArtifact?
+    public var fingerprint: String
+    /// Training images per second of this call (excluding validation).
+    public var imagesPerSecond: Double
+}
+
+/// Generator streams of the teacher run, one per epoch and purpose, so that
+/// an epoch's draws depend only on (seed, epoch) and a resumed run repeats
+/// them exactly; turning augmentation on or off does not change the order.
+enum TeacherStreams {
+    static let base: UInt64 = 0x7EAC_0000_0000
+    static func order(_ epoch: Int) -> UInt64 { base + UInt64(epoch) * 4 }
+    static func augment(_ epoch: Int) -> UInt64 { base + UInt64(epoch) * 4 + 1 }
+    static func dro(_ epoch: Int) -> UInt64 { base + UInt64(epoch) * 4 + 2 }
+}
+
+extension Training {
+    /// Trains the teacher (stage 2) and writes `options.outPath`.
+    ///
+    /// Objective: cross-entropy on the logits shifted by the robust
+    /// objective's s = log w (METHODS.md, "Robust objectives"):
+    /// ℓ(y, z) = −log softmax(z − log w)_y, with w ≡ 1 for `erm`, w_y =
+    /// ((1 − β)π_y + β/C)/π_y for `balanced`, and λ updated every K steps
+    /// from a validation batch's group errors for `dro`
+    /// (λ ← λ ⊙ exp(η·err), renormalised). Mini-batches of `batch` images in
+    /// a per-epoch random order, the last incomplete batch dropped; learning
+    /// rate base·γ^⌊epoch/step⌋.
+    ///
+    /// Checkpoint policy: the teacher is the network after the LAST epoch,
+    /// not the epoch of best validation accuracy. With the step decay the
+    /// last epoch runs at the smallest rate, the teacher is frozen for every
+    /// later stage, and the validation split stays a held-out monitor (and
+    /// the source of `dro`'s group errors) instead of a selection set.
+    ///
+    /// Resumable: after every epoch the whole state (weights, batch-norm
+    /// statistics, optimiser moments and step, robust λ, the log) is saved to
+    /// `<out>.ckpt.npz` with a fingerprint of the options and input digests;
+    /// a later call with the same fingerprint continues from there and ends
+    /// with bit-identical weights. The checkpoint is removed once the
+    /// artifact is written. When `<out>` already carries the fingerprint the
+    /// call does nothing.
+    public static func trainTeacher(_ o: TeacherOptions) throws -> TeacherRunResult {
+        try o.validate()
+        try requireFile(o.trainPath, role: "training split (--train)")
+        try requireFile(o.valPath, role: "validation split (--val)")
+        let trainDigest = try sha256Hex(ofFile: o.trainPath)
+        let valDigest = try sha256Hex(ofFile: o.valPath)
+        let fingerprint = runFingerprint(arguments: o.canonicalArguments,
+                                         inputDigests: ["train": trainDigest, "val": valDigest])
+        let say: (String) -> Void = o.verbose ? { log($0) } : { _ in }
+
+        if FileManager.default.fileExists(atPath: o.outPath),
+           let done = try? NPZ.read(o.outPath, entries: []),
+           done.meta?.extra["fingerprint"]?.string == fingerprint {
+            say("train-teacher: \(o.outPath) is up to date (same inputs and arguments, fingerprint \(fingerprint.prefix(12))); nothing to do")
+            return TeacherRunResult(status: .upToDate, resumedFromEpoch: o.epochs,
+                                    log: TrainingLog(json: done.meta?.extra["log"]) ?? TrainingLog(),
+                                    teacher: nil, fingerprint: fingerprint, imagesPerSecond: 0)
+        }
+        try ensureDirectory(forFile: o.outPath)
+
+        let train = try loadSplit(o.trainPath, role: "training split (--train)")
+        let val = try loadSplit(o.valPath, role: "validation split (--val)")
+        let classes = try checkSplits(train: train, val: val)
+
+        let model: Model
+        do {
+            model = try Model(architecture: o.architecture, inputShape: train.imageShape, batchNorm: o.batchNorm, seed: o.seed)
+        } catch let e as NNError {
+            throw StageError("--arch '\(o.architecture)': \(e.message)")
+        }
+        guard model.outputShape == [classes] else {
+            throw StageError("--arch '\(o.architecture)' ends in \(model.outputShape.map(String.init).joined(separator: "×")) outputs, but the training split has \(classes) classes (the last layer must be fc\(classes))")
+        }
+        guard train.count >= o.batch else {
+            throw StageError("the training split has \(train.count) images, fewer than one batch of \(o.batch) (--batch); the last incomplete batch is dropped")
+        }
+
+        // Class priors of the training split and the robust objective.
+        var classCounts = [Int](repeating: 0, count: classes)
+        for y in train.labels { classCounts[y] += 1 }
+        let classPriors = classCounts.map { Float(Double($0) / Double(train.count)) }
+        let states = o.groups.statesPerClass
+        let trainStates = train.artifact.map { $0 ? 1 : 0 }
+        let trainGroups = try Robust.groupIDs(labels: train.labels, states: o.groups == .group ? trainStates : train.labels.map { _ in 0 },
+                                              statesPerClass: states)
+        var objective: RobustObjective
+        do {
+            objective = try RobustObjective(mode: o.objective, classes: classes, statesPerClass: states,
+                                            groupPriors: Robust.priors(ids: trainGroups, count: classes * states),
+                                            beta: o.beta, eta: o.eta, updateEvery: o.droEvery)
+        } catch let e as TrainError {
+            let hint = o.groups == .group ? " (--groups group needs training images of every class with and without the artifact)" : ""
+            throw StageError("--objective \(o.objective.rawValue): \(e.message)\(hint)")
+        }
+        let valGroups = try Robust.groupIDs(labels: val.labels, states: o.groups == .group ? val.artifact.map { $0 ? 1 : 0 } : val.labels.map { _ in 0 },
+                                            statesPerClass: states)
+
+        let optimizer: Optimizer
+        switch o.optimizer {
+        case .adam: optimizer = try Adam(parameters: model.parameters, learningRate: o.effectiveLearningRate, weightDecay: o.weightDecay)
+        case .adamw: optimizer = try AdamW(parameters: model.parameters, learningRate: o.effectiveLearningRate, weightDecay: o.weightDecay)
+        case .sgd: optimizer = try SGD(parameters: model.parameters, learningRate: o.effectiveLearningRate, momentum: o.momentum, weightDecay: o.weightDecay)
+        }
+        let schedule = try StepLR(baseLearningRate: o.effectiveLearningRate, stepSize: o.effectiveLRStep, gamma: o.lrGamma)
+
+        // Resume.
+        let checkpoint = EpochCheckpoint(output: o.outPath, fingerprint: fingerprint)
+        var trainLog = TrainingLog()
+        var startEpoch = 0
+        if let saved = checkpoint.load() {
+            do {
+                let s = try Checkpoint.state(from: saved)
+                try model.setState(s.model.map { (name: $0.0, shape: $0.1, values: $0.2) })
+                try optimizer.importState(s.optimizer)
+                try objective.importState(s.extra.filter { $0.0.hasPrefix("robust/") }.map { (String($0.0.dropFirst(7)), $0.1, $0.2) })
+                startEpoch = try s.counter("epochs_done")
+                guard let l = TrainingLog(json: saved.meta?.extra["log"]), l.count == startEpoch,
+                      (0...o.epochs).contains(startEpoch) else {
+                    throw StageError("log or epoch count malformed")
+                }
+                trainLog = l
+                say("train-teacher: resuming from \(checkpoint.path) after epoch \(startEpoch)/\(o.epochs)")
+            } catch {
+                throw StageError("checkpoint \(checkpoint.path) matches this run but cannot be restored (\(error)); delete it to start over")
+            }
+        }
+
+        let steps = train.count / o.batch
+        let augmenter = BatchAugmenter(o.augmentation)
+        let progress = ProgressLine()
+        var x = Tensor(shape: [0])
+        let allColumns = Array(0..<classes)
+        var labels = [Int](repeating: 0, count: o.batch)
+        var shift = objective.logShift()
+        var trainSeconds = 0.0, trainImages = 0
+        let runStart = ProgressLine.now()
+        var stepsThisRun = 0
+        let totalStepsLeft = (o.epochs - startEpoch) * steps
+
+        for epoch in startEpoch..<o.epochs {
+            if let stop = o.stopAfterEpochs, epoch >= stop {
+                progress.finish()
+                say("train-teacher: stopping after epoch \(epoch) as asked (--stop-after); rerun without it to continue")
+                return TeacherRunResult(status: .stopped, resumedFromEpoch: startEpoch, log: trainLog, teacher: nil,
+                                        fingerprint: fingerprint, imagesPerSecond: trainSeconds > 0 ? Double(trainImages) / trainSeconds : 0)
+            }
+            let epochStart = ProgressLine.now()
+            let lr = schedule.learningRate(epoch: epoch)
+            optimizer.learningRate = lr
+            var orderRNG = RNG(seed: o.seed, stream: TeacherStreams.order(epoch))
+            var augRNG = RNG(seed: o.seed, stream: TeacherStreams.augment(epoch))
+            var droRNG = RNG(seed: o.seed, stream: TeacherStreams.dro(epoch))
+            let order = orderRNG.permutation(train.count)
+            var lossSum = 0.0, correct = 0
+
+            for b in 0..<steps {
+                let t0 = ProgressLine.now()
+                let idx = order[(b * o.batch)..<((b + 1) * o.batch)]
+                train.gather(idx, into: &x)
+                augmenter.apply(&x, rng: &augRNG)
+                for (j, i) in idx.enumerated() { labels[j] = train.labels[i] }
+                let weights = try objective.exampleWeights(groups: idx.map { trainGroups[$0] })
+                let logits = model.forward(x, training: true)
+                let (loss, grad) = try Loss.crossEntropy(logits, labels: labels, logShift: shift, weights: weights)
+                guard loss.isFinite else {
+                    progress.finish()
+                    throw StageError("the training loss became \(loss) at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr or check the data")
+                }
+                lossSum += Double(loss)
+                correct += zip(Loss.argmax(logits), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
+                optimizer.zeroGrad()
+                model.backward(grad)
+                optimizer.step()
+                if let bad = firstNonFinite(model.parameters) {
+                    progress.finish()
+                    throw StageError("parameter \(bad) became non-finite at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr")
+                }
+                if objective.isUpdateDue(step: optimizer.stepCount) {
+                    let pick = Array(droRNG.permutation(val.count).prefix(min(o.droBatch, val.count)))
+                    let pred = predict(model: model, dataset: val, indices: pick, columns: allColumns, batch: o.batch)
+                    let errs = try Robust.groupErrors(predictions: pred, labels: pick.map { val.labels[$0] },
+                                                      groups: pick.map { valGroups[$0] }, groupCount: objective.groups)
+                    try objective.update(groupErrors: errs.errors)
+                    shift = objective.logShift()
+                }
+                let t1 = ProgressLine.now()
+                trainSeconds += t1 - t0
+                trainImages += o.batch
+                stepsThisRun += 1
+                if o.verbose {
+                    let rate = Double(trainImages) / max(trainSeconds, 1e-9)
+                    let perStep = (t1 - runStart) / Double(stepsThisRun)
+                    let left = perStep * Double(totalStepsLeft - stepsThisRun)
+                    progress.update(String(format: "epoch %d/%d  batch %d/%d  loss %.4f  %.0f img/s  left %@",
+                                           epoch + 1, o.epochs, b + 1, steps, lossSum / Double(b + 1), rate,
+                                           ProgressLine.format(seconds: left)))
+                }
+            }
+
+            let ev = try evaluate(model: model, dataset: val, batch: o.batch)
+            let seconds = ProgressLine.now() - epochStart
+            trainLog.append(epoch: epoch + 1, loss: lossSum / Double(steps), trainAccuracy: Double(correct) / Double(steps * o.batch),
+                            valAccuracy: ev.accuracy, valWorstClass: ev.worstClassAccuracy, learningRate: Double(lr), seconds: seconds)
+            var state = TrainingState()
+            state.model = model.state.map { ($0.name, $0.shape, $0.values) }
+            state.optimizer = optimizer.exportState()
+            state.extra = objective.exportState().map { ("robust/" + $0.0, $0.1, $0.2) }
+            state.counters = [("epochs_done", epoch + 1)]
+            let ckMeta = ArtifactMeta(stage: "train-teacher-checkpoint", parameters: o.parameters,
+                                      inputs: ["train": trainDigest, "val": valDigest], seed: o.seed,
+                                      extra: ["log": trainLog.json])
+            try checkpoint.save(try Checkpoint.artifact(state, meta: ckMeta), epoch: epoch + 1)
+            if o.verbose {
+                let line = String(format: "epoch %d/%d  loss %.4f  train_acc %.4f  val_acc %.4f  val_worst_class %.4f  lr %.2e  %.1f s  %.0f img/s",
+                                  epoch + 1, o.epochs, lossSum / Double(steps), Double(correct) / Double(steps * o.batch),
+                                  ev.accuracy, ev.worstClassAccuracy, Double(lr), seconds,
+                                  Double(trainImages) / max(trainSeconds, 1e-9))
+                progress.finish(line)
+            }
+        }
+
+        // The artifact: the last epoch's network, priors, the final shift.
+        let logShift = objective.logShift() ?? [Float](repeating: 0, count: classes)
+        let rate = trainSeconds > 0 ? Double(trainImages) / trainSeconds : 0
+        var extra: [String: JSON] = [
+            "fingerprint": .string(fingerprint),
+            "log": trainLog.json,
+            "checkpoint_policy": "last epoch",
+            "train_path": .string(o.trainPath), "val_path": .string(o.valPath),
+            "train_images": .number(Double(train.count)), "val_images": .number(Double(val.count)),
+            "classes": .number(Double(classes)),
+            "parameter_count": .number(Double(model.parameterCount)),
+            "final_val_acc": .number(trainLog.valAccuracy.last ?? 0),
+            "final_val_worst_class": .number(trainLog.valWorstClass.last ?? 0),
+            "robust_lambda": .array(objective.lambda.map { .number($0) }),
+            "robust_updates": .number(Double(objective.updates)),
+            "images_per_second": .number(rate),
+            "total_seconds": .number(trainLog.seconds.reduce(0, +)),
+        ]
+        if let names = train.classNames { extra["class_names"] = .array(names.map { .string($0) }) }
+        let meta = ArtifactMeta(stage: "train-teacher", parameters: o.parameters,
+                                inputs: ["train": trainDigest, "val": valDigest], seed: o.seed, extra: extra)
+        let teacher = TeacherArtifact(model: model, classPriors: classPriors, logShift: logShift, meta: meta)
+        var artifact = teacher.artifact(meta: meta)
+        trainLog.write(into: &artifact)
+        try NPZ.write(artifact, to: o.outPath)
+        checkpoint.remove()
+        say(String(format: "train-teacher: wrote %@ (val_acc %.4f, val_worst_class %.4f, %d epochs, %.0f s in this run)",
+                   o.outPath, trainLog.valAccuracy.last ?? 0, trainLog.valWorstClass.last ?? 0, o.epochs,
+                   ProgressLine.now() - runStart))
+        return TeacherRunResult(status: .trained, resumedFromEpoch: startEpoch, log: trainLog, teacher: teacher,
+                                fingerprint: fingerprint, imagesPerSecond: rate)
+    }
+
+    /// Reads a split, naming its role in errors.
+    static func loadSplit(_ path: String, role: String) throws -> Dataset {
+        let d: Dataset
+        do { d = try Dataset(path: path) } catch {
+            throw StageError("\(role) '\(path)' cannot be read: \(error)")
+        }
+        guard d.count > 0 else { throw StageError("\(role) '\(path)' holds no images") }
+        return d
+    }
+
+    /// Checks that the splits fit together; returns the number of classes.
+    static func checkSplits(train: Dataset, val: Dataset) throws -> Int {
+        guard train.imageShape == val.imageShape else {
+            throw StageError("image size differs: training split \(train.imageShape.map(String.init).joined(separator: "×")), validation split \(val.imageShape.map(String.init).joined(separator: "×"))")
+        }
+        if train.subtaskClasses != nil {
+            throw StageError("training split '\(train.name)' is a subtask split (it has subtask_classes); the teacher trains on all classes (teacher-train)")
+        }
+        let classes = train.numClasses
+        if let a = train.classNames, let b = val.classNames, a != b {
+            throw StageError("the training and validation splits have different classes (\(a.count) vs \(b.count) class names)")
+        }
+        for (d, role) in [(train, "training"), (val, "validation")] {
+            if let bad = d.labels.firstIndex(where: { $0 < 0 || $0 >= classes }) {
+                throw StageError("\(role) split: label \(d.labels[bad]) of image \(bad) is outside 0..<\(classes)")
+            }
+        }
+        return classes
+    }
+
+    /// Name of the first parameter holding a NaN or infinity.
+    static func firstNonFinite(_ parameters: [Parameter]) -> String? {
+        for p in parameters {
+            let ok = p.value.withUnsafeBufferPointer { v -> Bool in
+                // x·0 is ±0 for finite x and NaN for ±∞ or NaN: one
+                // branch-free pass.
+                var s: Float = 0
+                for x in v { s += x * 0 }
+                return s == 0
+            }
+            if !ok { return p.name }
+        }
+        return nil
+    }
+}

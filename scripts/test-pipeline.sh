@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Caching semantics of the Make DAG, checked on the tiny pipeline
+# (pipelines/tiny.mk, seconds per run). Each check prints ok/FAIL; the last
+# line is "pipeline: N passed, M failed".
+#   1. after a full run `make -q` reports everything up to date
+#   2. changing a distillation parameter re-runs only the distillations,
+#      evaluations and the report, never synthesis, teacher or subspace
+#   3. editing a stage's code does not make any finished stage run again
+#   4. SIGKILL of make in the middle of stages, then make again: results
+#      identical to an uninterrupted run; no partial artifact at a final path
+#   5. make -j2 gives the same results as make -j1
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=.build/release
+T=$(mktemp -d "${TMPDIR:-/tmp}/subdistill-pipeline.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+MAKE="make --no-print-directory PIPELINE=tiny"
+pass=0; fail=0
+ok()   { echo "ok   $1"; pass=$((pass + 1)); }
+bad()  { echo "FAIL $1"; fail=$((fail + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# Final artifacts (tensor files and metrics) relative to a root.
+finals() { (cd "$1" && find . \( -name '*.npz' ! -name '*.ckpt.npz' -o -name 'metrics.json' \) | sort); }
+
+# Same set of final artifacts, equal tensors (zero tolerance) and metrics.
+same_results() {
+    local a=$1 b=$2 f
+    if [ "$(finals "$a")" != "$(finals "$b")" ]; then
+        echo "  file sets differ:"; diff <(finals "$a") <(finals "$b") | head -10; return 1
+    fi
+    for f in $(finals "$a"); do
+        case $f in
+        *.npz) $BIN/tensors diff "$a/$f" "$b/$f" --tol 0 >/dev/null 2>&1 || { echo "  differs: $f"; return 1; } ;;
+        *.json) cmp -s "$a/$f" "$b/$f" || { echo "  differs: $f"; return 1; } ;;
+        esac
+    done
+}
+
+# Every file at a final path opens as a whole artifact.
+all_readable() {
+    local root=$1 f
+    for f in $(finals "$root"); do
+        case $f in
+        *.npz) $BIN/tensors show "$root/$f" >/dev/null 2>&1 || { echo "  unreadable: $f"; return 1; } ;;
+        *.json) python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$root/$f" || { echo "  unreadable: $f"; return 1; } ;;
+        esac
+    done
+}
+
+mtimes() { (cd "$1" && find . -type f \( -name '*.npz' -o -name '*.json' -o -name '*.md' \) -printf '%p %T@\n' | sort); }
+
+echo "pipeline tests in $T"
+A=$T/ref
+if ! $MAKE ARTIFACTS=$A all >"$T/ref.log" 2>&1; then
+    tail -30 "$T/ref.log"; bad "tiny pipeline runs to the end"; echo "pipeline: $pass passed, $fail failed"; exit 1
+fi
+ok "tiny pipeline runs to the end"
+cp -a "$A" "$T/ref-copy"
+
+# 1.
+check "make -q reports everything up to date after a full run" "$MAKE ARTIFACTS=$A -q all"
+check "make again runs no stage" "! $MAKE ARTIFACTS=$A -n all | grep -q '$BIN/'"
+
+# 2.
+mtimes "$A" >"$T/before"
+$MAKE ARTIFACTS=$A all DISTILL_ARGS='--epochs 2 --batch 16' >"$T/param.log" 2>&1 || { tail -20 "$T/param.log"; bad "re-run with a changed distillation parameter"; }
+mtimes "$A" >"$T/after"
+changed=$(join "$T/before" "$T/after" | awk '$2 != $3 {print $1}')
+upstream=$(echo "$changed" | grep -E '/data/|teacher\.npz|subspace\.npz' || true)
+students=$(echo "$changed" | grep -c 'student\.npz' || true)
+nstudents=$(grep -c 'student\.npz' "$T/before" || true)
+check "a distillation parameter re-runs no synthesis, teacher or subspace" "[ -z \"$upstream\" ]"
+check "a distillation parameter re-runs every distillation ($students of $nstudents)" "[ $students -eq $nstudents ] && [ $nstudents -gt 0 ]"
+check "... and the evaluations and the report" "echo \"$changed\" | grep -q metrics.json && echo \"$changed\" | grep -q summary.md"
+$MAKE ARTIFACTS=$A all >"$T/back.log" 2>&1
+check "back to the original parameters gives the original results" "same_results $T/ref-copy $A"
+
+# 3.
+for src in Sources/DistillCLI/main.swift Sources/NN/Model.swift Sources/ShapesWorld; do
+    f=$(find $src -name '*.swift' | head -1)
+    check "editing $f re-runs no finished stage" "! $MAKE ARTIFACTS=$A -n -W $f all | grep -q '$BIN/'"
+done
+
+# 4.
+B=$T/killed
+for delay in 1 3 6 10; do
+    setsid $MAKE ARTIFACTS=$B all >"$T/kill.log" 2>&1 &
+    pid=$!
+    sleep $delay
+    kill -KILL -- -$pid 2>/dev/null
+    wait $pid 2>/dev/null
+    all_readable "$B" || { bad "no partial artifact after SIGKILL at ${delay}s"; continue; }
+done
+ok "no partial artifact at a final path after SIGKILL (4 kill points)"
+$MAKE ARTIFACTS=$B all >"$T/resume.log" 2>&1 || { tail -20 "$T/resume.log"; }
+check "after SIGKILLs, make finishes with results identical to an uninterrupted run" "same_results $T/ref-copy $B"
+
+# 5.
+C=$T/parallel
+$MAKE ARTIFACTS=$C -j2 all >"$T/j2.log" 2>&1 || tail -20 "$T/j2.log"
+check "make -j2 gives the same results as make -j1" "same_results $T/ref-copy $C"
+
+echo "pipeline: $pass passed, $fail failed"
+[ $fail -eq 0 ]
