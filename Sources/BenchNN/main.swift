@@ -128,38 +128,21 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
     let conv = Conv2D(name: "nhwc", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
     conv.patchBlockBytes = Int.max
     conv.parallelThreshold = Int.max
-    _ = conv.forward(x, training: true)
-    var best = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
-        _ = conv.forward(x, training: true)
-        best = min(best, now() - t0)
-    }
     let blocked = Conv2D(name: "nhwc-blocked", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
-    _ = blocked.forward(x, training: true)
-    var bestBlocked = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
-        _ = blocked.forward(x, training: true)
-        bestBlocked = min(bestBlocked, now() - t0)
-    }
-    // NCHW path.
+    // NCHW path: per image, im2col (rows (c,ky,kx), columns (oy,ox); each
+    // (row, oy) one contiguous shifted copy) and one gemm.
     let kk = k * k * cin, hw = h * w
     var cols = [Float](repeating: 0, count: kk * hw)
     var y = [Float](repeating: 0, count: batch * cout * hw)
     let wt = randomTensor([cout, kk], rng: &rng).data
     let xc = x.data  // contents irrelevant for timing; read as CHW
-    var bestNCHW = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
+    func nchw() {
         xc.withUnsafeBufferPointer { xp in
             cols.withUnsafeMutableBufferPointer { cp in
                 y.withUnsafeMutableBufferPointer { yp in
                     wt.withUnsafeBufferPointer { wp in
                         for b in 0..<batch {
                             let xb = xp.baseAddress! + b * cin * hw
-                            // im2col, rows (c,ky,kx), columns (oy,ox).
-                            // Each (row, oy) is one contiguous shifted copy.
                             for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
                                 let row = cp.baseAddress! + ((c * k + ky) * k + kx) * hw
                                 let ox0 = max(0, 1 - kx), ox1 = min(w, w + 1 - kx)
@@ -180,7 +163,19 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
                 }
             }
         }
-        bestNCHW = min(bestNCHW, now() - t0)
+    }
+    // Round-robin, best of 15 each: the variants see the same machine load.
+    var best = Double.infinity, bestBlocked = Double.infinity, bestNCHW = Double.infinity
+    for rep in 0..<16 {
+        var t0 = now()
+        _ = conv.forward(x, training: true)
+        if rep > 0 { best = min(best, now() - t0) }
+        t0 = now()
+        _ = blocked.forward(x, training: true)
+        if rep > 0 { bestBlocked = min(bestBlocked, now() - t0) }
+        t0 = now()
+        nchw()
+        if rep > 0 { bestNCHW = min(bestNCHW, now() - t0) }
     }
     let flop: Double = 2.0 * Double(batch * hw * kk * cout)
     let g1: Double = flop / best / 1e9, g2: Double = flop / bestNCHW / 1e9, g3: Double = flop / bestBlocked / 1e9
@@ -201,6 +196,8 @@ struct BenchNN: ParsableCommand {
     @Flag(help: "Print a per-layer time profile of one training step.") var profile = false
     @Option(help: "Conv patch-matrix block in KiB per GEMM (0 = whole batch in one GEMM; default: the library's).")
     var blockKib: Int?
+    @Flag(help: "Keep each convolution on one thread and let OpenBLAS thread its GEMMs (default: split the batch between cores).")
+    var noSplit = false
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory.")
     var only = "gemm,layout,teacher,student,teacher-nobn,memory"
 
@@ -210,7 +207,7 @@ struct BenchNN: ParsableCommand {
         if sections.contains("gemm") {
             for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)
-            print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
+                print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
             }
         }
         if sections.contains("layout") {
@@ -226,8 +223,10 @@ struct BenchNN: ParsableCommand {
     }
 
     func configure(_ model: Model) {
-        guard let kib = blockKib else { return }
-        for case let conv as Conv2D in model.layers { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
+        for case let conv as Conv2D in model.layers {
+            if let kib = blockKib { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
+            if noSplit { conv.parallelThreshold = Int.max }
+        }
     }
 
     func benchModel(_ label: String, _ arch: String, classes: Int, batchNorm: Bool) throws {

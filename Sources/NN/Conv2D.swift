@@ -13,7 +13,7 @@
 /// (each dP row scattered-added back into the window it came from).
 ///
 /// Execution: the rows of P are taken in blocks of `patchBlockBytes`
-/// (default 4 MiB) so each block is built and multiplied while in cache,
+/// (default 1 MiB) so each block is built and multiplied while in cache,
 /// and large convolutions split the batch between cores (`Parallel`), each
 /// worker running im2col and single-threaded sgemm on its images.
 /// `patchBlockBytes = Int.max` and `parallelThreshold = Int.max` give
@@ -38,7 +38,7 @@ public final class Conv2D: Layer {
     /// teacher's second conv is 75 MB and its GEMMs were memory-bound); the
     /// backward then rebuilds each block of P from a saved copy of x.
     public var patchBlockBytes: Int = Conv2D.defaultPatchBlockBytes
-    public static let defaultPatchBlockBytes = 4 << 20
+    public static let defaultPatchBlockBytes = 1 << 20
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])

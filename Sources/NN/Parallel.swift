@@ -58,12 +58,11 @@ enum Parallel {
 
 /// What OpenBLAS runs with, for logs and benchmarks.
 ///
-/// On this project's AMD Zen machines OpenBLAS 0.3.21 does not recognise
-/// the CPU and falls back to its Haswell (AVX2) kernels; setting the
-/// environment variable OPENBLAS_CORETYPE=SkylakeX before the process
-/// starts selects the AVX-512 kernels (measured: sgemm 2048³ 250 → 460
-/// GFLOP/s on 2 cores). The variable is read when the library loads, so it
-/// cannot be set from inside the program.
+/// The machines this project runs on pin OPENBLAS_CORETYPE (Haswell, AVX2
+/// kernels) and OPENBLAS_L2_SIZE in the environment, because this older
+/// OpenBLAS build computes wrong results or crashes with the kernels it
+/// would pick itself on their processors. The library never overrides that;
+/// benchmarks print the kernel family so figures can be compared.
 public enum OpenBLASInfo {
     public static var coreName: String { String(cString: openblas_get_corename()) }
     public static var threads: Int { Int(openblas_get_num_threads()) }
