@@ -251,9 +251,10 @@ struct BenchNN: ParsableCommand {
             let c0 = cpuNow(), t0 = now(); step(); trainTimes.append(now() - t0); cpuTimes.append(cpuNow() - c0)
         }
         cpuTimes.sort()
-        for _ in 0..<2 { _ = model.forward(x, training: false) }
+        // Inference = Model.inference (evaluation mode, no backward state).
+        for _ in 0..<2 { _ = model.inference(x) }
         for _ in 0..<steps {
-            let t0 = now(); _ = model.forward(x, training: false); inferTimes.append(now() - t0)
+            let t0 = now(); _ = model.inference(x); inferTimes.append(now() - t0)
         }
         trainTimes.sort(); inferTimes.sort()
         let train = trainTimes[0], trainMedian = trainTimes[trainTimes.count / 2]
