@@ -1,7 +1,12 @@
 // bench-nn: training and inference throughput of the default teacher and
 // student, convolution GFLOP/s against sgemm's own, per-layer time, and
 // memory over many steps. Release build:
-//   swift build -c release && .build/release/bench-nn
+//   swift build -c release && .build/release/bench-nn [--profile]
+// Figures: best and median step over --steps timed steps (the best is the
+// one least disturbed on a shared machine), and the process CPU time per
+// step (all threads), which does not count time lost to other processes.
+// --block-kib / --no-split select the convolution's execution variants
+// (0 = one whole-batch GEMM per product, OpenBLAS threads only).
 import ArgumentParser
 import Foundation
 import COpenBLAS
@@ -271,7 +276,7 @@ struct BenchNN: ParsableCommand {
         let inferRate: Double = Double(batch) / infer, inferG: Double = 2 * macs / infer / 1e9
         let inferMedRate: Double = Double(batch) / inferMedian
         let cpuMs: Double = cpuTimes[0] * 1e3
-        print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), conv %.1f GFLOP/s; %d parameters",
+        print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv 2·MACs/step time %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), %.1f GFLOP/s; %d parameters",
                      label, trainMs, trainRate, trainMedRate, trainG, cpuMs, inferRate, inferMedRate, inferG, model.parameterCount))
         if profile { profileStep(model, x: x, labels: labels, classes: classes) }
     }
@@ -295,6 +300,7 @@ struct BenchNN: ParsableCommand {
                 bwd[i] += now() - t
             }
         }
+        var convTime = 0.0, convFlop = 0.0
         for (i, l) in model.layers.enumerated() {
             var flops = ""
             if let c = l as? Conv2D {
@@ -303,11 +309,15 @@ struct BenchNN: ParsableCommand {
                 let tf: Double = fwd[i] / Double(reps), tb: Double = bwd[i] / Double(reps)
                 let fb: Double = i == 0 ? f : 2 * f
                 flops = String(format: "  fwd %.0f GFLOP/s, bwd %.0f GFLOP/s", f / tf / 1e9, fb / tb / 1e9)
+                convTime += tf + tb
+                convFlop += f + fb
             }
             let tf: Double = fwd[i] / Double(reps) * 1e3, tb: Double = bwd[i] / Double(reps) * 1e3
             print(l.name.padding(toLength: 12, withPad: " ", startingAt: 0)
                   + String(format: " fwd %7.2f ms  bwd %7.2f ms", tf, tb) + flops)
         }
+        let convMs: Double = convTime * 1e3, convG: Double = convFlop / convTime / 1e9
+        print(String(format: "  convolutions alone: %.1f ms per step, %.1f GFLOP/s", convMs, convG))
     }
 
     /// RSS after 50 and after `memorySteps` teacher training steps: flat when
