@@ -171,7 +171,8 @@ public final class Model {
                     tapGrads[t].data.withUnsafeMutableBufferPointer { dst in
                         g.data.withUnsafeBufferPointer { a in
                             extra.data.withUnsafeBufferPointer { b in
-                                for j in 0..<dst.count { dst[j] = a[j] + b[j] }
+                                copy(dst.baseAddress!, a.baseAddress!, dst.count)
+                                addInto(dst.baseAddress!, b.baseAddress!, dst.count)
                             }
                         }
                     }
