@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "report", targets: ["Report"]),
         .executable(name: "bench-io", targets: ["BenchIO"]),
         .executable(name: "bench-nn", targets: ["BenchNN"]),
+        .executable(name: "bench-distill", targets: ["BenchDistill"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,12 +72,16 @@ let package = Package(
             "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
+        .executableTarget(name: "BenchDistill", dependencies: [
+            "Distill", "StageKit", "NN", "TensorIO", "ShapesWorld", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+
         // Tests.
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO"]),
         .testTarget(name: "ShapesWorldTests", dependencies: ["ShapesWorld", "TensorIO", "SeededRNG"]),
         .testTarget(name: "SubspaceTests", dependencies: ["Subspace", "TensorIO", "SeededRNG"]),
-        .testTarget(name: "DistillTests", dependencies: ["Distill", "NN", "StageKit", "Subspace", "TensorIO"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill", "NN", "StageKit", "Subspace", "TensorIO", "ShapesWorld"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "TensorIO"]),
         .testTarget(name: "StageKitTests", dependencies: ["StageKit", "NN", "TensorIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "StageKit", "NN", "TensorIO"]),

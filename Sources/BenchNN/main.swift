@@ -1,7 +1,12 @@
 // bench-nn: training and inference throughput of the default teacher and
 // student, convolution GFLOP/s against sgemm's own, per-layer time, and
 // memory over many steps. Release build:
-//   swift build -c release && .build/release/bench-nn
+//   swift build -c release && .build/release/bench-nn [--profile]
+// Figures: best and median step over --steps timed steps (the best is the
+// one least disturbed on a shared machine), and the process CPU time per
+// step (all threads), which does not count time lost to other processes.
+// --block-kib / --no-split select the convolution's execution variants
+// (0 = one whole-batch GEMM per product, OpenBLAS threads only).
 import ArgumentParser
 import Foundation
 import COpenBLAS
@@ -128,38 +133,21 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
     let conv = Conv2D(name: "nhwc", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
     conv.patchBlockBytes = Int.max
     conv.parallelThreshold = Int.max
-    _ = conv.forward(x, training: true)
-    var best = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
-        _ = conv.forward(x, training: true)
-        best = min(best, now() - t0)
-    }
     let blocked = Conv2D(name: "nhwc-blocked", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
-    _ = blocked.forward(x, training: true)
-    var bestBlocked = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
-        _ = blocked.forward(x, training: true)
-        bestBlocked = min(bestBlocked, now() - t0)
-    }
-    // NCHW path.
+    // NCHW path: per image, im2col (rows (c,ky,kx), columns (oy,ox); each
+    // (row, oy) one contiguous shifted copy) and one gemm.
     let kk = k * k * cin, hw = h * w
     var cols = [Float](repeating: 0, count: kk * hw)
     var y = [Float](repeating: 0, count: batch * cout * hw)
     let wt = randomTensor([cout, kk], rng: &rng).data
     let xc = x.data  // contents irrelevant for timing; read as CHW
-    var bestNCHW = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
+    func nchw() {
         xc.withUnsafeBufferPointer { xp in
             cols.withUnsafeMutableBufferPointer { cp in
                 y.withUnsafeMutableBufferPointer { yp in
                     wt.withUnsafeBufferPointer { wp in
                         for b in 0..<batch {
                             let xb = xp.baseAddress! + b * cin * hw
-                            // im2col, rows (c,ky,kx), columns (oy,ox).
-                            // Each (row, oy) is one contiguous shifted copy.
                             for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
                                 let row = cp.baseAddress! + ((c * k + ky) * k + kx) * hw
                                 let ox0 = max(0, 1 - kx), ox1 = min(w, w + 1 - kx)
@@ -180,7 +168,19 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
                 }
             }
         }
-        bestNCHW = min(bestNCHW, now() - t0)
+    }
+    // Round-robin, best of 15 each: the variants see the same machine load.
+    var best = Double.infinity, bestBlocked = Double.infinity, bestNCHW = Double.infinity
+    for rep in 0..<16 {
+        var t0 = now()
+        _ = conv.forward(x, training: true)
+        if rep > 0 { best = min(best, now() - t0) }
+        t0 = now()
+        _ = blocked.forward(x, training: true)
+        if rep > 0 { bestBlocked = min(bestBlocked, now() - t0) }
+        t0 = now()
+        nchw()
+        if rep > 0 { bestNCHW = min(bestNCHW, now() - t0) }
     }
     let flop: Double = 2.0 * Double(batch * hw * kk * cout)
     let g1: Double = flop / best / 1e9, g2: Double = flop / bestNCHW / 1e9, g3: Double = flop / bestBlocked / 1e9
@@ -201,6 +201,8 @@ struct BenchNN: ParsableCommand {
     @Flag(help: "Print a per-layer time profile of one training step.") var profile = false
     @Option(help: "Conv patch-matrix block in KiB per GEMM (0 = whole batch in one GEMM; default: the library's).")
     var blockKib: Int?
+    @Flag(help: "Keep each convolution on one thread and let OpenBLAS thread its GEMMs (default: split the batch between cores).")
+    var noSplit = false
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory.")
     var only = "gemm,layout,teacher,student,teacher-nobn,memory"
 
@@ -210,7 +212,7 @@ struct BenchNN: ParsableCommand {
         if sections.contains("gemm") {
             for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)
-            print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
+                print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
             }
         }
         if sections.contains("layout") {
@@ -226,8 +228,10 @@ struct BenchNN: ParsableCommand {
     }
 
     func configure(_ model: Model) {
-        guard let kib = blockKib else { return }
-        for case let conv as Conv2D in model.layers { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
+        for case let conv as Conv2D in model.layers {
+            if let kib = blockKib { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
+            if noSplit { conv.parallelThreshold = Int.max }
+        }
     }
 
     func benchModel(_ label: String, _ arch: String, classes: Int, batchNorm: Bool) throws {
@@ -252,9 +256,10 @@ struct BenchNN: ParsableCommand {
             let c0 = cpuNow(), t0 = now(); step(); trainTimes.append(now() - t0); cpuTimes.append(cpuNow() - c0)
         }
         cpuTimes.sort()
-        for _ in 0..<2 { _ = model.forward(x, training: false) }
+        // Inference = Model.inference (evaluation mode, no backward state).
+        for _ in 0..<2 { _ = model.inference(x) }
         for _ in 0..<steps {
-            let t0 = now(); _ = model.forward(x, training: false); inferTimes.append(now() - t0)
+            let t0 = now(); _ = model.inference(x); inferTimes.append(now() - t0)
         }
         trainTimes.sort(); inferTimes.sort()
         let train = trainTimes[0], trainMedian = trainTimes[trainTimes.count / 2]
@@ -271,7 +276,7 @@ struct BenchNN: ParsableCommand {
         let inferRate: Double = Double(batch) / infer, inferG: Double = 2 * macs / infer / 1e9
         let inferMedRate: Double = Double(batch) / inferMedian
         let cpuMs: Double = cpuTimes[0] * 1e3
-        print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), conv %.1f GFLOP/s; %d parameters",
+        print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv 2·MACs/step time %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), %.1f GFLOP/s; %d parameters",
                      label, trainMs, trainRate, trainMedRate, trainG, cpuMs, inferRate, inferMedRate, inferG, model.parameterCount))
         if profile { profileStep(model, x: x, labels: labels, classes: classes) }
     }
@@ -295,6 +300,7 @@ struct BenchNN: ParsableCommand {
                 bwd[i] += now() - t
             }
         }
+        var convTime = 0.0, convFlop = 0.0
         for (i, l) in model.layers.enumerated() {
             var flops = ""
             if let c = l as? Conv2D {
@@ -303,11 +309,15 @@ struct BenchNN: ParsableCommand {
                 let tf: Double = fwd[i] / Double(reps), tb: Double = bwd[i] / Double(reps)
                 let fb: Double = i == 0 ? f : 2 * f
                 flops = String(format: "  fwd %.0f GFLOP/s, bwd %.0f GFLOP/s", f / tf / 1e9, fb / tb / 1e9)
+                convTime += tf + tb
+                convFlop += f + fb
             }
             let tf: Double = fwd[i] / Double(reps) * 1e3, tb: Double = bwd[i] / Double(reps) * 1e3
             print(l.name.padding(toLength: 12, withPad: " ", startingAt: 0)
                   + String(format: " fwd %7.2f ms  bwd %7.2f ms", tf, tb) + flops)
         }
+        let convMs: Double = convTime * 1e3, convG: Double = convFlop / convTime / 1e9
+        print(String(format: "  convolutions alone: %.1f ms per step, %.1f GFLOP/s", convMs, convG))
     }
 
     /// RSS after 50 and after `memorySteps` teacher training steps: flat when

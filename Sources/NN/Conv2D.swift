@@ -13,7 +13,7 @@
 /// (each dP row scattered-added back into the window it came from).
 ///
 /// Execution: the rows of P are taken in blocks of `patchBlockBytes`
-/// (default 4 MiB) so each block is built and multiplied while in cache,
+/// (default 1 MiB) so each block is built and multiplied while in cache,
 /// and large convolutions split the batch between cores (`Parallel`), each
 /// worker running im2col and single-threaded sgemm on its images.
 /// `patchBlockBytes = Int.max` and `parallelThreshold = Int.max` give
@@ -21,7 +21,7 @@
 ///
 /// Weight layout is HWIO, [k, k, Cin, Cout] (PyTorch's is OIHW: transpose
 /// (3,2,0,1) to convert). He-normal init (fan-in k·k·Cin), bias zero.
-public final class Conv2D: Layer {
+public final class Conv2D: Layer, RetainsBackwardState {
     public let name: String
     public let inChannels: Int
     public let outChannels: Int
@@ -38,7 +38,7 @@ public final class Conv2D: Layer {
     /// teacher's second conv is 75 MB and its GEMMs were memory-bound); the
     /// backward then rebuilds each block of P from a saved copy of x.
     public var patchBlockBytes: Int = Conv2D.defaultPatchBlockBytes
-    public static let defaultPatchBlockBytes = 4 << 20
+    public static let defaultPatchBlockBytes = 1 << 20
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
@@ -56,6 +56,9 @@ public final class Conv2D: Layer {
     private var blockRows = 0
     private var workers = 1
     private var keepsPatches = false
+    /// See `RetainsBackwardState`.
+    var retainsBackwardState = true
+    private var backwardReady = false
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int = 3,
                 stride: Int = 1, padding: Int? = nil, bias: Bool = true, rng: inout RNG) {
@@ -109,12 +112,13 @@ public final class Conv2D: Layer {
         let m = b * ho * wo, kk = kernel * kernel * inChannels, n = outChannels
         output.reuse(shape: [b, ho, wo, n])
         let wv = weight.value
+        backwardReady = training || retainsBackwardState
         if isPointwise {
             // P = x: one GEMM (threaded by OpenBLAS); x saved for dW.
             workers = 1
             x.data.withUnsafeBufferPointer { xb in
                 let xp = xb.baseAddress!
-                savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count)
+                if backwardReady { savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count) }
                 output.data.withUnsafeMutableBufferPointer { yb in
                     wv.withUnsafeBufferPointer { wp in
                         let beta = fillBias(yb.baseAddress!, rows: m)
@@ -134,7 +138,9 @@ public final class Conv2D: Layer {
         let (nw, br) = (workers, blockRows)
         x.data.withUnsafeBufferPointer { xb in
             let xp = xb.baseAddress!
-            if !keepsPatches { savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count) }
+            if !keepsPatches && backwardReady {
+                savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count)
+            }
             output.data.withUnsafeMutableBufferPointer { yb in
                 wv.withUnsafeBufferPointer { wp in
                     let y = yb.baseAddress!, wt = wp.baseAddress!
@@ -182,6 +188,7 @@ public final class Conv2D: Layer {
     /// Per worker and block of rows: (rebuild P_blk,) dW += P_blkᵀ·dY_blk,
     /// and for dx: dP_blk = dY_blk·Wᵀ, col2im into the worker's images of dx.
     private func backward(_ gradOutput: Tensor, inputGradient: Bool) {
+        precondition(backwardReady, "\(name): backward after a forward that kept no state (Model.inference)")
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
         let (b, h, w) = (inShape[0], inShape[1], inShape[2])

@@ -338,3 +338,24 @@ func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, 
         channelNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, a: a, b: b, d: d, dx: dx + o)
     }
 }
+
+/// y = (x + shift)·scale + offset per channel (tiled coefficients): batch
+/// norm in evaluation mode folded into one pass when no x̂ is kept.
+func channelScaleShift(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, shift: UnsafePointer<Float>,
+                       scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    let n = Parallel.pieces(count: count, align: t.lanes)
+    Parallel.run(n) { p in
+        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+        let c = t.channels, l = t.lanes, v16 = l / 16
+        let xs = x + o, ys = y + o
+        var off = 0
+        for _ in 0..<(r.count / l) {
+            for v in 0..<v16 {
+                let j = 16 * v
+                store16((load16(xs + off + j) + load16(shift + j)) * load16(scale + j) + load16(offset + j), ys + off + j)
+            }
+            off += l
+        }
+        for i in off..<r.count { ys[i] = (xs[i] + shift[i % c]) * scale[i % c] + offset[i % c] }
+    }
+}

@@ -48,6 +48,14 @@ extension Layer {
     public func callAsFunction(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training) }
 }
 
+/// Layers whose forward keeps state only a backward needs (conv input
+/// copies, batch-norm x̂). `Model.inference` turns it off for one
+/// evaluation-mode forward; a backward after such a forward is a
+/// programming error (precondition).
+protocol RetainsBackwardState: AnyObject {
+    var retainsBackwardState: Bool { get set }
+}
+
 /// An error in a model description or a layer configuration.
 public struct NNError: Error, CustomStringConvertible, Equatable {
     public let message: String

@@ -132,6 +132,17 @@ public final class Model {
         return h
     }
 
+    /// Evaluation-mode forward that keeps nothing for a backward (no conv
+    /// input copies, no batch-norm x̂): for a frozen teacher's outputs.
+    /// Same logits as `forward(x, training: false)`; `activation(tap:)`
+    /// works afterwards, `backward` does not (precondition).
+    public func inference(_ x: Tensor) -> Tensor {
+        let retaining = layers.compactMap { $0 as? RetainsBackwardState }
+        for l in retaining { l.retainsBackwardState = false }
+        defer { for l in retaining { l.retainsBackwardState = true } }
+        return forward(x, training: false)
+    }
+
     /// A tap's activation (B×H×W×C) from the last forward.
     public func activation(tap name: String) -> Tensor { layers[tapLayers[tapIndex(name)]].output }
 
@@ -160,7 +171,8 @@ public final class Model {
                     tapGrads[t].data.withUnsafeMutableBufferPointer { dst in
                         g.data.withUnsafeBufferPointer { a in
                             extra.data.withUnsafeBufferPointer { b in
-                                for j in 0..<dst.count { dst[j] = a[j] + b[j] }
+                                copy(dst.baseAddress!, a.baseAddress!, dst.count)
+                                addInto(dst.baseAddress!, b.baseAddress!, dst.count)
                             }
                         }
                     }

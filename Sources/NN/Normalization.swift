@@ -96,6 +96,18 @@ final class ChannelNormalizer {
         }
     }
 
+    /// y = γ·(x − μ)·invStd + β in one pass, without x̂ (inference).
+    func normalizeOnly(_ x: UnsafePointer<Float>, count: Int, gamma: [Float], beta: [Float],
+                       y: UnsafeMutablePointer<Float>) {
+        let c = channels, l = tiling.lanes
+        for ch in 0..<c { scratch[ch] = Float(-mean[ch]) }
+        tiling.tile(scratch, into: tiles)
+        for ch in 0..<c { scratch[ch] = Float(Double(gamma[ch]) * invStd[ch]) }
+        tiling.tile(scratch, into: tiles + l)
+        beta.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 2 * l) }
+        channelScaleShift(x, count: count, tiling: tiling, shift: tiles, scale: tiles + l, offset: tiles + 2 * l, y: y)
+    }
+
     /// Σdy and Σdy·x̂ per channel (into sumDy, sumDyXhat).
     func gradientSums(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int) {
         channelSumAndDot(dy, xhat, count: count, tiling: tiling, sumA: sumDy, sumAB: sumDyXhat)
@@ -132,7 +144,7 @@ final class ChannelNormalizer {
 ///   dx = γ/√(σ²+ε) · (dy − (1/n)Σ dy − x̂·(1/n)Σ dy·x̂);
 /// (evaluation): dx = γ/√(running_var+ε) · dy.
 /// ε = 1e-5, momentum 0.1; γ = 1, β = 0 initially; γ and β do not decay.
-public final class BatchNorm: Layer {
+public final class BatchNorm: Layer, RetainsBackwardState {
     public let name: String
     public let channels: Int
     public let eps: Float
@@ -147,6 +159,9 @@ public final class BatchNorm: Layer {
     private let xhat = Workspace<Float>()
     private let norm: ChannelNormalizer
     private var lastTraining = false
+    /// See `RetainsBackwardState`.
+    var retainsBackwardState = true
+    private var backwardReady = false
 
     public init(name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         precondition(channels > 0, "BatchNorm \(name): channels must be positive")
@@ -182,13 +197,19 @@ public final class BatchNorm: Layer {
         precondition(!training || x.count / channels > 1, "\(name): training needs more than one value per channel")
         lastTraining = training
         output.reuse(shape: x.shape)
-        let xh = xhat.reserve(x.count).baseAddress!
+        backwardReady = training || retainsBackwardState
         x.data.withUnsafeBufferPointer { xb in
             norm.statistics(xb.baseAddress!, count: x.count, training: training, runningMean: runningMean,
                             runningVar: runningVar, eps: eps, momentum: momentum, centerOnly: false)
             output.data.withUnsafeMutableBufferPointer { yb in
-                norm.normalize(xb.baseAddress!, count: x.count, xhat: xh, gamma: weight.value, beta: bias.value,
-                               y: yb.baseAddress!)
+                if backwardReady {
+                    let xh = xhat.reserve(x.count).baseAddress!
+                    norm.normalize(xb.baseAddress!, count: x.count, xhat: xh, gamma: weight.value, beta: bias.value,
+                                   y: yb.baseAddress!)
+                } else {
+                    norm.normalizeOnly(xb.baseAddress!, count: x.count, gamma: weight.value, beta: bias.value,
+                                       y: yb.baseAddress!)
+                }
             }
         }
         return output
@@ -196,6 +217,7 @@ public final class BatchNorm: Layer {
 
     // dy: B×…×C → dx: same shape; dγ, dβ accumulate
     public func backward(_ gradOutput: Tensor) -> Tensor {
+        precondition(backwardReady, "\(name): backward after a forward that kept no state (Model.inference)")
         precondition(gradOutput.shape == output.shape,
                      "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
         let n = output.count

@@ -15,9 +15,14 @@ import Dispatch
 /// training loops do); two threads running layers concurrently would race
 /// on OpenBLAS's global thread count.
 enum Parallel {
-    /// Workers to use: OpenBLAS's thread count (which follows
-    /// OPENBLAS_NUM_THREADS or the core count), at least 1.
-    static var width: Int { max(1, Int(openblas_get_num_threads())) }
+    /// OpenBLAS's thread count when the layers first ran (it follows
+    /// OPENBLAS_NUM_THREADS or the core count). Read once, so that the
+    /// set-to-1-and-restore below always restores this value even if two
+    /// regions ever overlap (e.g. tests running concurrently).
+    static let blasThreads = max(1, Int(openblas_get_num_threads()))
+
+    /// Workers to use.
+    static var width: Int { blasThreads }
 
     /// Runs body(0..<n) concurrently (n ≤ width), on the calling thread
     /// when n == 1.
@@ -32,10 +37,9 @@ enum Parallel {
     @inline(__always)
     static func runWithSerialBLAS(_ n: Int, _ body: (Int) -> Void) {
         if n <= 1 { body(0); return }
-        let saved = openblas_get_num_threads()
         openblas_set_num_threads(1)
         DispatchQueue.concurrentPerform(iterations: n, execute: body)
-        openblas_set_num_threads(saved)
+        openblas_set_num_threads(Int32(blasThreads))
     }
 
     /// Splits 0..<count into ≤ width pieces whose starts are multiples of
@@ -58,12 +62,11 @@ enum Parallel {
 
 /// What OpenBLAS runs with, for logs and benchmarks.
 ///
-/// On this project's AMD Zen machines OpenBLAS 0.3.21 does not recognise
-/// the CPU and falls back to its Haswell (AVX2) kernels; setting the
-/// environment variable OPENBLAS_CORETYPE=SkylakeX before the process
-/// starts selects the AVX-512 kernels (measured: sgemm 2048³ 250 → 460
-/// GFLOP/s on 2 cores). The variable is read when the library loads, so it
-/// cannot be set from inside the program.
+/// The machines this project runs on pin OPENBLAS_CORETYPE (Haswell, AVX2
+/// kernels) and OPENBLAS_L2_SIZE in the environment, because this older
+/// OpenBLAS build computes wrong results or crashes with the kernels it
+/// would pick itself on their processors. The library never overrides that;
+/// benchmarks print the kernel family so figures can be compared.
 public enum OpenBLASInfo {
     public static var coreName: String { String(cString: openblas_get_corename()) }
     public static var threads: Int { Int(openblas_get_num_threads()) }

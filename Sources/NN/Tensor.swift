@@ -8,13 +8,14 @@
 /// In NCHW the batch cannot be folded without a transpose (the output must
 /// stay CHW), so every image needs its own C'×(k·k·C)·(k·k·C)×(H·W) GEMM,
 /// whose H·W side is only 64 on the teacher's last stage.
-/// Measured (`bench-nn --only layout`, 3×3 conv forward, batch 64, 2 cores,
-/// OpenBLAS SkylakeX kernels, a shared and busy machine, best of 5):
-///   32→32 @32×32:   NHWC 12–16 ms (77–98 GFLOP/s) vs NCHW per-image 21–27 ms (45–58 GFLOP/s);
-///   128→128 @8×8:   NHWC 6.6–8.4 ms (144–182 GFLOP/s) vs NCHW per-image 13.1–13.6 ms (89–92 GFLOP/s).
-/// (NHWC here is `Conv2D`'s default: patch-matrix blocks of 4 MiB, batch
-/// split between cores. A single whole-batch GEMM took 31–36 ms on the
-/// first shape: its 75 MB patch matrix made it memory-bound.)
+/// Measured (`bench-nn --only layout`: 3×3 conv forward, batch 64, 2 cores,
+/// OpenBLAS Haswell kernels as pinned on these machines, best of 15
+/// round-robin, three runs on a shared busy machine):
+///   32→32 @32×32:  NHWC 18.5–21.8 ms (56–65 GFLOP/s) vs NCHW per image 22.7–31.7 ms (38–53 GFLOP/s);
+///   128→128 @8×8:  NHWC 11.9–15.9 ms (76–101 GFLOP/s) vs NCHW per image 19.3–70.7 ms (17–62 GFLOP/s).
+/// NHWC there is `Conv2D`'s default (patch matrix in 1 MiB blocks, batch
+/// split between the cores). One whole-batch GEMM took 37–47 ms on the
+/// first shape: its 75 MB patch matrix makes it memory-bound.
 public struct Tensor: Equatable {
     public var shape: [Int]
     public var data: [Float]

@@ -58,7 +58,9 @@ public struct TrainingLog: Equatable, Sendable {
     }
 
     /// `log/epoch` (int64) and `log/loss`, `log/train_acc`, `log/val_acc`,
-    /// `log/val_worst_class`, `log/lr`, `log/seconds` (float64), one row per epoch.
+    /// `log/val_worst_class`, `log/lr` (float64), one row per epoch. Wall-clock
+    /// seconds stay in meta.extra only: tensors must be identical between
+    /// two runs of the same seed (the pipeline tests compare them bit for bit).
     public func write(into a: inout Artifact) {
         a.set("log/epoch", NDArray(epoch.map(Int64.init), shape: [count]))
         a.set("log/loss", NDArray(loss, shape: [count]))
@@ -66,7 +68,6 @@ public struct TrainingLog: Equatable, Sendable {
         a.set("log/val_acc", NDArray(valAccuracy, shape: [count]))
         a.set("log/val_worst_class", NDArray(valWorstClass, shape: [count]))
         a.set("log/lr", NDArray(learningRate, shape: [count]))
-        a.set("log/seconds", NDArray(seconds, shape: [count]))
     }
 }
 

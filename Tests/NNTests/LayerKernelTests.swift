@@ -40,10 +40,12 @@ func channelKernelsMatchReference(_ c: Int) {
                 for k in 0..<4 { t.tile(cp.baseAddress! + k * c, into: tp.baseAddress! + k * t.lanes) }
             }
         }
+        var folded = u
         tiles.withUnsafeBufferPointer { tp in
             let p = tp.baseAddress!, l = t.lanes
             channelAffine(x, count: n, tiling: t, scale: p, shift: p + l, u: &u, gamma: p + 2 * l, beta: p + 3 * l, y: &out)
             channelNormBackward(y, x, count: n, tiling: t, a: p, b: p + l, d: p + 2 * l, dx: &dx)
+            channelScaleShift(x, count: n, tiling: t, shift: p + l, scale: p, offset: p + 3 * l, y: &folded)
         }
         for i in 0..<n {
             let ch = i % c
@@ -51,6 +53,7 @@ func channelKernelsMatchReference(_ c: Int) {
             #expect(abs(u[i] - wantU) < 1e-5)
             #expect(abs(out[i] - (wantU * coef[2 * c + ch] + coef[3 * c + ch])) < 1e-5)
             #expect(abs(dx[i] - (coef[ch] * y[i] - coef[c + ch] - x[i] * coef[2 * c + ch])) < 1e-5)
+            #expect(abs(folded[i] - (wantU + coef[3 * c + ch])) < 1e-5)
         }
     }
 }

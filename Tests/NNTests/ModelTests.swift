@@ -189,3 +189,23 @@ func modelGradientsWithInjectedTapAndInputGradient(_ batchNorm: Bool) throws {
     }
     #expect(acc == 1, "training accuracy \(acc)")
 }
+
+/// `inference` (no state kept for backward, batch norm folded into one
+/// pass) gives the logits and taps of `forward(training: false)`, and a
+/// training step afterwards still works.
+@Test func inferenceMatchesEvaluationForward() throws {
+    let model = try Model(architecture: "c8,p,c8k1,c16s2,a,gap,fc4", inputShape: [12, 12, 3], seed: 21)
+    let x = randomTensor([64, 12, 12, 3], seed: 22)   // large enough to split work between cores
+    _ = model.forward(x, training: true)              // moves running statistics away from 0/1
+    let z = model.forward(x, training: false)
+    let tap = model.activation(tap: "stage2")
+    let zi = model.inference(x)
+    let scale = z.data.map { abs($0) }.max()!
+    for i in 0..<z.count { #expect(abs(z.data[i] - zi.data[i]) <= 1e-5 * max(scale, 1)) }
+    let tapi = model.activation(tap: "stage2")
+    for i in 0..<tap.count { #expect(abs(tap.data[i] - tapi.data[i]) <= 1e-5 * max(1, abs(tap.data[i]))) }
+    // The layers keep state for backward again.
+    _ = model.forward(x, training: true)
+    model.zeroGrad()
+    #expect(model.backward(Tensor(shape: [64, 4], repeating: 0.01), inputGradient: true)?.shape == x.shape)
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+@testable import Distill
+import NN
+import Subspace
+
+/// Every method trains the small student well above chance (0.2) on the
+/// ρ = 0 fixture in a short run (80 steps), logs its terms, and keeps its own state.
+///
+/// Short-run weights: λ_layer is scaled so the layer terms start at about
+/// the size of the KD term (FitNet's raw-map MSE is ~50, SubDistill's ~5,
+/// the others ≲ 1 summed over the three pairs). At the table's λ_layer = 100
+/// the layer terms outweigh KD 10²–10⁴ times and the logits need far more
+/// than 80 steps to follow (measured: SubDistill at λ 0.1 / 1 / 10 reaches
+/// 0.61 / 0.36 / 0.15 after 8 epochs here), which is why λ_layer is chosen on
+/// validation. DKD uses β = 1: with β = 8 its non-target term dominates and
+/// needs ~5× more steps (0.38 after 12 epochs, 0.70 with β = 1).
+@Test(arguments: DistillMethod.allCases)
+func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
+    var c = Fixture.config(method, epochs: 8)
+    switch method.layerLoss {
+    case .fitnet?: c.lambdaLayers = [0.01]
+    case .subdistill?: c.lambdaLayers = [0.1]
+    case .some: c.lambdaLayers = [1]
+    case nil: break
+    }
+    if method == .dkd { c.dkdBeta = 1 }
+    let trainer = try Fixture.trainer(c)
+    let r = try trainer.run()
+    let log = r.candidates[0].log
+    let best = r.candidates[0].bestValAccuracy
+    #expect(best >= 0.45, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
+    // The kept student is the best epoch's: its accuracy is the logged best.
+    #expect(abs(Fixture.accuracy(r.student, Fixture.val) - best) < 1e-9)
+    #expect(log.epochs == 8)
+    var expected = ["loss_total"]
+    if method.defaultLambdaTask > 0 { expected.append("loss_task") }
+    if method.defaultLambdaKD > 0 { expected.append("loss_kd") }
+    if method == .dkd { expected += ["loss_dkd/tckd", "loss_dkd/nckd"] }
+    let labels = r.pairs.map(\.label)
+    if method.layerLoss != nil {
+        #expect(labels == ["stage1-stage1", "stage2-stage2", "stage3-stage3"])
+        expected += labels.map { "loss_layer/\($0)" } + labels.map { "dead_channels/\($0)" }
+    } else {
+        #expect(labels.isEmpty)
+    }
+    expected += ["train_accuracy", "val_accuracy", "val_worst_class_accuracy", "learning_rate"]
+    #expect(log.names == expected)
+    for n in log.names { let finite = log[n]!.allSatisfy { $0.isFinite }; #expect(finite, "\(n)") }
+    // Step decay ×0.5 every quarter.
+    #expect(log["learning_rate"]!.map { Float($0) } == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3, 1.25e-3, 1.25e-3])
+    // The method's own state is exported.
+    let names = Set(r.methodState.map(\.0))
+    #expect(names.contains("robust/log_shift"))
+    switch method.layerLoss {
+    case .fitnet?: #expect(names.contains("stage1-stage1.regressor.weight") && names.contains("stage3-stage3.regressor.bias"))
+    case .vid?: #expect(names.contains("stage2-stage2.variance") && names.contains("stage2-stage2.log_scale"))
+    case .vkd?: #expect(names.contains("stage1-stage1.projection.P") && names.contains("stage1-stage1.projection.base"))
+    case .subdistill?:
+        for l in labels {
+            #expect(names.isSuperset(of: ["\(l).rotation", "\(l).rotation.Q", "\(l).runningMean", "\(l).runningVar", "\(l).rotation.base"]))
+        }
+        // Q stays orthogonal.
+        let q = r.methodState.first { $0.0 == "stage2-stage2.rotation.Q" }!.2
+        let k = 8
+        for i in 0..<k { for j in 0..<k {
+            var s: Float = 0
+            for l in 0..<k { s += q[l * k + i] * q[l * k + j] }
+            #expect(abs(s - (i == j ? 1 : 0)) < 1e-4)
+        } }
+    default: break
+    }
+}
+
+/// No ground-truth label reaches a teacher-only student: training on
+/// scrambled labels gives bit-identical weights (labels only enter the
+/// logged train accuracy). For label-using methods the weights differ.
+@Test(arguments: [DistillMethod.kd, .subdistill, .labelOnly])
+func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
+    var scrambled = Fixture.train
+    scrambled.labels = scrambled.labels.map { ($0 + 2) % 5 }
+    var c = Fixture.config(method, epochs: 1)
+    c.lambdaLayers = [method.defaultLambdaLayer]
+    let a = try Fixture.trainer(c).run()
+    let b = try Fixture.trainer(c, train: scrambled).run()
+    let same = Fixture.flat(a.student) == Fixture.flat(b.student)
+    #expect(same == !method.usesLabels, "\(method.rawValue)")
+}
+
+/// The teacher's outputs are computed once: the cache equals a fresh teacher
+/// pass (logits cut to the subtask, maps pooled / projected as the loss needs).
+@Test func teacherCacheMatchesDirectPass() throws {
+    let t = Fixture.stageTeacher()
+    let bases = Fixture.stageTeacherBases[.prcaposdef]!
+    let c = Fixture.config(.subdistill)
+    let trainer = try DistillTrainer.prepare(config: c, teacher: t, teacherLogShift: nil, classIndices: Fixture.subtask,
+                                             train: Fixture.train, val: Fixture.val, bases: bases)
+    let cache = trainer.teacher!
+    #expect(cache.classes == 5 && cache.count == Fixture.train.count)
+    var x = Tensor(shape: [0])
+    let idx = [3, 77, 150]
+    Fixture.train.gather(idx[...], into: &x)
+    let z = t.forward(x, training: false)
+    for (j, i) in idx.enumerated() {
+        for (k, cls) in Fixture.subtask.enumerated() {
+            #expect(abs(cache.logits.data[i * 5 + k] - z.data[j * 20 + cls]) < 1e-5)
+        }
+    }
+    // Stage 2 of the teacher is 4×4×16, the student's stage-2 size: projected to k = 8.
+    let s2 = t.activation(tap: "stage2")
+    var rng = RNG(seed: 0)
+    let proj = try DistillTrainer.subDistillLoss(name: "p", basis: bases["stage2"]!, normalization: .standardize,
+                                                 initialization: .identity, rng: &rng).projectTeacher(s2)
+    let m = cache.maps[1]
+    #expect(m.itemShape == [4, 4, 8])
+    for (j, i) in idx.enumerated() {
+        for e in 0..<m.itemSize { #expect(abs(m.data[i * m.itemSize + e] - proj.data[j * m.itemSize + e]) < 1e-4) }
+    }
+    // FitNet gets the pooled, unprojected map.
+    let f = try DistillTrainer.prepare(config: Fixture.config(.fitnet), teacher: t, teacherLogShift: nil,
+                                       classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
+    #expect(f.teacher!.maps.map(\.itemShape) == [[8, 8, 8], [4, 4, 16], [2, 2, 16]])
+    // A spatially larger teacher layer is average-pooled to the student's size.
+    var cp = Fixture.config(.fitnet)
+    cp.pairs = [LayerPair(teacher: "stage1", student: "stage2")]
+    let fp = try DistillTrainer.prepare(config: cp, teacher: t, teacherLogShift: nil,
+                                        classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
+    _ = t.forward(x, training: false)
+    let pooled = adaptiveAvgPoolNHWC(t.activation(tap: "stage1"), toH: 4, toW: 4)
+    let pm = fp.teacher!.maps[0]
+    #expect(pm.itemShape == [4, 4, 8])
+    for (j, i) in idx.enumerated() {
+        for e in 0..<pm.itemSize { #expect(abs(pm.data[i * pm.itemSize + e] - pooled.data[j * pm.itemSize + e]) < 1e-5) }
+    }
+}
