@@ -79,10 +79,10 @@ struct TrainTeacher: ParsableCommand {
     var stopAfter: Int?
     @Flag(help: "No progress line or per-epoch summaries.")
     var quiet = false
-    @Option(name: .customLong("check-subtask"), help: ArgumentHelp(
-        "A subtask split (e.g. test-clean.npz) to print the teacher's accuracy on once it is trained (logits cut to the split's subtask_classes); repeatable. Printed only, never stored; choose settings on teacher-val.",
+    @Option(name: .customLong("check"), help: ArgumentHelp(
+        "A split to print the finished teacher's accuracy on (a subtask split such as test-clean.npz: logits cut to its subtask_classes; else all classes); repeatable. Printed only, never stored: choose settings on teacher-val, not on test splits.",
         valueName: "split"))
-    var checkSubtask: [String] = []
+    var check: [String] = []
 
     func run() throws {
         Threads.configure(requested: threads)
@@ -116,15 +116,19 @@ struct TrainTeacher: ParsableCommand {
             o.groups = g
             o.stopAfterEpochs = stopAfter
             o.verbose = !quiet
-            for path in checkSubtask { try requireFile(path, role: "subtask split (--check-subtask)") }
+            for path in check { try requireFile(path, role: "split to check (--check)") }
             _ = try Training.trainTeacher(o)
-            if !checkSubtask.isEmpty {
+            if !check.isEmpty {
                 let teacher = try TeacherArtifact.load(out)
-                for path in checkSubtask {
+                for path in check {
                     let d = try Dataset(path: path)
-                    let acc = try Training.subtaskAccuracy(teacher: teacher, dataset: d)
-                    print(String(format: "subtask accuracy %@: %.4f (%d images, teacher classes %@)", d.name, acc, d.count,
-                                 (d.subtaskClasses ?? []).map(String.init).joined(separator: ",")))
+                    let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
+                    let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
+                    let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
+                    let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
+                        .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
+                    print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
+                                 d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
                 }
             }
         } catch let e as StageError {
