@@ -19,12 +19,21 @@ struct TrainTeacher: ParsableCommand {
         meta.extra.log). The teacher is the network after the LAST epoch (not the best \
         validation epoch): the step-decayed rate is smallest there and teacher-val stays a \
         held-out monitor.
+
         Resumable: after every epoch the state is saved to OUT.ckpt.npz; rerun with the same \
         arguments and inputs to continue (the result equals an uninterrupted run bit for bit). \
         If OUT already holds this very run, nothing is done.
+
         Augmentation is off by default. --augment crop shifts images by up to 4 px (black \
-        padding); flip is offered but changes classes in the shapes world (a grating at 36° \
-        mirrored is one at 144°), so use it only on data where mirroring keeps the label.
+        padding); on the default world it raised teacher-val accuracy from 82 % to 86 % but \
+        can push dots out of the frame (the dots classes count them). flip is offered but \
+        changes classes in the shapes world (a grating at 36° mirrored is one at 144°), so \
+        use it only on data where mirroring keeps the label.
+
+        Data, measured: with synthesize's default 500 images per class the default teacher \
+        overfits (train 99.9 %, teacher-val 82 % after 15 epochs); 1500 per class with \
+        --epochs 5 (the same number of steps) reaches 92 % on teacher-val.
+
         Robust objectives (METHODS.md): the loss sees z - log w with \
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
