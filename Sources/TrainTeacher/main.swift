@@ -19,12 +19,21 @@ struct TrainTeacher: ParsableCommand {
         meta.extra.log). The teacher is the network after the LAST epoch (not the best \
         validation epoch): the step-decayed rate is smallest there and teacher-val stays a \
         held-out monitor.
+
         Resumable: after every epoch the state is saved to OUT.ckpt.npz; rerun with the same \
         arguments and inputs to continue (the result equals an uninterrupted run bit for bit). \
         If OUT already holds this very run, nothing is done.
+
         Augmentation is off by default. --augment crop shifts images by up to 4 px (black \
-        padding); flip is offered but changes classes in the shapes world (a grating at 36° \
-        mirrored is one at 144°), so use it only on data where mirroring keeps the label.
+        padding); on the default world it raised teacher-val accuracy from 82 % to 86 % but \
+        can push dots out of the frame (the dots classes count them). flip is offered but \
+        changes classes in the shapes world (a grating at 36° mirrored is one at 144°), so \
+        use it only on data where mirroring keeps the label.
+
+        Data, measured: with synthesize's default 500 images per class the default teacher \
+        overfits (train 99.9 %, teacher-val 82 % after 15 epochs); 1500 per class with \
+        --epochs 5 (the same number of steps) reaches 92 % on teacher-val.
+
         Robust objectives (METHODS.md): the loss sees z - log w with \
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
@@ -79,10 +88,10 @@ struct TrainTeacher: ParsableCommand {
     var stopAfter: Int?
     @Flag(help: "No progress line or per-epoch summaries.")
     var quiet = false
-    @Option(name: .customLong("check-subtask"), help: ArgumentHelp(
-        "A subtask split (e.g. test-clean.npz) to print the teacher's accuracy on once it is trained (logits cut to the split's subtask_classes); repeatable. Printed only, never stored; choose settings on teacher-val.",
+    @Option(name: .customLong("check"), help: ArgumentHelp(
+        "A split to print the finished teacher's accuracy on (a subtask split such as test-clean.npz: logits cut to its subtask_classes; else all classes); repeatable. Printed only, never stored: choose settings on teacher-val, not on test splits.",
         valueName: "split"))
-    var checkSubtask: [String] = []
+    var check: [String] = []
 
     func run() throws {
         Threads.configure(requested: threads)
@@ -116,15 +125,19 @@ struct TrainTeacher: ParsableCommand {
             o.groups = g
             o.stopAfterEpochs = stopAfter
             o.verbose = !quiet
-            for path in checkSubtask { try requireFile(path, role: "subtask split (--check-subtask)") }
+            for path in check { try requireFile(path, role: "split to check (--check)") }
             _ = try Training.trainTeacher(o)
-            if !checkSubtask.isEmpty {
+            if !check.isEmpty {
                 let teacher = try TeacherArtifact.load(out)
-                for path in checkSubtask {
+                for path in check {
                     let d = try Dataset(path: path)
-                    let acc = try Training.subtaskAccuracy(teacher: teacher, dataset: d)
-                    print(String(format: "subtask accuracy %@: %.4f (%d images, teacher classes %@)", d.name, acc, d.count,
-                                 (d.subtaskClasses ?? []).map(String.init).joined(separator: ",")))
+                    let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
+                    let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
+                    let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
+                    let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
+                        .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
+                    print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
+                                 d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
                 }
             }
         } catch let e as StageError {

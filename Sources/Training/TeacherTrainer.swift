@@ -151,6 +151,7 @@ extension Training {
         let progress = ProgressLine()
         var x = Tensor(shape: [0])
         let allColumns = Array(0..<classes)
+        var lastRecall: [Double?] = []
         var labels = [Int](repeating: 0, count: o.batch)
         var shift = objective.logShift()
         var trainSeconds = 0.0, trainImages = 0
@@ -219,6 +220,7 @@ extension Training {
             }
 
             let ev = try evaluate(model: model, dataset: val, batch: o.batch)
+            lastRecall = ev.perClassRecall
             let seconds = ProgressLine.now() - epochStart
             trainLog.append(epoch: epoch + 1, loss: lossSum / Double(steps), trainAccuracy: Double(correct) / Double(steps * o.batch),
                             valAccuracy: ev.accuracy, valWorstClass: ev.worstClassAccuracy, learningRate: Double(lr), seconds: seconds)
@@ -259,6 +261,15 @@ extension Training {
             "total_seconds": .number(trainLog.seconds.reduce(0, +)),
         ]
         if let names = train.classNames { extra["class_names"] = .array(names.map { .string($0) }) }
+        // Empty when the run resumed from the final checkpoint: recompute
+        // (same network, same numbers) so the metadata never depends on it.
+        if lastRecall.isEmpty { lastRecall = try evaluate(model: model, dataset: val, batch: o.batch).perClassRecall }
+        extra["final_val_class_recall"] = .array(lastRecall.map { $0.map { .number($0) } ?? .null })
+        if o.verbose {
+            let names = train.classNames ?? (0..<classes).map { "class \($0)" }
+            let weakest = lastRecall.enumerated().compactMap { i, r in r.map { (i, $0) } }.sorted { $0.1 < $1.1 }.prefix(5)
+            say("train-teacher: weakest validation classes: " + weakest.map { String(format: "%@ %.2f", names[$0.0], $0.1) }.joined(separator: ", "))
+        }
         let meta = ArtifactMeta(stage: "train-teacher", parameters: o.parameters,
                                 inputs: ["train": trainDigest, "val": valDigest], seed: o.seed, extra: extra)
         let teacher = TeacherArtifact(model: model, classPriors: classPriors, logShift: logShift, meta: meta)
