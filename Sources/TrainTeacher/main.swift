@@ -15,7 +15,7 @@ struct TrainTeacher: ParsableCommand {
         Writes OUT (.npz): the network under model/ (architecture, input shape, batch-norm flag, \
         weights and running statistics), class_priors (training split), log_shift (the robust \
         objective's final s = log w; zeros for erm) and the training log log/epoch, log/loss, \
-        log/train_acc, log/val_acc, log/val_worst_class, log/lr, log/seconds (also in \
+        log/train_acc, log/val_acc, log/val_worst_class, log/lr (with the seconds per epoch in \
         meta.extra.log). The teacher is the network after the LAST epoch (not the best \
         validation epoch): the step-decayed rate is smallest there and teacher-val stays a \
         held-out monitor.
