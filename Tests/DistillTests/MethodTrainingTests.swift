@@ -5,19 +5,21 @@ import NN
 import Subspace
 
 /// Every method trains the small student well above chance (0.2) on the
-/// ρ = 0 fixture in a short run (80 steps), logs its terms, and keeps its own state.
+/// ρ = 0 fixture in a short run (6 epochs of 20 steps), logs its terms, and
+/// keeps its own state.
 ///
 /// Short-run weights: λ_layer is scaled so the layer terms start at about
 /// the size of the KD term (FitNet's raw-map MSE is ~50, SubDistill's ~5,
 /// the others ≲ 1 summed over the three pairs). At the table's λ_layer = 100
 /// the layer terms outweigh KD 10²–10⁴ times and the logits need far more
-/// than 80 steps to follow (measured: SubDistill at λ 0.1 / 1 / 10 reaches
-/// 0.61 / 0.36 / 0.15 after 8 epochs here), which is why λ_layer is chosen on
-/// validation. DKD uses β = 1: with β = 8 its non-target term dominates and
-/// needs ~5× more steps (0.38 after 12 epochs, 0.70 with β = 1).
+/// than 120 steps to follow. Measured on this fixture (best validation
+/// accuracy in 6 epochs): SubDistill at λ_layer 0.1 / 1 / 10 / 100:
+/// 0.63 / 0.44 / 0.19 / 0.17; FitNet at 100: 0.38; attention at 100: 0.28 —
+/// which is why λ_layer is chosen on validation. DKD uses β = 1: with
+/// β = 8 its non-target term dominates (0.39 in 6 epochs, 0.71 with β = 1).
 @Test(arguments: DistillMethod.allCases)
 func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
-    var c = Fixture.config(method, epochs: 8)
+    var c = Fixture.config(method, epochs: 6)
     switch method.layerLoss {
     case .fitnet?: c.lambdaLayers = [0.01]
     case .subdistill?: c.lambdaLayers = [0.1]
@@ -29,10 +31,10 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     let r = try trainer.run()
     let log = r.candidates[0].log
     let best = r.candidates[0].bestValAccuracy
-    #expect(best >= 0.45, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
+    #expect(best >= 0.5, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
     // The kept student is the best epoch's: its accuracy is the logged best.
     #expect(abs(Fixture.accuracy(r.student, Fixture.val) - best) < 1e-9)
-    #expect(log.epochs == 8)
+    #expect(log.epochs == 6)
     var expected = ["loss_total"]
     if method.defaultLambdaTask > 0 { expected.append("loss_task") }
     if method.defaultLambdaKD > 0 { expected.append("loss_kd") }
@@ -48,7 +50,7 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     #expect(log.names == expected)
     for n in log.names { let finite = log[n]!.allSatisfy { $0.isFinite }; #expect(finite, "\(n)") }
     // Step decay ×0.5 every quarter.
-    #expect(log["learning_rate"]!.map { Float($0) } == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3, 1.25e-3, 1.25e-3])
+    #expect(log["learning_rate"]!.map { Float($0) } == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])   // ⌈6/4⌉ = 2 epochs per rate
     // The method's own state is exported.
     let names = Set(r.methodState.map(\.0))
     #expect(names.contains("robust/log_shift"))
