@@ -122,6 +122,16 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     let f = try DistillTrainer.prepare(config: Fixture.config(.fitnet), teacher: t, teacherLogShift: nil,
                                        classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
     #expect(f.teacher!.maps.map(\.itemShape) == [[8, 8, 8], [4, 4, 16], [2, 2, 16]])
+    // Attention transfer keeps q(pooled t) only.
+    let fa = try DistillTrainer.prepare(config: Fixture.config(.attention), teacher: t, teacherLogShift: nil,
+                                        classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
+    _ = t.forward(x, training: false)
+    let q3 = AttentionLoss().teacherAttention(t.activation(tap: "stage3"))
+    let am = fa.teacher!.maps[2]
+    #expect(am.itemShape == [2, 2, 1])
+    for (j, i) in idx.enumerated() {
+        for e in 0..<4 { #expect(abs(am.data[i * 4 + e] - q3.data[j * 4 + e]) < 1e-6) }
+    }
     // A spatially larger teacher layer is average-pooled to the student's size.
     var cp = Fixture.config(.fitnet)
     cp.pairs = [LayerPair(teacher: "stage1", student: "stage2")]
@@ -133,5 +143,21 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     #expect(pm.itemShape == [4, 4, 8])
     for (j, i) in idx.enumerated() {
         for e in 0..<pm.itemSize { #expect(abs(pm.data[i * pm.itemSize + e] - pooled.data[j * pm.itemSize + e]) < 1e-5) }
+    }
+}
+
+/// The cached teacher attention q(t) is mean_c t², ℓ2-normalised per image
+/// (the loss's values and gradients through this path are checked in BasicLossTests).
+@Test func teacherAttentionIsNormalisedMeanSquare() {
+    var rng = RNG(seed: 4)
+    let t = randomTensor([3, 4, 4, 6], rng: &rng)
+    let q = AttentionLoss().teacherAttention(t)
+    #expect(q.shape == [3, 4, 4, 1])
+    let a0 = (0..<6).reduce(Float(0)) { $0 + t.data[$1] * t.data[$1] } / 6
+    let n0 = (0..<16).map { p in (0..<6).reduce(Float(0)) { $0 + t.data[p * 6 + $1] * t.data[p * 6 + $1] } / 6 }
+    #expect(abs(q.data[0] - a0 / n0.reduce(0) { $0 + $1 * $1 }.squareRoot()) < 1e-6)
+    for i in 0..<3 {
+        let row = q.data[(i * 16)..<((i + 1) * 16)]
+        #expect(abs(row.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)   // ℓ2-normalised per image
     }
 }
