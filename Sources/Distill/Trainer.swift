@@ -310,7 +310,8 @@ public final class DistillTrainer {
         } catch let e as TrainError {
             let hint = config.groups == .group
                 ? " (--groups group needs every class both with and without the artifact in \(train.name), i.e. 0 < ρ < 1)" : ""
-            throw DistillError("robust objective \(config.objective.rawValue): \(e.message)\(hint)")
+            let msg = e.message.hasPrefix("robust objective: ") ? String(e.message.dropFirst("robust objective: ".count)) : e.message
+            throw DistillError("robust objective \(config.objective.rawValue): \(msg)\(hint)")
         }
     }
 
