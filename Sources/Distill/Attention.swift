@@ -8,6 +8,8 @@ import NN
 /// Normalisation as F.normalize: q = a / max(‖a‖, 1e-12). The mean over
 /// positions (not a sum) follows the reference code (and the authors'), not
 /// eq. 2 of the paper. No parameters; teacher and student channel counts may differ.
+/// `teacherAttention(_:)` gives q(t) once for a frozen teacher (the training
+/// loop caches it), `forwardBackward(teacherAttention:…)` uses it.
 public final class AttentionLoss: LayerLoss {
     static let eps: Float = 1e-12
     private let ws = Workspace()
@@ -45,23 +47,50 @@ public final class AttentionLoss: LayerLoss {
         }
     }
 
+    /// q(t) of every image, B×H×W×1: what the loss needs of a frozen teacher,
+    /// so a training loop can compute it once per image and call
+    /// `forwardBackward(teacherAttention:…)` (d times less to store and read).
+    public func teacherAttention(_ t: Tensor) -> Tensor {
+        precondition(t.rank == 4, "AttentionLoss: teacher map must be NHWC, got \(t.shape)")
+        let batch = t.shape[0], positions = t.shape[1] * t.shape[2]
+        var q = [Float](repeating: 0, count: batch * positions)
+        var norms = [Float](repeating: 0, count: batch)
+        q.withUnsafeMutableBufferPointer { qp in
+            norms.withUnsafeMutableBufferPointer { np in
+                t.data.withUnsafeBufferPointer {
+                    Self.attentionMap($0, batch: batch, positions: positions, channels: t.shape[3],
+                                      into: qp.baseAddress!, norms: np.baseAddress!)
+                }
+            }
+        }
+        return Tensor(shape: [batch, t.shape[1], t.shape[2], 1], data: q)
+    }
+
     // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
     public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
-        precondition(t.rank == 4 && s.rank == 4 && Array(t.shape[0..<3]) == Array(s.shape[0..<3]),
-                     "AttentionLoss: teacher \(t.shape) and student \(s.shape) differ in batch or spatial size")
+        forwardBackward(teacherAttention: teacherAttention(t), student: s, training: training,
+                        computeGradient: computeGradient)
+    }
+
+    // q(t): B×H×W×1, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
+    public func forwardBackward(teacherAttention qtT: Tensor, student s: Tensor, training: Bool,
+                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
+        precondition(qtT.rank == 4 && s.rank == 4 && Array(qtT.shape[0..<3]) == Array(s.shape[0..<3]) && qtT.shape[3] == 1,
+                     "AttentionLoss: teacher attention \(qtT.shape) must be B×H×W×1 at the student's \(s.shape)")
         let batch = s.shape[0], positions = s.shape[1] * s.shape[2]
-        let d = t.shape[3], k = s.shape[3]
+        let k = s.shape[3]
         let m = batch * positions
-        let buf = ws.get(3 * m + 2 * batch)
-        let qt = buf, qs = buf + m, gq = buf + 2 * m, nt = buf + 3 * m, ns = nt + batch
-        t.data.withUnsafeBufferPointer { Self.attentionMap($0, batch: batch, positions: positions, channels: d, into: qt, norms: nt) }
+        let buf = ws.get(2 * m + batch)
+        let qs = buf, gq = buf + m, ns = buf + 2 * m
         s.data.withUnsafeBufferPointer { Self.attentionMap($0, batch: batch, positions: positions, channels: k, into: qs, norms: ns) }
         var sum = 0.0
-        for i in 0..<m {
-            let diff = qs[i] - qt[i]
-            sum += Double(diff * diff)
-            gq[i] = 2 * diff / Float(m)   // ∂L/∂q(s)
+        qtT.data.withUnsafeBufferPointer { qt in
+            for i in 0..<m {
+                let diff = qs[i] - qt[i]
+                sum += Double(diff * diff)
+                gq[i] = 2 * diff / Float(m)   // ∂L/∂q(s)
+            }
         }
         let loss = Float(sum / Double(m))
         guard computeGradient else { return (loss, nil) }

@@ -12,9 +12,11 @@ import Subspace
 /// - `Stage.swift`: input checks, artifact layout of `student.npz`.
 public enum Distill {
     /// RNG streams (all from the run's seed) so that each random choice is
-    /// independent of how many numbers the others drew. Model initialisation
-    /// uses streams 0, 1, … (one per architecture token), so the stage's own
-    /// streams start far above.
+    /// independent of how many numbers the others drew, and a resumed run
+    /// draws exactly what an uninterrupted one would: epoch e's shuffle is
+    /// `RNG(seed:, stream: Stream.epoch + e)` (the "RNG(seed:, stream: epoch)"
+    /// rule, offset because model initialisation already uses streams
+    /// 0, 1, … — one per architecture token — of the same seed).
     public enum Stream {
         /// Epoch e's shuffle: `RNG(seed:, stream: epoch + e)`.
         public static let epoch: UInt64 = 0x4453_0000_0000

@@ -116,26 +116,32 @@ public struct DeadChannelMeter {
     /// alive[c] is true once channel c was seen non-zero.
     public private(set) var alive: [Bool]
     public private(set) var observed = false
+    private var aliveCount = 0
 
     public init(channels: Int) {
         self.channels = channels
         alive = [Bool](repeating: false, count: channels)
     }
 
-    /// Records one B×H×W×k map.
+    /// Records one B×H×W×k map. Once every channel has been seen alive the
+    /// map is not scanned any more (the common case during training).
     public mutating func observe(_ s: Tensor, threshold: Float = 1e-8) {
         precondition(s.shape.last == channels, "DeadChannelMeter: map \(s.shape) has not \(channels) channels")
+        observed = true
+        if aliveCount == channels { return }
         let rows = channels == 0 ? 0 : s.count / channels
         let k = channels
+        var count = aliveCount
         s.data.withUnsafeBufferPointer { p in
             alive.withUnsafeMutableBufferPointer { a in
                 for r in 0..<rows {
                     let o = r * k
-                    for c in 0..<k where abs(p[o + c]) > threshold { a[c] = true }
+                    for c in 0..<k where !a[c] && abs(p[o + c]) > threshold { a[c] = true; count += 1 }
+                    if count == k { break }
                 }
             }
         }
-        observed = true
+        aliveCount = count
     }
 
     /// Channels never seen non-zero (0 before any observation).

@@ -35,10 +35,12 @@ public struct DistillStageOptions {
 /// | `log/candidate<i>/<series>` | every candidate's log, when `--lambda-layer` lists several |
 /// | `log/candidates/lambda_layer`, `log/candidates/best_val_accuracy` | the candidates' scores |
 ///
-/// meta: stage `distill`, every parameter (plus `chosen_lambda_layer`,
-/// resolved `pairs`, `subtask_classes`), the SHA-256 of teacher, train,
-/// val (and subspace), the seed; `extra` holds the log, the candidates,
-/// the best epoch and the warnings.
+/// meta: stage `distill`, every parameter (`lambda_layer` = the kept
+/// candidate's, `lambda_layer_candidates` = all, resolved `pairs`,
+/// `subtask_classes`, the split's `rho` and `family`), the SHA-256 of
+/// teacher, train, val (and subspace), the seed; `extra` holds the log, the
+/// candidates, the best epoch, `dead_channels` per pair at the kept epoch
+/// (order: `dead_channels_pairs`) and the warnings.
 public enum DistillStage {
     public struct Hooks {
         public var progress: ProgressLine?
@@ -141,11 +143,21 @@ public enum DistillStage {
 
         // student.npz
         var params = config.parameters
+        // `lambda_layer` is the kept student's (what evaluate and report read); all candidates apart.
+        params["lambda_layer_candidates"] = params["lambda_layer"]
+        params["lambda_layer"] = .number(Double(result.chosenLambdaLayer))
         params["chosen_lambda_layer"] = .number(Double(result.chosenLambdaLayer))
+        for key in ["rho", "family"] { if let v = train.meta?.parameters[key] { params[key] = v } }
         params["pairs"] = .array(result.pairs.map { .string($0.description) })
         params["subtask_classes"] = .array(classIndices.map { .number(Double($0)) })
         let chosen = result.candidates[result.chosen]
+        // Dead student channels per paired layer during the kept epoch.
+        let dead: [JSON] = result.pairs.map { p in
+            .number(chosen.log["dead_channels/\(p.label)"].map { $0[max(chosen.bestEpoch, 0)] } ?? 0)
+        }
         let extra: [String: JSON] = [
+            "dead_channels": .array(dead),
+            "dead_channels_pairs": .array(result.pairs.map { .string($0.label) }),
             "log": chosen.log.json,
             "best_epoch": .number(Double(chosen.bestEpoch)),
             "best_val_accuracy": .number(chosen.bestValAccuracy),

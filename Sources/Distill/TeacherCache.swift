@@ -55,11 +55,16 @@ public struct TeacherMapRequest {
     public var poolTo: (h: Int, w: Int)?
     /// Project with SubDistill's fixed teacher side t̃ = U_kᵀ(t − μ) after pooling.
     public var projection: SubDistillLoss?
+    /// Keep only the attention map q(t) (B×H×W×1) after pooling.
+    public var attention: AttentionLoss?
 
-    public init(tap: String, poolTo: (h: Int, w: Int)?, projection: SubDistillLoss? = nil) {
+    public init(tap: String, poolTo: (h: Int, w: Int)?, projection: SubDistillLoss? = nil,
+                attention: AttentionLoss? = nil) {
+        precondition(projection == nil || attention == nil, "TeacherMapRequest: one transform at most")
         self.tap = tap
         self.poolTo = poolTo
         self.projection = projection
+        self.attention = attention
     }
 }
 
@@ -67,7 +72,8 @@ public struct TeacherMapRequest {
 /// ONCE before training (teacher in evaluation mode, batched) and reused by
 /// every epoch and every λ_layer candidate: the subtask logits and, per
 /// paired layer, the map in the form its loss consumes (pooled to the
-/// student's size, or SubDistill-projected, or unpooled for SPKD).
+/// student's size; then SubDistill-projected to k channels, or reduced to the
+/// attention map q(t) for attention transfer; unpooled for SPKD).
 public struct TeacherOutputs {
     /// z_t cut to the subtask classes (label i ↔ teacher class `classIndices[i]`), N×C.
     public var logits: CachedRows
@@ -130,6 +136,7 @@ public struct TeacherOutputs {
                 }
                 item[2] = proj.studentChannels
             }
+            if r.attention != nil { item[2] = 1 }
             maps.append(CachedRows(itemShape: item, count: n))
         }
         var logits = CachedRows(itemShape: [c], count: n)
@@ -150,6 +157,7 @@ public struct TeacherOutputs {
                 var t = teacher.activation(tap: r.tap)
                 if let p = r.poolTo { t = adaptiveAvgPoolNHWC(t, toH: p.h, toW: p.w) }
                 if let proj = r.projection { t = proj.projectTeacher(t) }
+                if let att = r.attention { t = att.teacherAttention(t) }
                 maps[k].store(t, at: start)
             }
             start = end

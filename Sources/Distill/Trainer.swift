@@ -172,6 +172,10 @@ public final class DistillTrainer {
                     guard m.itemShape == s else {
                         throw DistillError("projected teacher map of pair \(pairs[i]) is \(m.itemShape), the student map \(s)")
                     }
+                } else if method.layerLoss == .attention {
+                    guard m.itemShape == [s[0], s[1], 1] else {
+                        throw DistillError("teacher attention map of pair \(pairs[i]) is \(m.itemShape), expected \([s[0], s[1], 1])")
+                    }
                 } else if method.layerLoss != .spkd {
                     guard m.itemShape[0] == s[0], m.itemShape[1] == s[1] else {
                         throw DistillError("teacher map of pair \(pairs[i]) is \(m.itemShape[0])×\(m.itemShape[1]), the student's \(s[0])×\(s[1]): pool the teacher first")
@@ -281,7 +285,8 @@ public final class DistillTrainer {
                     }
                     pairBases.append(basis)
                     requests.append(TeacherMapRequest(tap: p.teacher, poolTo: kind == .spkd ? nil : (ss[0], ss[1]),
-                                                      projection: projection))
+                                                      projection: projection,
+                                                      attention: kind == .attention ? AttentionLoss() : nil))
                 }
             } else if let given = config.pairs, !given.isEmpty {
                 throw DistillError("--pairs given, but \(method.rawValue) has no layer loss")
@@ -305,7 +310,8 @@ public final class DistillTrainer {
         } catch let e as TrainError {
             let hint = config.groups == .group
                 ? " (--groups group needs every class both with and without the artifact in \(train.name), i.e. 0 < ρ < 1)" : ""
-            throw DistillError("robust objective \(config.objective.rawValue): \(e.message)\(hint)")
+            let msg = e.message.hasPrefix("robust objective: ") ? String(e.message.dropFirst("robust objective: ".count)) : e.message
+            throw DistillError("robust objective \(config.objective.rawValue): \(msg)\(hint)")
         }
     }
 
@@ -413,6 +419,8 @@ public final class DistillTrainer {
             let r: (loss: Float, gradStudent: Tensor?)
             if let sd = losses[i] as? SubDistillLoss {
                 r = sd.forwardBackward(projectedTeacher: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
+            } else if let at = losses[i] as? AttentionLoss {
+                r = at.forwardBackward(teacherAttention: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
             } else {
                 r = losses[i].forwardBackward(teacher: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
             }

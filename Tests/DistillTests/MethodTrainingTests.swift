@@ -5,19 +5,21 @@ import NN
 import Subspace
 
 /// Every method trains the small student well above chance (0.2) on the
-/// ρ = 0 fixture in a short run (80 steps), logs its terms, and keeps its own state.
+/// ρ = 0 fixture in a short run (6 epochs of 20 steps), logs its terms, and
+/// keeps its own state.
 ///
 /// Short-run weights: λ_layer is scaled so the layer terms start at about
 /// the size of the KD term (FitNet's raw-map MSE is ~50, SubDistill's ~5,
 /// the others ≲ 1 summed over the three pairs). At the table's λ_layer = 100
 /// the layer terms outweigh KD 10²–10⁴ times and the logits need far more
-/// than 80 steps to follow (measured: SubDistill at λ 0.1 / 1 / 10 reaches
-/// 0.61 / 0.36 / 0.15 after 8 epochs here), which is why λ_layer is chosen on
-/// validation. DKD uses β = 1: with β = 8 its non-target term dominates and
-/// needs ~5× more steps (0.38 after 12 epochs, 0.70 with β = 1).
+/// than 120 steps to follow. Measured on this fixture (best validation
+/// accuracy in 6 epochs): SubDistill at λ_layer 0.1 / 1 / 10 / 100:
+/// 0.63 / 0.44 / 0.19 / 0.17; FitNet at 100: 0.38; attention at 100: 0.28 —
+/// which is why λ_layer is chosen on validation. DKD uses β = 1: with
+/// β = 8 its non-target term dominates (0.39 in 6 epochs, 0.71 with β = 1).
 @Test(arguments: DistillMethod.allCases)
 func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
-    var c = Fixture.config(method, epochs: 8)
+    var c = Fixture.config(method, epochs: 6)
     switch method.layerLoss {
     case .fitnet?: c.lambdaLayers = [0.01]
     case .subdistill?: c.lambdaLayers = [0.1]
@@ -29,10 +31,10 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     let r = try trainer.run()
     let log = r.candidates[0].log
     let best = r.candidates[0].bestValAccuracy
-    #expect(best >= 0.45, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
+    #expect(best >= 0.5, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
     // The kept student is the best epoch's: its accuracy is the logged best.
     #expect(abs(Fixture.accuracy(r.student, Fixture.val) - best) < 1e-9)
-    #expect(log.epochs == 8)
+    #expect(log.epochs == 6)
     var expected = ["loss_total"]
     if method.defaultLambdaTask > 0 { expected.append("loss_task") }
     if method.defaultLambdaKD > 0 { expected.append("loss_kd") }
@@ -48,7 +50,7 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     #expect(log.names == expected)
     for n in log.names { let finite = log[n]!.allSatisfy { $0.isFinite }; #expect(finite, "\(n)") }
     // Step decay ×0.5 every quarter.
-    #expect(log["learning_rate"]!.map { Float($0) } == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3, 1.25e-3, 1.25e-3])
+    #expect(log["learning_rate"]!.map { Float($0) } == [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])   // ⌈6/4⌉ = 2 epochs per rate
     // The method's own state is exported.
     let names = Set(r.methodState.map(\.0))
     #expect(names.contains("robust/log_shift"))
@@ -120,6 +122,16 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     let f = try DistillTrainer.prepare(config: Fixture.config(.fitnet), teacher: t, teacherLogShift: nil,
                                        classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
     #expect(f.teacher!.maps.map(\.itemShape) == [[8, 8, 8], [4, 4, 16], [2, 2, 16]])
+    // Attention transfer keeps q(pooled t) only.
+    let fa = try DistillTrainer.prepare(config: Fixture.config(.attention), teacher: t, teacherLogShift: nil,
+                                        classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
+    _ = t.forward(x, training: false)
+    let q3 = AttentionLoss().teacherAttention(t.activation(tap: "stage3"))
+    let am = fa.teacher!.maps[2]
+    #expect(am.itemShape == [2, 2, 1])
+    for (j, i) in idx.enumerated() {
+        for e in 0..<4 { #expect(abs(am.data[i * 4 + e] - q3.data[j * 4 + e]) < 1e-6) }
+    }
     // A spatially larger teacher layer is average-pooled to the student's size.
     var cp = Fixture.config(.fitnet)
     cp.pairs = [LayerPair(teacher: "stage1", student: "stage2")]
@@ -131,5 +143,21 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     #expect(pm.itemShape == [4, 4, 8])
     for (j, i) in idx.enumerated() {
         for e in 0..<pm.itemSize { #expect(abs(pm.data[i * pm.itemSize + e] - pooled.data[j * pm.itemSize + e]) < 1e-5) }
+    }
+}
+
+/// The cached teacher attention q(t) is mean_c t², ℓ2-normalised per image
+/// (the loss's values and gradients through this path are checked in BasicLossTests).
+@Test func teacherAttentionIsNormalisedMeanSquare() {
+    var rng = RNG(seed: 4)
+    let t = randomTensor([3, 4, 4, 6], rng: &rng)
+    let q = AttentionLoss().teacherAttention(t)
+    #expect(q.shape == [3, 4, 4, 1])
+    let a0 = (0..<6).reduce(Float(0)) { $0 + t.data[$1] * t.data[$1] } / 6
+    let n0 = (0..<16).map { p in (0..<6).reduce(Float(0)) { $0 + t.data[p * 6 + $1] * t.data[p * 6 + $1] } / 6 }
+    #expect(abs(q.data[0] - a0 / n0.reduce(0) { $0 + $1 * $1 }.squareRoot()) < 1e-6)
+    for i in 0..<3 {
+        let row = q.data[(i * 16)..<((i + 1) * 16)]
+        #expect(abs(row.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)   // ℓ2-normalised per image
     }
 }

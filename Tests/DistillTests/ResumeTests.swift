@@ -32,6 +32,10 @@ import StageKit
     #expect(Fixture.flat(full.student) == Fixture.flat(resumed.student))
     #expect(full.methodState.map(\.0) == resumed.methodState.map(\.0))
     #expect(full.methodState.map(\.2) == resumed.methodState.map(\.2))
+    for (a, b) in zip(full.candidates, resumed.candidates) {
+        let differing = a.log.names.filter { a.log[$0] != b.log[$0] }
+        #expect(differing.isEmpty, "log series differ: \(differing.map { "\($0) \(a.log[$0]!) vs \(b.log[$0]!)" })")
+    }
     #expect(full.candidates == resumed.candidates)
     #expect(full.chosen == resumed.chosen)
     #expect(full.candidates.count == 2 && full.candidates.allSatisfy { $0.log.epochs == 2 })
