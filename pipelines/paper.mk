@@ -8,4 +8,4 @@ SEEDS               := 1 2 3
 METHODS             := label-only kd kd+ce fitnet attention vid vkd spkd dkd \
                        subdistill subdistill-pca subdistill-gradpca subdistill-prca subdistill-random
 SUBSPACE_ARGS       := --bases prcaposdef,pca,gradpca,prca,random
-DISTILL_ARGS        := --epochs 30
+DISTILL_ARGS        := --epochs 40

@@ -5,4 +5,4 @@ RHOS          := 0 0.5 1
 SEEDS         := 1 2
 METHODS       := label-only kd fitnet attention subdistill subdistill-pca
 SUBSPACE_ARGS := --bases prcaposdef,pca
-DISTILL_ARGS  := --epochs 20
+DISTILL_ARGS  := --epochs 40
