@@ -6,7 +6,10 @@
 // one least disturbed on a shared machine), and the process CPU time per
 // step (all threads), which does not count time lost to other processes.
 // --block-kib / --no-split select the convolution's execution variants
-// (0 = one whole-batch GEMM per product, OpenBLAS threads only).
+// (0 = one whole-batch GEMM per product; --no-split = one chunk on one
+// thread). --threads sets the layers' thread count (default: every core);
+// OpenBLAS is single-threaded in every process linking NN, so the sgemm
+// figures are one core's.
 import ArgumentParser
 import Foundation
 import COpenBLAS
@@ -128,8 +131,9 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
     let (h, w, k) = (size, size, 3)
     var rng = RNG(seed: 2)
     let x = randomTensor([batch, h, w, cin], rng: &rng)
-    // One GEMM over the whole batch (OpenBLAS threads), as the layout
-    // argument goes; then the library's default (blocked, split by images).
+    // One GEMM over the whole batch (single-threaded: OpenBLAS never
+    // threads), as the layout argument goes; then the library's default
+    // (blocked, image chunks spread over the threads).
     let conv = Conv2D(name: "nhwc", inChannels: cin, outChannels: cout, kernel: k, rng: &rng)
     conv.patchBlockBytes = Int.max
     conv.parallelThreshold = Int.max
@@ -201,14 +205,16 @@ struct BenchNN: ParsableCommand {
     @Flag(help: "Print a per-layer time profile of one training step.") var profile = false
     @Option(help: "Conv patch-matrix block in KiB per GEMM (0 = whole batch in one GEMM; default: the library's).")
     var blockKib: Int?
-    @Flag(help: "Keep each convolution on one thread and let OpenBLAS thread its GEMMs (default: split the batch between cores).")
+    @Flag(help: "Keep each convolution in one chunk on one thread (default: image chunks over the threads).")
     var noSplit = false
+    @Option(help: "Threads for the layers (default: every core).") var threads: Int?
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory.")
     var only = "gemm,layout,teacher,student,teacher-nobn,memory"
 
     func run() throws {
         let sections = Set(only.split(separator: ",").map(String.init))
-        print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), threads \(OpenBLASInfo.threads)")
+        if let threads { ComputeThreads.configure(threads) }
+        print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), layer threads \(ComputeThreads.count), OpenBLAS threads \(OpenBLASInfo.threads)")
         if sections.contains("gemm") {
             for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)

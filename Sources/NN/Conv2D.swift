@@ -12,12 +12,19 @@
 ///   dW += Pᵀ·dY,  db += Σ_rows dY,  dP = dY·Wᵀ, then dx = col2im(dP)
 /// (each dP row scattered-added back into the window it came from).
 ///
-/// Execution: the rows of P are taken in blocks of `patchBlockBytes`
-/// (default 1 MiB) so each block is built and multiplied while in cache,
-/// and large convolutions split the batch between cores (`Parallel`), each
-/// worker running im2col and single-threaded sgemm on its images.
-/// `patchBlockBytes = Int.max` and `parallelThreshold = Int.max` give
-/// exactly one GEMM per product over the whole batch.
+/// Execution, identical bits for any thread count (see `ComputeThreads`):
+/// the batch is cut into chunks of whole images fixed by the shapes — one
+/// chunk when the convolution has fewer than `parallelThreshold`
+/// multiply-accumulates, else min(B, 8) — and each chunk's rows of P into
+/// balanced blocks of at most `patchBlockBytes` (default 1 MiB), so each
+/// block is built and multiplied while in cache. Chunks run concurrently on
+/// the allowed threads, each block as im2col + single-threaded sgemm; chunk
+/// 0 accumulates dW in place, every other chunk into a private partial, and
+/// the partials are added after the join in chunk order. A 1×1 stride-1
+/// convolution uses x itself as P, one GEMM per chunk. `patchBlockBytes =
+/// Int.max` and `parallelThreshold = Int.max` give exactly one GEMM per
+/// product over the whole batch. (Both settings fix the partition, so they
+/// are part of the numbers: change them and dW's summation order changes.)
 ///
 /// Weight layout is HWIO, [k, k, Cin, Cout] (PyTorch's is OIHW: transpose
 /// (3,2,0,1) to convert). He-normal init (fan-in k·k·Cin), bias zero.
@@ -42,23 +49,29 @@ public final class Conv2D: Layer, RetainsBackwardState {
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
-    /// Per worker: the patch-matrix block (or the worker's whole share of P
-    /// when it fits in one block, then kept from forward to backward).
+    /// The patch-matrix block of each worker, or (when every chunk fits in
+    /// one block) each chunk's whole P, then kept from forward to backward.
     private var patches: [Workspace<Float>] = []
     /// Per worker: dP block in backward.
     private var gradPatches: [Workspace<Float>] = []
-    /// Per worker after the first: a private dW, summed after the join.
+    /// Per chunk after the first: a private dW, summed after the join.
     private var partialGrads: [Workspace<Float>] = []
     /// Copy of x when backward must rebuild P (several blocks, or 1×1 where
     /// P is x itself).
     private let savedInput = Workspace<Float>()
     private var inShape: [Int] = [0, 0, 0, 0]
+    /// Chunks of images and the largest block (rows of P) of the last forward.
+    private var chunkCount = 1
     private var blockRows = 0
-    private var workers = 1
     private var keepsPatches = false
     /// See `RetainsBackwardState`.
     var retainsBackwardState = true
     private var backwardReady = false
+
+    /// Image chunks of a convolution above `parallelThreshold`: enough for
+    /// 8 cores, and 2, 4 or 8 threads divide them evenly; one partial dW
+    /// per chunk (the teacher's largest is 0.6 MB).
+    static let maxChunks = 8
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int = 3,
                 stride: Int = 1, padding: Int? = nil, bias: Bool = true, rng: inout RNG) {
@@ -95,9 +108,11 @@ public final class Conv2D: Layer, RetainsBackwardState {
     /// True when P is x itself (1×1, stride 1, no padding).
     private var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
-    /// Multiply-accumulates below which a convolution stays on one thread
-    /// (a fork-join costs ~10 µs); `Int.max` keeps every convolution on one
-    /// thread with OpenBLAS threading its GEMMs. Tests lower it to 0.
+    /// Multiply-accumulates below which a convolution is one chunk, on the
+    /// calling thread (a fork-join costs ~10 µs); at or above it the batch is
+    /// cut into min(B, 8) chunks, whatever the thread count. `Int.max` keeps
+    /// every convolution on one thread. Tests lower it to 0. (Changing it
+    /// changes the summation order of dW, so it is part of the numbers.)
     public var parallelThreshold = 1 << 22
 
     // x: B×H×W×Cin → y: B×Ho×Wo×Cout
@@ -113,48 +128,47 @@ public final class Conv2D: Layer, RetainsBackwardState {
         output.reuse(shape: [b, ho, wo, n])
         let wv = weight.value
         backwardReady = training || retainsBackwardState
-        if isPointwise {
-            // P = x: one GEMM (threaded by OpenBLAS); x saved for dW.
-            workers = 1
-            x.data.withUnsafeBufferPointer { xb in
-                let xp = xb.baseAddress!
-                if backwardReady { savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count) }
-                output.data.withUnsafeMutableBufferPointer { yb in
-                    wv.withUnsafeBufferPointer { wp in
-                        let beta = fillBias(yb.baseAddress!, rows: m)
-                        sgemm(false, false, m: m, n: n, k: kk, a: xp, lda: kk, b: wp.baseAddress!, ldb: n,
-                              beta: beta, c: yb.baseAddress!, ldc: n)
-                    }
-                }
-            }
-            return output
-        }
-        workers = m * kk * n >= parallelThreshold ? min(Parallel.width, b) : 1
-        while patches.count < workers { patches.append(Workspace()); gradPatches.append(Workspace()) }
-        let sharesRows = (b + workers - 1) / workers * ho * wo
-        blockRows = max(1, min(sharesRows, patchBlockBytes / (kk * 4)))
-        keepsPatches = blockRows >= sharesRows
-        let pointers = (0..<workers).map { patches[$0].reserve(blockRows * kk).baseAddress! }
-        let (nw, br) = (workers, blockRows)
+        // The partition, from the shapes alone.
+        let chunks = m * kk * n >= parallelThreshold ? min(b, Conv2D.maxChunks) : 1
+        let maxChunkRows = (b + chunks - 1) / chunks * ho * wo
+        let pointwise = isPointwise
+        let br = pointwise ? maxChunkRows : max(1, min(maxChunkRows, patchBlockBytes / (kk * 4)))
+        chunkCount = chunks
+        blockRows = br
+        keepsPatches = !pointwise && br >= maxChunkRows
+        let save = backwardReady && !keepsPatches
+        let workers = Parallel.workers(for: chunks)
+        let buffers = pointwise ? 0 : keepsPatches ? chunks : workers
+        while patches.count < buffers { patches.append(Workspace()) }
+        let pointers = (0..<buffers).map { patches[$0].reserve(br * kk).baseAddress! }
+        let saved = save ? savedInput.reserve(x.count).baseAddress : nil
+        let keeps = keepsPatches, imageSize = h * w * inChannels
         x.data.withUnsafeBufferPointer { xb in
             let xp = xb.baseAddress!
-            if !keepsPatches && backwardReady {
-                savedInput.reserve(x.count).baseAddress!.update(from: xp, count: x.count)
-            }
             output.data.withUnsafeMutableBufferPointer { yb in
                 wv.withUnsafeBufferPointer { wp in
                     let y = yb.baseAddress!, wt = wp.baseAddress!
-                    Parallel.runWithSerialBLAS(nw) { t in
-                        let images = Parallel.range(t, of: nw, count: b, align: 1)
-                        var r0 = images.lowerBound * ho * wo
-                        let end = images.upperBound * ho * wo
-                        while r0 < end {
-                            let r1 = min(end, r0 + br)
+                    Parallel.forEachChunk(chunks, workers: workers) { c, worker in
+                        let images = Parallel.part(c, of: chunks, count: b)
+                        if let saved {
+                            let o = images.lowerBound * imageSize
+                            copy(saved + o, xp + o, images.count * imageSize)
+                        }
+                        let start = images.lowerBound * ho * wo, rows = images.count * ho * wo
+                        let blocks = (rows + br - 1) / br
+                        for j in 0..<blocks {
+                            let r0 = start + rows * j / blocks, r1 = start + rows * (j + 1) / blocks
                             let beta = self.fillBias(y + r0 * n, rows: r1 - r0)
-                            self.im2col(xp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: pointers[t])
-                            sgemm(false, false, m: r1 - r0, n: n, k: kk, a: pointers[t], lda: kk,
+                            let a: UnsafePointer<Float>
+                            if pointwise {
+                                a = xp + r0 * kk
+                            } else {
+                                let p = pointers[keeps ? c : worker]
+                                self.im2col(xp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: p)
+                                a = UnsafePointer(p)
+                            }
+                            sgemm(false, false, m: r1 - r0, n: n, k: kk, a: a, lda: kk,
                                   b: wt, ldb: n, beta: beta, c: y + r0 * n, ldc: n)
-                            r0 = r1
                         }
                     }
                 }
@@ -185,8 +199,9 @@ public final class Conv2D: Layer, RetainsBackwardState {
         backward(gradOutput, inputGradient: false)
     }
 
-    /// Per worker and block of rows: (rebuild P_blk,) dW += P_blkᵀ·dY_blk,
-    /// and for dx: dP_blk = dY_blk·Wᵀ, col2im into the worker's images of dx.
+    /// Per chunk and block of rows: (rebuild P_blk,) dW_chunk += P_blkᵀ·dY_blk,
+    /// and for dx: dP_blk = dY_blk·Wᵀ, col2im into the chunk's images of dx;
+    /// then dW += dW_1 + dW_2 + … in chunk order.
     private func backward(_ gradOutput: Tensor, inputGradient: Bool) {
         precondition(backwardReady, "\(name): backward after a forward that kept no state (Model.inference)")
         precondition(gradOutput.shape == output.shape,
@@ -196,12 +211,23 @@ public final class Conv2D: Layer, RetainsBackwardState {
         let m = b * ho * wo, kk = kernel * kernel * inChannels, n = outChannels
         if inputGradient { gradInput.reuse(shape: inShape) }
         let wv = weight.value
-        let nw = workers, br = blockRows, rebuild = !keepsPatches
-        while partialGrads.count < nw { partialGrads.append(Workspace()) }
-        let pointers = isPointwise ? [] : (0..<nw).map { patches[$0].buffer.baseAddress! }
-        let dpPointers = isPointwise || !inputGradient ? [] : (0..<nw).map { gradPatches[$0].reserve(br * kk).baseAddress! }
-        let partial = (0..<nw).map { $0 == 0 ? nil : partialGrads[$0].reserve(kk * n).baseAddress! }
+        let chunks = chunkCount, br = blockRows, pointwise = isPointwise
+        let rebuild = !pointwise && !keepsPatches
+        let workers = Parallel.workers(for: chunks)
+        // P blocks: rebuilt into each worker's buffer, or each chunk's kept P.
+        let pointers: [UnsafeMutablePointer<Float>]
+        if rebuild {
+            while patches.count < workers { patches.append(Workspace()) }
+            pointers = (0..<workers).map { patches[$0].reserve(br * kk).baseAddress! }
+        } else {
+            pointers = pointwise ? [] : (0..<chunks).map { patches[$0].buffer.baseAddress! }
+        }
+        while gradPatches.count < workers { gradPatches.append(Workspace()) }
+        let dpPointers = pointwise || !inputGradient ? [] : (0..<workers).map { gradPatches[$0].reserve(br * kk).baseAddress! }
+        while partialGrads.count < chunks - 1 { partialGrads.append(Workspace()) }
+        let partial = (0..<chunks).map { $0 == 0 ? nil : partialGrads[$0 - 1].reserve(kk * n).baseAddress! }
         let saved = UnsafePointer(savedInput.buffer.baseAddress!)
+        let imageSize = h * w * inChannels
         gradOutput.data.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
             if let bias {
@@ -212,43 +238,44 @@ public final class Conv2D: Layer, RetainsBackwardState {
             wv.withUnsafeBufferPointer { wp in
                 weight.grad.withUnsafeMutableBufferPointer { dwb in
                     gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                        let dw = dwb.baseAddress!, wt = wp.baseAddress!
-                        if isPointwise {
-                            sgemm(true, false, m: kk, n: n, k: m, a: saved, lda: kk, b: dy, ldb: n,
-                                  beta: 1, c: dw, ldc: n)
-                            if inputGradient {
-                                sgemm(false, true, m: m, n: kk, k: n, a: dy, lda: n, b: wt, ldb: n,
-                                      beta: 0, c: dxb.baseAddress!, ldc: kk)
+                        let dw = dwb.baseAddress!, wt = wp.baseAddress!, dx = dxb.baseAddress
+                        Parallel.forEachChunk(chunks, workers: workers) { c, worker in
+                            let images = Parallel.part(c, of: chunks, count: b)
+                            let dwc = partial[c] ?? dw
+                            var beta: Float = c == 0 ? 1 : 0
+                            if inputGradient && !pointwise {
+                                fill(dx! + images.lowerBound * imageSize, 0, images.count * imageSize)
                             }
-                            return
-                        }
-                        let dx = dxb.baseAddress
-                        Parallel.runWithSerialBLAS(nw) { t in
-                            let images = Parallel.range(t, of: nw, count: b, align: 1)
-                            let dwt = partial[t] ?? dw
-                            if t > 0 { fill(dwt, 0, kk * n) }
-                            if inputGradient {
-                                let per = h * w * self.inChannels
-                                fill(dx! + images.lowerBound * per, 0, images.count * per)
-                            }
-                            var r0 = images.lowerBound * ho * wo
-                            let end = images.upperBound * ho * wo
-                            while r0 < end {
-                                let r1 = min(end, r0 + br)
-                                let p = pointers[t]
-                                if rebuild { self.im2col(saved, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: p) }
+                            let start = images.lowerBound * ho * wo, rows = images.count * ho * wo
+                            let blocks = (rows + br - 1) / br
+                            for j in 0..<blocks {
+                                let r0 = start + rows * j / blocks, r1 = start + rows * (j + 1) / blocks
+                                let p: UnsafePointer<Float>
+                                if pointwise {
+                                    p = saved + r0 * kk
+                                } else if rebuild {
+                                    self.im2col(saved, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: pointers[worker])
+                                    p = UnsafePointer(pointers[worker])
+                                } else {
+                                    p = UnsafePointer(pointers[c])
+                                }
                                 sgemm(true, false, m: kk, n: n, k: r1 - r0, a: p, lda: kk, b: dy + r0 * n, ldb: n,
-                                      beta: 1, c: dwt, ldc: n)
-                                if inputGradient {
-                                    let dp = dpPointers[t]
+                                      beta: beta, c: dwc, ldc: n)
+                                beta = 1
+                                guard inputGradient else { continue }
+                                if pointwise {
+                                    // dx = dP: written in place.
+                                    sgemm(false, true, m: r1 - r0, n: kk, k: n, a: dy + r0 * n, lda: n,
+                                          b: wt, ldb: n, beta: 0, c: dx! + r0 * kk, ldc: kk)
+                                } else {
+                                    let dp = dpPointers[worker]
                                     sgemm(false, true, m: r1 - r0, n: kk, k: n, a: dy + r0 * n, lda: n,
                                           b: wt, ldb: n, beta: 0, c: dp, ldc: kk)
                                     self.col2im(dp, h: h, w: w, ho: ho, wo: wo, rows: r0, r1, into: dx!)
                                 }
-                                r0 = r1
                             }
                         }
-                        for t in 1..<max(nw, 1) { addInto(dw, partial[t]!, kk * n) }
+                        for c in 1..<max(chunks, 1) { addInto(dw, partial[c]!, kk * n) }
                     }
                 }
             }

@@ -19,20 +19,20 @@
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
 }
 
-/// y = max(x, 0) over n elements (split across cores when large).
+/// y = max(x, 0) over n elements (fixed chunks spread over the workers).
 func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    let pieces = Parallel.pieces(count: n, align: 16)
-    Parallel.run(pieces) { t in
-        let r = Parallel.range(t, of: pieces, count: n, align: 16)
+    let chunks = Parallel.chunks(count: n, align: 16)
+    Parallel.forEachChunk(chunks) { c, _ in
+        let r = Parallel.chunkRange(c, count: n, align: 16)
         reluForwardSerial(x + r.lowerBound, y + r.lowerBound, r.count)
     }
 }
 
 /// dx = dy where y > 0, else 0 (y the ReLU output).
 func reluBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
-    let pieces = Parallel.pieces(count: n, align: 16)
-    Parallel.run(pieces) { t in
-        let r = Parallel.range(t, of: pieces, count: n, align: 16)
+    let chunks = Parallel.chunks(count: n, align: 16)
+    Parallel.forEachChunk(chunks) { c, _ in
+        let r = Parallel.chunkRange(c, count: n, align: 16)
         reluBackwardSerial(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count)
     }
 }
@@ -266,64 +266,59 @@ func channelNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Fl
     }
 }
 
-// MARK: Parallel wrappers: pieces start at multiples of the tiling's L, so
-// every piece sees channel 0 first; reductions sum per-piece partials.
+// MARK: Parallel wrappers: fixed chunks (`Parallel.chunks`, from the count
+// alone) starting at multiples of the tiling's L, so every chunk sees
+// channel 0 first; reductions keep one partial per chunk and add the
+// partials in chunk order, so their association never depends on how many
+// threads ran the chunks.
+
+/// Per-chunk partial sums of a per-channel reduction: `count` Doubles per
+/// chunk, combined in chunk order.
+@inline(__always)
+private func reduceChunks(_ count: Int, tiling t: ChannelTiling, arrays: Int,
+                          outputs: [UnsafeMutablePointer<Double>],
+                          _ chunk: (_ r: Range<Int>, _ partials: UnsafeMutablePointer<Double>) -> Void) {
+    let n = Parallel.chunks(count: count, align: t.lanes), c = t.channels
+    let part = UnsafeMutablePointer<Double>.allocate(capacity: arrays * c * n)
+    defer { part.deallocate() }
+    Parallel.forEachChunk(n) { p, _ in
+        chunk(Parallel.chunkRange(p, count: count, align: t.lanes), part + arrays * c * p)
+    }
+    for (a, out) in outputs.enumerated() {
+        for ch in 0..<c {
+            var s = part[a * c + ch]
+            for p in 1..<n { s += part[arrays * c * p + a * c + ch] }
+            out[ch] = s
+        }
+    }
+}
 
 func channelSumAndSquares(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                           sum: UnsafeMutablePointer<Double>, sumSq: UnsafeMutablePointer<Double>) {
-    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
-    if n == 1 { channelSumAndSquaresSerial(x, count: count, tiling: t, sum: sum, sumSq: sumSq); return }
-    let part = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c * n)
-    defer { part.deallocate() }
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
-        channelSumAndSquaresSerial(x + r.lowerBound, count: r.count, tiling: t,
-                                   sum: part + 2 * c * p, sumSq: part + 2 * c * p + c)
-    }
-    for ch in 0..<c {
-        sum[ch] = 0; sumSq[ch] = 0
-        for p in 0..<n { sum[ch] += part[2 * c * p + ch]; sumSq[ch] += part[2 * c * p + c + ch] }
+    reduceChunks(count, tiling: t, arrays: 2, outputs: [sum, sumSq]) { r, part in
+        channelSumAndSquaresSerial(x + r.lowerBound, count: r.count, tiling: t, sum: part, sumSq: part + t.channels)
     }
 }
 
 func channelSumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                       sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
-    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
-    if n == 1 { channelSumAndDotSerial(a, b, count: count, tiling: t, sumA: sumA, sumAB: sumAB); return }
-    let part = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c * n)
-    defer { part.deallocate() }
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
+    reduceChunks(count, tiling: t, arrays: 2, outputs: [sumA, sumAB]) { r, part in
         channelSumAndDotSerial(a + r.lowerBound, b + r.lowerBound, count: r.count, tiling: t,
-                               sumA: part + 2 * c * p, sumAB: part + 2 * c * p + c)
-    }
-    for ch in 0..<c {
-        sumA[ch] = 0; sumAB[ch] = 0
-        for p in 0..<n { sumA[ch] += part[2 * c * p + ch]; sumAB[ch] += part[2 * c * p + c + ch] }
+                               sumA: part, sumAB: part + t.channels)
     }
 }
 
 func channelSum(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, sumA: UnsafeMutablePointer<Double>) {
-    let n = Parallel.pieces(count: count, align: t.lanes), c = t.channels
-    if n == 1 { channelSumSerial(a, count: count, tiling: t, sumA: sumA); return }
-    let part = UnsafeMutablePointer<Double>.allocate(capacity: c * n)
-    defer { part.deallocate() }
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes)
-        channelSumSerial(a + r.lowerBound, count: r.count, tiling: t, sumA: part + c * p)
-    }
-    for ch in 0..<c {
-        sumA[ch] = 0
-        for p in 0..<n { sumA[ch] += part[c * p + ch] }
+    reduceChunks(count, tiling: t, arrays: 1, outputs: [sumA]) { r, part in
+        channelSumSerial(a + r.lowerBound, count: r.count, tiling: t, sumA: part)
     }
 }
 
 func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
                    gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?) {
-    let n = Parallel.pieces(count: count, align: t.lanes)
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+    Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
+        let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
         channelAffineSerial(x + o, count: r.count, tiling: t, scale: scale, shift: shift, u: u + o,
                             gamma: gamma, beta: beta, y: y.map { $0 + o })
     }
@@ -332,9 +327,8 @@ func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTilin
 func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                          a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>) {
-    let n = Parallel.pieces(count: count, align: t.lanes)
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+    Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
+        let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
         channelNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, a: a, b: b, d: d, dx: dx + o)
     }
 }
@@ -343,9 +337,8 @@ func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, 
 /// norm in evaluation mode folded into one pass when no x̂ is kept.
 func channelScaleShift(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, shift: UnsafePointer<Float>,
                        scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-    let n = Parallel.pieces(count: count, align: t.lanes)
-    Parallel.run(n) { p in
-        let r = Parallel.range(p, of: n, count: count, align: t.lanes), o = r.lowerBound
+    Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
+        let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
         let c = t.channels, l = t.lanes, v16 = l / 16
         let xs = x + o, ys = y + o
         var off = 0

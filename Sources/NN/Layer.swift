@@ -129,6 +129,8 @@ func heNormal(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
 // MARK: - Small kernels shared by layers
 
 /// C = alpha·op(A)·op(B) + beta·C for row-major float matrices.
+/// OpenBLAS runs single-threaded (`ComputeThreads`); its bits depend on
+/// the call's m, n, k, so callers take these from fixed shape-based chunks.
 @inline(__always)
 func sgemm(_ transA: Bool, _ transB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,

@@ -39,12 +39,12 @@ public final class MaxPool2D: Layer {
         output.reuse(shape: [b, ho, wo, c])
         let am = argmax.reserve(b * ho * wo * c).baseAddress!
         let k = kernel, s = stride
-        let pieces = min(b, Parallel.pieces(count: x.count, align: 1))
+        let chunks = imageChunks(b, h * w * c)
         x.data.withUnsafeBufferPointer { xb in
             output.data.withUnsafeMutableBufferPointer { yb in
                 let xp = xb.baseAddress!, yp = yb.baseAddress!
-                Parallel.run(pieces) { t in
-                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                Parallel.forEachChunk(chunks) { t, _ in
+                    let images = Parallel.part(t, of: chunks, count: b)
                     var o = images.lowerBound * ho * wo * c
                     for bi in images {
                         for oy in 0..<ho {
@@ -92,12 +92,12 @@ public final class MaxPool2D: Layer {
         let (ho, wo) = (output.shape[1], output.shape[2])
         let am = UnsafePointer(argmax.buffer.baseAddress!)
         let k = kernel, s = stride
-        let pieces = min(b, Parallel.pieces(count: gradInput.count, align: 1))
+        let chunks = imageChunks(b, h * w * c)
         gradOutput.data.withUnsafeBufferPointer { dyb in
             gradInput.data.withUnsafeMutableBufferPointer { dxb in
                 let dy = dyb.baseAddress!, dx = dxb.baseAddress!
-                Parallel.run(pieces) { t in
-                    let images = Parallel.range(t, of: pieces, count: b, align: 1)
+                Parallel.forEachChunk(chunks) { t, _ in
+                    let images = Parallel.part(t, of: chunks, count: b)
                     fill(dx + images.lowerBound * h * w * c, 0, images.count * h * w * c)
                     var o = images.lowerBound * ho * wo * c
                     for bi in images {

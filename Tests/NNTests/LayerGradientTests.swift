@@ -27,7 +27,7 @@ func convGradients(_ cfg: (Int, Int, Int, Bool, Int, Int, Int, Int)) {
     let (k, s, p, bias, h, w, cin, cout) = cfg
     // Whole batch in one block, and blocks of 7 patch rows (not dividing
     // B·Ho·Wo, so the last block is partial and blocks straddle images).
-    // Also split between workers (parallelThreshold 0) or not.
+    // Also cut into image chunks (parallelThreshold 0) or not.
     for (blockBytes, threshold) in [(Int.max, Int.max), (7 * k * k * cin * 4, Int.max), (Int.max, 0), (7 * k * k * cin * 4, 0)] {
         var rng = RNG(seed: 1)
         let conv = Conv2D(name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p, bias: bias, rng: &rng)
