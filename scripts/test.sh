@@ -4,6 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-pipeline.sh
-# Serial: the NN layers set OpenBLAS's process-wide thread count, so two tests
-# running at once in one process would change each other's arithmetic.
-swift test --no-parallel
+swift test

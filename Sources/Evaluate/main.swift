@@ -85,7 +85,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Patched split of the probe's image pairs, the same base images with the patch (default DIR/test-conflict.npz), e.g. distill-train-decorrelated.npz with distill-train-clean.npz.", valueName: "split.npz"))
     var probePatched: String?
 
-    @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
+    @Option(help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
     var threads: Int?
 
     func run() throws {

@@ -57,7 +57,7 @@ struct ExtractSubspace: ParsableCommand {
     @Option(name: .long, help: "Comma-separated ks of the basis@k check (default 1,2,4,k,2k, capped at the layer width).")
     var checkK: String?
 
-    @Option(name: .long, help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
+    @Option(name: .long, help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
     var threads: Int?
 
     @Flag(name: .long, help: "No progress line.")

@@ -82,7 +82,7 @@ struct TrainTeacher: ParsableCommand {
     var droBatch: Int = 256
     @Option(help: "Robust groups: class (worst-class) or group (class x artifact state).")
     var groups: String = "class"
-    @Option(help: "Threads for OpenBLAS (default: all cores; SLURM_CPUS_PER_TASK wins).")
+    @Option(help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
     var threads: Int?
     @Option(help: "Stop after this many epochs, keeping the checkpoint and writing no teacher (to split a long run).")
     var stopAfter: Int?
