@@ -12,7 +12,8 @@
 #  4. checks every final artifact (*.npz, metrics.json) is identical between
 #     the two roots: every tensor bit for bit (`tensors diff --tol 0` as well
 #     when that tool proves it can tell two artifacts apart), the metadata
-#     except creation times and input digests, metrics.json except timings;
+#     except creation times, input digests and run diagnostics (meta.extra),
+#     metrics.json except timings;
 #  5. failure test: removes the Slurm root, runs it again and `scancel`s the
 #     job of a stage while its process runs, with make frozen (SIGSTOP) so
 #     that .DELETE_ON_ERROR cannot hide a partial write: once the job is
@@ -162,7 +163,10 @@ def meta_differ(ma, mb, roots):
         return []
     out = []
     for key in sorted(set(ma) | set(mb)):
-        if key in ("created", "inputs"):  # time; digests of files that carry times
+        # created: a time; inputs: digests of files whose meta carries times;
+        # extra: run diagnostics (timings, images/s, cache keys over those
+        # digests). The results are the tensors, compared bit for bit.
+        if key in ("created", "inputs", "extra"):
             continue
         va, vb = normalise(ma.get(key), roots), normalise(mb.get(key), roots)
         if va != vb:
