@@ -443,7 +443,7 @@ j3=$(last_job)
 state=$(jobs_between "$j2" "$j3" | awk -F'|' -v j="$cancel_id" '$1 == j {print $3}')
 [ "$state" = CANCELLED ] || fail "job $cancel_id ($cancel_name) is '$state' in sacct, not CANCELLED"
 # Which target the cancelled stage was making: make's error line names it.
-target=$(sed -n 's/^make: \*\*\* \[[^]]*:[0-9]*: \(.*\)\] Error .*/\1/p' "$LOGS/cancel.log" | head -1)
+target=$(sed -n -E 's/^make(\[[0-9]+\])?: \*\*\* \[[^]]*:[0-9]+: (.*)\] Error .*/\2/p' "$LOGS/cancel.log" | head -1)
 [ -n "$target" ] || { show_log "$LOGS/cancel.log"; fail "make's log names no failed target"; }
 case $target in /*) ;; *) target=$REPO/$target ;; esac
 [ ! -e "$target" ] || fail "the cancelled stage's target exists: $target"
