@@ -22,8 +22,10 @@ ok()   { echo "ok   $1"; pass=$((pass + 1)); }
 bad()  { echo "FAIL $1"; fail=$((fail + 1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
-# Final artifacts (tensor files and metrics) relative to a root.
-finals() { (cd "$1" && find . \( -name '*.npz' ! -name '*.ckpt.npz' -o -name 'metrics.json' \) | sort); }
+# Final artifacts (tensor files and metrics) relative to a root. Hidden
+# files and folders are a killed writer's temporaries (a stage stages its
+# output there and renames it into place), never final paths.
+finals() { (cd "$1" && find . -name '.?*' -prune -o \( -name '*.npz' ! -name '*.ckpt.npz' -o -name 'metrics.json' \) -print | sort); }
 
 # Same set of final artifacts, equal tensors (zero tolerance) and metrics.
 same_results() {

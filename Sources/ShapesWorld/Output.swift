@@ -29,6 +29,14 @@ extension SynthesisPlan {
         }
 
         let fm = FileManager.default
+        // A writer killed earlier (SIGKILL runs no cleanup) leaves its staging
+        // folder behind; clear those whose process is gone.
+        for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".synthesize-staging-") {
+            if let pid = Int32(name.dropFirst(".synthesize-staging-".count)), pid != getpid(),
+               kill(pid, 0) != 0 {
+                try? fm.removeItem(atPath: (dir as NSString).appendingPathComponent(name))
+            }
+        }
         let staging = (dir as NSString).appendingPathComponent(".synthesize-staging-\(getpid())")
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
