@@ -96,7 +96,10 @@ get = $(if $(filter undefined,$(origin $1_$2)),$($1),$($1_$2))
 method = $(if $(filter undefined,$(origin METHOD_$1)),$1,$(METHOD_$1))
 
 # ------------------------------------------------------- stage rules
-DISTILL_SPLITS := distill-train distill-val test test-clean test-conflict
+# BASIS_SPLITS: extra splits to estimate subspaces on (e.g. distill-train-clean);
+# a method variant picks one with BASIS_SPLIT_<variant> (subspace-<split>.npz).
+DISTILL_SPLITS = $(strip distill-train distill-val test test-clean test-conflict $(BASIS_SPLITS))
+subspace_file = $(A)/$1/$2/rho$3/seed$4/subspace$(if $5,-$5).npz
 ALL_METRICS :=
 
 # Teacher data and teacher, per teacher variant $1.
@@ -115,16 +118,24 @@ $(foreach s,$(DISTILL_SPLITS),$(A)/$1/$2/rho$3/seed$4/data/$s.npz) &: $(call par
 
 $(A)/$1/$2/rho$3/seed$4/subspace.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
+$(foreach b,$(BASIS_SPLITS),$(call basis_rule,$1,$2,$3,$4,$b))
+endef
+
+# The subspace of cell ($1,$2,$3,$4) estimated on split $5 instead of distill-train.
+define basis_rule
+$(call subspace_file,$1,$2,$3,$4,$5): $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/$5.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace-$5.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/$5.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
+
 endef
 
 # A student run: teacher $1, subtask $2, rho $3, seed $4, method variant $5
 # (METHOD_<variant> names the method when the variant name is not one).
 define run_rules
-$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),$(A)/$1/$2/rho$3/seed$4/subspace.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(A)/$1/$2/rho$3/seed$4/subspace.npz) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
+$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
 
-$(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(if $(findstring subdistill,$(call method,$5)),$(A)/$1/$2/rho$3/seed$4/subspace.npz) $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(A)/$1/$2/rho$3/seed$4/subspace.npz) $(EVAL_ARGS) $(EVAL_ARGS_$1)
+$(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(if $(findstring subdistill,$(call method,$5)),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(EVAL_ARGS) $(EVAL_ARGS_$1)
 
 ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
 endef
