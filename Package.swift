@@ -79,15 +79,16 @@ let package = Package(
         ], swiftSettings: fast),
 
         // Tests.
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .target(name: "TestSupport", path: "Sources/TestSupport"),
+        .testTarget(name: "TensorIOTests", dependencies: ["TestSupport", "TensorIO"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO"]),
-        .testTarget(name: "ShapesWorldTests", dependencies: ["ShapesWorld", "TensorIO", "SeededRNG"]),
-        .testTarget(name: "SubspaceTests", dependencies: ["Subspace", "TensorIO", "SeededRNG"]),
+        .testTarget(name: "ShapesWorldTests", dependencies: ["TestSupport", "ShapesWorld", "TensorIO", "SeededRNG"]),
+        .testTarget(name: "SubspaceTests", dependencies: ["TestSupport", "Subspace", "TensorIO", "SeededRNG"]),
         .testTarget(name: "DistillTests", dependencies: ["Distill", "NN", "StageKit", "Subspace", "TensorIO", "ShapesWorld"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "TensorIO"]),
         .testTarget(name: "StageKitTests", dependencies: ["StageKit", "NN", "TensorIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "StageKit", "NN", "TensorIO"]),
-        .testTarget(name: "ExtractionTests", dependencies: ["Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
+        .testTarget(name: "ExtractionTests", dependencies: ["TestSupport", "Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting", "Subspace"]),
     ],
     swiftLanguageModes: [.v5]

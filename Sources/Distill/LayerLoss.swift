@@ -68,35 +68,12 @@ func checkMaps(_ what: String, teacher t: [Int], student s: [Int], d: Int, k: In
 /// Adaptive average pooling of an NHWC map to toH×toW with PyTorch's bin rule:
 /// output row i averages input rows ⌊i·H/toH⌋ ..< ⌈(i+1)·H/toH⌉ (same for columns).
 /// Used once per paired layer to bring the teacher map to the student's size;
-/// no backward (the teacher is frozen). Shapes: B×H×W×C → B×toH×toW×C.
+/// no backward (the teacher is frozen), so NN's `AdaptiveAvgPool2D` forward
+/// serves. Shapes: B×H×W×C → B×toH×toW×C.
 public func adaptiveAvgPoolNHWC(_ t: Tensor, toH: Int, toW: Int) -> Tensor {
     precondition(t.rank == 4, "adaptiveAvgPoolNHWC: expected an NHWC rank-4 tensor, got \(t.shape)")
-    precondition(toH > 0 && toW > 0, "adaptiveAvgPoolNHWC: output size must be positive")
-    let b = t.shape[0], h = t.shape[1], w = t.shape[2], c = t.shape[3]
-    if h == toH && w == toW { return t }
-    var out = [Float](repeating: 0, count: b * toH * toW * c)
-    t.data.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-            for n in 0..<b {
-                for oh in 0..<toH {
-                    let h0 = (oh * h) / toH, h1 = ((oh + 1) * h + toH - 1) / toH
-                    for ow in 0..<toW {
-                        let w0 = (ow * w) / toW, w1 = ((ow + 1) * w + toW - 1) / toW
-                        let o = ((n * toH + oh) * toW + ow) * c
-                        for ih in h0..<h1 {
-                            for iw in w0..<w1 {
-                                let i = ((n * h + ih) * w + iw) * c
-                                for ch in 0..<c { dst[o + ch] += src[i + ch] }
-                            }
-                        }
-                        let inv = 1 / Float((h1 - h0) * (w1 - w0))
-                        for ch in 0..<c { dst[o + ch] *= inv }
-                    }
-                }
-            }
-        }
-    }
-    return Tensor(shape: [b, toH, toW, c], data: out)
+    if t.shape[1] == toH && t.shape[2] == toW { return t }
+    return AdaptiveAvgPool2D(outHeight: toH, outWidth: toW).forward(t, training: false)
 }
 
 /// Dead-channel counter: the number of channels of an NHWC map (B×H×W×k)

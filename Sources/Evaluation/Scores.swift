@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// The classification scores of the `evaluate` stage (EXPERIMENT.md,
 /// "Metrics per student"), computed on prediction arrays so that each one
@@ -10,11 +11,7 @@ public enum Scores {
 
     /// accuracy = (1/N) Σ_i 1[ŷ_i = y_i].
     public static func accuracy(predictions: [Int], labels: [Int]) -> Double {
-        precondition(predictions.count == labels.count, "accuracy: \(predictions.count) predictions for \(labels.count) labels")
-        guard !labels.isEmpty else { return .nan }
-        var hits = 0
-        for i in 0..<labels.count where predictions[i] == labels[i] { hits += 1 }
-        return Double(hits) / Double(labels.count)
+        labels.isEmpty ? .nan : Loss.accuracy(predictions: predictions, labels: labels)
     }
 
     /// Per-class recall r_c = |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|,

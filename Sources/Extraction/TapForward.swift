@@ -4,29 +4,16 @@ import NN
 /// (METHODS.md, "Relevant subspace": the teacher's subtask accuracy when one
 /// layer is replaced by its rank-k reconstruction U_k U_kᵀ (a − μ) + μ).
 ///
-/// Built only on `Model.layers` / `layerShapes`: tap `stage<j>` is the output
-/// of the j-th pooling layer (`p` or `a` token) of the architecture (see the
-/// grammar in Model.swift), so the layers after it are exactly the rest of
-/// the network.
+/// The layers after a tap's layer (`Model.tapLayerIndex`) are exactly the
+/// rest of the network.
 extension Model {
-    /// Index in `layers` of the layer whose output is tap `name`; throws for
-    /// a name that is not one of `tapNames`.
+    /// Index in `layers` of the layer whose output is tap `name`
+    /// (`Model.tapLayerIndex`); throws for a name that is not one of `tapNames`.
     public func layerIndex(ofTap name: String) throws -> Int {
-        guard let t = tapNames.firstIndex(of: name) else {
+        guard let i = tapLayerIndex(name) else {
             throw ExtractionError("the teacher ('\(architecture)') has no layer '\(name)'; its layers are \(tapNames.joined(separator: ", "))")
         }
-        var seen = -1
-        for (i, layer) in layers.enumerated() where layer is MaxPool2D || layer is AvgPool2D {
-            seen += 1
-            if seen == t {
-                // The same layer `Model` itself reads the tap from.
-                guard layerShapes[i] == tapShape(name) else {
-                    throw ExtractionError("tap '\(name)': pooling layer \(i) has shape \(layerShapes[i]), the tap \(tapShape(name))")
-                }
-                return i
-            }
-        }
-        throw ExtractionError("tap '\(name)': the architecture '\(architecture)' has only \(seen + 1) pooling layers")
+        return i
     }
 
     /// Evaluation-mode forward of the layers after tap `name`:

@@ -120,6 +120,12 @@ public final class Model {
         return t
     }
 
+    /// Index in `layers` of the layer whose output is tap `name` (nil for an
+    /// unknown tap): the layers after it are the rest of the network.
+    public func tapLayerIndex(_ name: String) -> Int? {
+        tapNames.firstIndex(of: name).map { tapLayers[$0] }
+    }
+
     /// Per-sample shape [H, W, C] (NHWC) of a tap.
     public func tapShape(_ name: String) -> [Int] { layerShapes[tapLayers[tapIndex(name)]] }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import NN
 import StageKit
 import TensorIO
@@ -119,22 +120,7 @@ enum Ref {
     }
 }
 
-/// Runs `python3 -c script args...` and returns stdout; throws when python3
-/// or numpy is missing (the interop test must not pass silently).
 @discardableResult
 func python(_ script: String, _ args: [String] = []) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", script] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        throw ExtractionError("python3 failed (\(p.terminationStatus)): \(String(decoding: e, as: UTF8.self))")
-    }
-    return String(decoding: o, as: UTF8.self)
+    try runPython3(script, args)
 }

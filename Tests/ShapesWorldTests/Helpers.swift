@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import ShapesWorld
 import TensorIO
@@ -65,22 +66,7 @@ func readDigits(patch: [UInt8], side p: Int) -> Set<Int> {
     return found
 }
 
-/// Runs `python3 -c script args...` and returns stdout; throws when python3
-/// fails (so a missing python3 fails the test instead of skipping it).
 @discardableResult
 func runPython(_ script: String, _ args: [String] = []) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", script] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    if p.terminationStatus != 0 {
-        throw SynthesisError("python3 failed (\(p.terminationStatus)): \(String(decoding: e, as: UTF8.self))")
-    }
-    return String(decoding: o, as: UTF8.self)
+    try runPython3(script, args)
 }

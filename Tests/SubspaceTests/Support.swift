@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import SeededRNG
 @testable import Subspace
 
@@ -78,17 +79,7 @@ enum T {
         return data.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
     }
 
-    /// Runs `python3 -c script args...`; throws with stderr on failure.
     static func python(_ script: String, _ args: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script] + args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        guard p.terminationStatus == 0 else { throw SubspaceError("python3 failed: \(msg)") }
+        try runPython3(script, args)
     }
 }

@@ -1,32 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import TensorIO
 
-/// Runs `python3 -c script args...`; returns stdout. Throws (failing the
-/// test) when python3 or numpy is missing: the interop tests must not pass
-/// silently on a machine without numpy.
 @discardableResult
 func python(_ script: String, _ args: [String] = []) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", script] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    do { try p.run() } catch {
-        throw TensorIOError("python3 with numpy is required for the interop tests (cannot start python3: \(error))")
-    }
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let errText = String(decoding: e, as: UTF8.self)
-    if p.terminationStatus != 0 {
-        if errText.contains("No module named 'numpy'") || p.terminationStatus == 127 {
-            throw TensorIOError("numpy is required for the interop tests (pip install numpy): \(errText)")
-        }
-        throw TensorIOError("python3 failed (\(p.terminationStatus)): \(errText)")
-    }
-    return String(decoding: o, as: UTF8.self)
+    try runPython3(script, args)
 }
 
 @Test func numpyIsAvailable() throws {
