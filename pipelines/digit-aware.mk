@@ -6,7 +6,6 @@
 # (the same images without the artifact): variants *-cleanbasis.
 TEACHER_SYNTH_ARGS := --teacher-world digit-aware
 TEACHER_ARCH       := c32,c32,p,c64,c64,p,c128,c128,p,gap,fc25
-TEACHER_ARGS       := --epochs 10
 RHOS               := 0 0.5 1
 SEEDS              := 1 2 3
 BASIS_SPLITS       := distill-train-clean

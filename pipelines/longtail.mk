@@ -11,7 +11,6 @@ $(foreach r,$(IMBALANCES),$(foreach o,$(TEACHER_OBJECTIVES),\
   $(eval TEACHER_ARGS_$o-if$r := --objective $o)\
   $(eval DISTILL_SYNTH_ARGS_$o-if$r := --imbalance $r)\
   $(eval EVAL_ARGS_$o-if$r := --set imbalance=$r)))
-TEACHER_ARGS        := --epochs 10
 RHOS                := 0
 SEEDS               := 1 2 3
 METHODS             := kd-std kd-balanced kd-dro

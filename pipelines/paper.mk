@@ -2,7 +2,6 @@
 # gratings with the default student, stars (the hard variant) with 16-32-32.
 SUBTASKS            := gratings stars
 STUDENT_ARCH_stars  := c16,p,c32,p,c32,p,gap,fc5
-TEACHER_ARGS        := --epochs 15
 RHOS                := 0 0.125 0.25 0.5 0.75 1
 SEEDS               := 1 2 3
 METHODS             := label-only kd kd+ce fitnet attention vid vkd spkd dkd \

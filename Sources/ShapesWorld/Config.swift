@@ -99,7 +99,7 @@ public enum TeacherWorld: String, CaseIterable, Sendable {
 
 /// Images per class of each base pool (before any long-tail thinning).
 public struct PerClassCounts: Equatable, Sendable {
-    public var teacherTrain = 500
+    public var teacherTrain = 1500
     public var teacherVal = 100
     /// Shared by distill-train and the basis splits.
     public var distillTrain = 240
@@ -148,6 +148,8 @@ public struct SynthesisConfig: Sendable {
     public var teacherWorld: TeacherWorld = .standard
     public var perClass = PerClassCounts()
     public var imageSize = 32
+    /// Stripe contrast range of the gratings family (see `GratingStyle`).
+    public var gratingContrast: ClosedRange<Float> = GratingStyle.defaultContrast
     /// Long-tail imbalance factor r ≥ 1 of the training splits: class c of K
     /// keeps round(n · r^(−c/(K−1))) images, at least 1. 1 = balanced.
     public var imbalance: Double = 1

@@ -29,10 +29,30 @@ import Foundation
 ///   stroke width; the circle is a disc or a ring;
 /// - gratings (orientation θ): a disc of sinusoidal stripes, stripe
 ///   direction θ + U(−4°, 4°), period U(4, 6), random phase, alternating
-///   between the fill colour and a contrasting value of it; the rotation
-///   nuisance is not applied (it would erase the class);
+///   between the fill colour and mix(fill, contrasting value, c) with the
+///   stripe contrast c ~ U(`gratingContrast`), default U(0.3, 0.6); the
+///   rotation nuisance is not applied (it would erase the class). Why not
+///   full contrast: at c = 1 the default student learns orientation as fast
+///   as the corner digit (90 % validation after 4 vs 6 epochs), so nothing
+///   pushes it onto the shortcut and the published effect cannot appear;
+///   the measurement is in `GratingStyle`'s doc comment and the README;
 /// - dots (n): n discs of radius 0.9 + 0.6·stroke width (1.8–2.7 px), centres
 ///   uniform in the radius-sized disc, non-overlapping (gap ≥ 1 px).
+/// Stripe contrast of the gratings family.
+///
+/// Measured (`label-only`, default 8-16-16 student, 40 epochs, seed 1, the
+/// distillation splits of seed 1): at full contrast (c = 1) the student
+/// reaches 90 % validation on gratings after 4 epochs and 90 % on the corner
+/// digit as its label after 6, and at ρ = 1 it keeps 89.7 % on
+/// test-conflict: orientation is as easy as the shortcut. With c ~ U(0.3,
+/// 0.6) gratings need about 10 epochs, the ρ = 0 student still ends at
+/// 97.4 % on test, and the ρ = 1 student falls to 19.6 % test / 1.6 %
+/// conflict — the regime of the published study, where the subtask is
+/// harder to learn than the pasted digit.
+public enum GratingStyle {
+    public static let defaultContrast: ClosedRange<Float> = 0.3...0.6
+}
+
 struct Scene: Equatable {
     enum Layer: Equatable {
         case shape(SDFShape, PaintMode, RGB)
@@ -57,7 +77,8 @@ struct Scene: Equatable {
     }
 
     /// Draws a scene of class `classID` (0..<20) on an image of side `size`.
-    static func make(classID: Int, size: Int, rng: inout RNG) -> Scene {
+    static func make(classID: Int, size: Int, gratingContrast: ClosedRange<Float> = GratingStyle.defaultContrast,
+                     rng: inout RNG) -> Scene {
         precondition(classID >= 0 && classID < ShapesWorld.classCount, "class id \(classID) out of range")
         let scale = Float(size) / Float(ShapesWorld.referenceSize)
         func u(_ lo: Float, _ hi: Float) -> Float { Float(rng.uniform(Double(lo), Double(hi))) }
@@ -133,8 +154,14 @@ struct Scene: Equatable {
             }
         case .gratings:
             let theta = (Float(parameter) + u(-4, 4)) * .pi / 180
-            layers.append(.grating(cx: cx, cy: cy, radius: radius, angle: theta, period: u(4, 6) * scale,
-                                   phase: u(0, 2 * .pi), fill, second))
+            let period = u(4, 6) * scale
+            let phase = u(0, 2 * .pi)
+            // A fixed contrast draws nothing, so `1...1` is the full-contrast world byte for byte.
+            let lo = gratingContrast.lowerBound, hi = gratingContrast.upperBound
+            let contrast = lo < hi ? u(lo, hi) : lo
+            let stripe = contrast == 1 ? second : fill.mixed(with: second, contrast)
+            layers.append(.grating(cx: cx, cy: cy, radius: radius, angle: theta, period: period,
+                                   phase: phase, fill, stripe))
         case .dots:
             let dotRadius = 0.9 * scale + 0.6 * stroke
             let centres = placeDots(count: parameter, cx: cx, cy: cy, within: radius,

@@ -114,6 +114,9 @@ public struct SynthesisPlan: Sendable {
                 throw SynthesisError("--\(split.basePool.rawValue)-per-class \(n) is more than 1,000,000")
             }
         }
+        guard config.gratingContrast.lowerBound > 0, config.gratingContrast.upperBound <= 1 else {
+            throw SynthesisError("--grating-contrast must be LO,HI with 0 < LO ≤ HI ≤ 1, got \(config.gratingContrast)")
+        }
         guard config.imbalance.isFinite, config.imbalance >= 1 else {
             throw SynthesisError("--imbalance must be a finite factor ≥ 1 (1 = balanced), got \(config.imbalance)")
         }
@@ -402,12 +405,12 @@ public struct SynthesisPlan: Sendable {
         switch source {
         case .shapes where classID >= ShapesWorld.classCount:
             var (shape, rng) = glyphBase(classID: classID, pool: pool, k: k)
-            let scene = Scene.make(classID: shape, size: config.imageSize, rng: &rng)
+            let scene = Scene.make(classID: shape, size: config.imageSize, gratingContrast: config.gratingContrast, rng: &rng)
             scene.draw(on: canvas, rng: &rng)
             canvas.quantise(into: out)
         case .shapes:
             var rng = RNG(seed: config.seed, stream: StreamKey.make(.base, pool, UInt64(classID), UInt64(k)))
-            let scene = Scene.make(classID: classID, size: config.imageSize, rng: &rng)
+            let scene = Scene.make(classID: classID, size: config.imageSize, gratingContrast: config.gratingContrast, rng: &rng)
             scene.draw(on: canvas, rng: &rng)
             canvas.quantise(into: out)
         case .cifar(let data):
@@ -449,6 +452,8 @@ public struct SynthesisPlan: Sendable {
             "split": .string(split.rawValue),
             "source": .string(source.name),
             "image_size": .number(Double(config.imageSize)),
+            "grating_contrast": .array([.number(Double(config.gratingContrast.lowerBound)),
+                                        .number(Double(config.gratingContrast.upperBound))]),
             "seed": .number(Double(config.seed)),
             "per_class": .number(Double(config.perClass[split])),
             "glyphs": .string(painter.resampled.isEmpty ? "font5x7" : "mnist"),

@@ -53,7 +53,7 @@ struct Synthesize: ParsableCommand {
     var teacherWorld: String = TeacherWorld.standard.rawValue
 
     @Option(name: .long, help: "Images per class of teacher-train.")
-    var teacherTrainPerClass: Int = 500
+    var teacherTrainPerClass: Int = 1500
     @Option(name: .long, help: "Images per class of teacher-val.")
     var teacherValPerClass: Int = 100
     @Option(name: .long, help: "Images per class of distill-train.")
@@ -65,6 +65,9 @@ struct Synthesize: ParsableCommand {
 
     @Option(name: .long, help: "Image side in pixels (multiple of 4, at least 32; the patch is a quarter of it).")
     var imageSize: Int = 32
+
+    @Option(name: .long, help: "Stripe contrast range LO,HI of the gratings family, 0 < LO <= HI <= 1 (1,1: full contrast, orientation as easy to learn as the corner digit).")
+    var gratingContrast: String = "0.3,0.6"
 
     @Option(name: .long, help: "Long-tail factor r >= 1 of teacher-train and distill-train: class c keeps round(n·r^(-c/(K-1))) images.")
     var imbalance: Double = 1
@@ -120,6 +123,11 @@ struct Synthesize: ParsableCommand {
         c.perClass.test = testPerClass
         c.imageSize = imageSize
         c.imbalance = imbalance
+        let bounds = gratingContrast.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard bounds.count == 2, let lo = bounds[0], let hi = bounds[1], lo.isFinite, hi.isFinite, lo <= hi else {
+            throw SynthesisError("--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")
+        }
+        c.gratingContrast = lo...hi
         c.valDecorrelated = valDecorrelated
         c.mnistImages = mnist
         c.mnistLabels = mnistLabels

@@ -71,7 +71,7 @@ public struct TeacherOptions: Sendable {
     /// 128-128, pool, global average pool, linear → 20.
     public var architecture = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
     public var batchNorm = true
-    public var epochs = 15
+    public var epochs = 5
     public var batch = 64
     public var optimizer = OptimizerKind.adamw
     /// nil: `optimizer.defaultLearningRate`.

@@ -102,6 +102,24 @@ import SeededRNG
         }
     }
 
+    @Test func gratingContrastScalesTheStripeColourOnly() {
+        for seed in UInt64(0)..<8 {
+            var r1 = RNG(seed: seed), rc = RNG(seed: seed)
+            let full = Scene.make(classID: 12, size: 32, gratingContrast: 1...1, rng: &r1)
+            let low = Scene.make(classID: 12, size: 32, gratingContrast: 0.25...0.25, rng: &rc)
+            guard case .grating(_, _, _, let angle1, let period1, _, let a1, let b1) = full.layers[0],
+                  case .grating(_, _, _, let angleC, let periodC, _, let aC, let bC) = low.layers[0] else {
+                Issue.record("grating missing"); continue
+            }
+            // Same draws; the stripe colour moves a quarter of the way from the fill.
+            #expect(angle1 == angleC && period1 == periodC && a1 == aC && full.background == low.background)
+            #expect(abs((bC.r - aC.r) - 0.25 * (b1.r - a1.r)) < 1e-6)
+            #expect(abs((bC.g - aC.g) - 0.25 * (b1.g - a1.g)) < 1e-6)
+            #expect(abs((bC.b - aC.b) - 0.25 * (b1.b - a1.b)) < 1e-6)
+            #expect(aC.distance(to: bC) < a1.distance(to: b1))
+        }
+    }
+
     @Test func dotsAreSeparateAndCounted() {
         for n in 1...5 {
             for seed in UInt64(0)..<30 {

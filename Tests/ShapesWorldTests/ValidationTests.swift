@@ -27,6 +27,13 @@ import TensorIO
         _ = try SynthesisPlan.prepare(smallConfig(rho: 1))
     }
 
+    @Test(arguments: [Float(0)...0.5, -0.1...0.5, 0.5...1.5])
+    func gratingContrastOutsideTheUnitInterval(range: ClosedRange<Float>) {
+        var c = smallConfig()
+        c.gratingContrast = range
+        refused(c, mentioning: ["--grating-contrast"])
+    }
+
     @Test func unknownFamily() {
         var c = smallConfig()
         c.family = "triangles"

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SeededRNG
 @testable import Subspace
+import TensorIO
 
 /// Planted problem: the output depends on the activations only through one
 /// direction v, f = ½ (vᵀa)², so c = ∂f/∂a = (vᵀa)·v; v has LOW variance
@@ -109,34 +110,55 @@ private struct Planted {
     try acc.add(activations: a, contexts: c, rows: n)
     let cov = try acc.finalize()
 
+    // Both directions go through `.npz` artifacts: the samples and the
+    // subspace artifact (written as the stage writes it) are read by numpy;
+    // numpy's results come back as an `.npz` read by TensorIO.
     let dir = try T.tempDir()
     defer { try? FileManager.default.removeItem(at: dir) }
-    try T.writeRaw(a.map(Double.init), dir.appendingPathComponent("a.bin"))
-    try T.writeRaw(c.map(Double.init), dir.appendingPathComponent("c.bin"))
+    var samples = Artifact()
+    samples.set("a", NDArray(a, shape: [n, d]))
+    samples.set("c", NDArray(c, shape: [n, d]))
+    try NPZ.write(samples, to: dir.appendingPathComponent("samples.npz").path)
+    let kinds = [BasisKind.prcaposdef, .prca, .pca, .gradpca]
+    var subspace = Artifact()
+    for kind in kinds {
+        try SubspaceSolver.solve(layer: "x", kind: kind, covariances: cov, k: d, seed: 0,
+                                 signSamples: (a, n)).write(into: &subspace)
+    }
+    try NPZ.write(subspace, to: dir.appendingPathComponent("subspace.npz").path)
+
     // The authors' pipeline in numpy: centre, moments, matrices, eigh sorted by
     // argsort(-w), sign flip by majority of positive projections, σ² = diag(UᵀΣaU).
     let script = """
     import sys, numpy as np
-    p, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    A = np.fromfile(p + '/a.bin').reshape(n, d); C = np.fromfile(p + '/c.bin').reshape(n, d)
+    p = sys.argv[1]
+    s = np.load(p + '/samples.npz'); A = s['a'].astype(np.float64); C = s['c'].astype(np.float64)
+    n, d = A.shape
+    sub = np.load(p + '/subspace.npz')
     mu = A.mean(0); A = A - mu
     Sa = A.T @ A / n; Sc = C.T @ C / n; Sac = A.T @ C / n
     ta, tc = np.trace(Sa), np.trace(Sc)
     Ms = {'prcaposdef': Sac + Sac.T + 2*np.sqrt(tc/ta)*Sa + 2*np.sqrt(ta/tc)*Sc,
           'prca': Sac + Sac.T, 'pca': Sa, 'gradpca': Sc}
+    out = {}
     for k, M in Ms.items():
         w, V = np.linalg.eigh(M)
         i = np.argsort(-w); w = w[i]; V = V[:, i]
         pos = ((A @ V) > 0).mean(0) > 0.5
         V = V @ np.diag(pos) + V @ np.diag(pos - 1.0)
         s2 = np.diag(V.T @ Sa @ V)
-        for name, x in [('M', M), ('w', w), ('V', V), ('s2', s2)]:
-            np.ascontiguousarray(x, dtype=np.float64).tofile(p + '/' + k + '_' + name + '.bin')
+        out.update({k + '/M': M, k + '/w': w, k + '/V': V, k + '/s2': s2, k + '/mu': mu})
+        # numpy's own reading of the stored basis: |cos| of every column with eigh's.
+        U = sub['x/' + k + '/U']
+        out[k + '/stored_cos'] = np.abs(np.sum(U * V, axis=0))
+    np.savez(p + '/numpy.npz', **out)
     """
-    try T.python(script, [dir.path, String(n), String(d)])
+    try T.python(script, [dir.path])
+    let numpy = try NPZ.read(dir.appendingPathComponent("numpy.npz").path)
+    let stored = try NPZ.read(dir.appendingPathComponent("subspace.npz").path)
 
-    for kind in [BasisKind.prcaposdef, .prca, .pca, .gradpca] {
-        func np(_ name: String) throws -> [Double] { try T.readRaw(dir.appendingPathComponent("\(kind.rawValue)_\(name).bin")) }
+    for kind in kinds {
+        func np(_ name: String) throws -> [Double] { try numpy.array("\(kind.rawValue)/\(name)").asDoubles() }
         let m = try #require(try SubspaceSolver.basisMatrix(kind, cov))
         let npM = try np("M"), npW = try np("w"), npV = try np("V"), npS2 = try np("s2")
         #expect(T.maxAbsDiff(m, npM) <= 1e-10 * T.maxAbs(npM), "\(kind): matrix differs from numpy")
@@ -148,12 +170,13 @@ private struct Planted {
             let x = (0..<d).map { v[$0 * d + j] }, y = (0..<d).map { npV[$0 * d + j] }
             #expect(abs(abs(T.dot(x, y)) - 1) < 1e-8, "\(kind): eigenvector \(j)")
         }
+        for cosine in try np("stored_cos") { #expect(abs(cosine - 1) < 1e-8, "\(kind): numpy reads another basis") }
 
-        // Full pipeline with the sign rule: equal including signs.
-        let basis = try SubspaceSolver.solve(layer: "x", kind: kind, covariances: cov, k: d, seed: 0,
-                                             signSamples: (a, n))
+        // The stored artifact, with the sign rule: equal to numpy including signs.
+        let basis = try SubspaceBasis(from: stored, layer: "x", kind: kind)
         #expect(T.maxAbsDiff(basis.uk, npV) < 1e-8, "\(kind): signed basis differs from the authors' rule")
         #expect(T.maxAbsDiff(basis.sigma2, npS2) <= 1e-10 * T.maxAbs(npS2))
+        #expect(T.maxAbsDiff(basis.mean, try np("mu")) <= 1e-12 * T.maxAbs(try np("mu")))
         #expect(basis.eigenvalues == w)
         #expect(T.maxAbsDiff(T.gram(basis.uk, d: d, k: d), T.identity(d)) < 1e-12)
     }
