@@ -9,7 +9,9 @@
 // (0 = one whole-batch GEMM per product; --no-split = one chunk on one
 // thread). --threads sets the layers' thread count (default: every core);
 // OpenBLAS is single-threaded in every process linking NN, so the sgemm
-// figures are one core's.
+// figures are one core's. When `python3 -c "import torch"` works, the same
+// steps run in PyTorch eager (bench/torch_bench.py) with the same thread
+// count in the same run, and the ratios are printed.
 import ArgumentParser
 import Foundation
 import COpenBLAS
@@ -69,18 +71,6 @@ func crossEntropyGradient(_ z: Tensor, labels: [Int], into g: inout Tensor) {
                 var s: Float = 0
                 for c in 0..<k { let e = expf(zp[i * k + c] - m); gp[i * k + c] = e; s += e }
                 for c in 0..<k { gp[i * k + c] = (gp[i * k + c] / s - (c == labels[i] ? 1 : 0)) / Float(b) }
-            }
-        }
-    }
-}
-
-/// Plain SGD, θ ← θ − lr·∂L/∂θ (the real optimisers live elsewhere).
-func sgdStep(_ params: [Parameter], lr: Float) {
-    for p in params {
-        let g = p.grad
-        p.value.withUnsafeMutableBufferPointer { v in
-            g.withUnsafeBufferPointer { gp in
-                for i in 0..<v.count { v[i] -= lr * gp[i] }
             }
         }
     }
@@ -201,15 +191,26 @@ struct BenchNN: ParsableCommand {
     @Option(help: "Timed training steps per model.") var steps = 20
     @Option(help: "Batch size.") var batch = 64
     @Option(help: "Total teacher training steps of the memory check (RSS is read after 50 and after this many).")
-    var memorySteps = 500
+    var memorySteps = 1000
     @Flag(help: "Print a per-layer time profile of one training step.") var profile = false
     @Option(help: "Conv patch-matrix block in KiB per GEMM (0 = whole batch in one GEMM; default: the library's).")
     var blockKib: Int?
     @Flag(help: "Keep each convolution in one chunk on one thread (default: image chunks over the threads).")
     var noSplit = false
     @Option(help: "Threads for the layers (default: every core).") var threads: Int?
-    @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory.")
-    var only = "gemm,layout,teacher,student,teacher-nobn,memory"
+    @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory, torch.")
+    var only = "gemm,layout,teacher,student,teacher-nobn,memory,torch"
+    @Option(help: "PyTorch side of the comparison (run when python3 can import torch).")
+    var torchScript: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("bench/torch_bench.py").path
+
+    /// Best training and inference images/s per model, for the PyTorch ratios.
+    final class Results { var train: [String: Double] = [:]; var infer: [String: Double] = [:] }
+    let results = Results()
+
+    enum CodingKeys: String, CodingKey {
+        case steps, batch, memorySteps, profile, blockKib, noSplit, threads, only, torchScript
+    }
 
     func run() throws {
         let sections = Set(only.split(separator: ",").map(String.init))
@@ -231,6 +232,43 @@ struct BenchNN: ParsableCommand {
         if sections.contains("student") { try benchModel("student", student, classes: 5, batchNorm: true) }
         if sections.contains("teacher-nobn") { try benchModel("teacher-nobn", teacher, classes: 20, batchNorm: false) }
         if sections.contains("memory") { try memoryCheck(teacher) }
+        if sections.contains("torch") { compareWithTorch() }
+    }
+
+    /// Runs bench/torch_bench.py with this run's thread count and prints
+    /// ours / PyTorch for every model measured here.
+    func compareWithTorch() {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import torch"]
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { print("torch   skipped: python3 not found"); return }
+        probe.waitUntilExit()
+        guard probe.terminationStatus == 0 else { print("torch   skipped: python3 cannot import torch"); return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", torchScript, String(ComputeThreads.count), String(batch), String(steps)]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        guard (try? p.run()) != nil else { print("torch   skipped: cannot run \(torchScript)"); return }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { print("torch   failed (exit \(p.terminationStatus))"); return }
+        for line in text.split(separator: "\n") {
+            guard line.hasPrefix("RESULT ") else { print(line); continue }
+            var fields: [String: String] = [:]
+            for kv in line.dropFirst(7).split(separator: " ") {
+                let parts = kv.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+            }
+            guard let name = fields["name"], let tt = Double(fields["train_img_s"] ?? ""),
+                  let ti = Double(fields["infer_img_s"] ?? "") else { continue }
+            let ours = name == "teacher-nchw" ? "teacher" : name
+            guard let ot = results.train[ours], let oi = results.infer[ours] else { continue }
+            print(String(format: "ratio   ours/torch %@: train %.2f× (%.0f vs %.0f img/s), inference %.2f× (%.0f vs %.0f img/s)",
+                         name as NSString, ot / tt, ot, tt, oi / ti, oi, ti))
+        }
     }
 
     func configure(_ model: Model) {
@@ -247,12 +285,13 @@ struct BenchNN: ParsableCommand {
         let x = randomTensor([batch, 32, 32, 3], rng: &rng)
         let labels = (0..<batch).map { _ in rng.int(below: classes) }
         var g = Tensor(shape: [batch, classes])
+        let optimizer = try AdamW(parameters: model.parameters, learningRate: 1e-3, weightDecay: 0)
         func step() {
             let z = model.forward(x, training: true)
             crossEntropyGradient(z, labels: labels, into: &g)
             model.zeroGrad()
             model.backward(g)
-            sgdStep(model.parameters, lr: 0.01)
+            optimizer.step()
         }
         for _ in 0..<3 { step() }
         // Each step timed alone: the minimum is the figure least disturbed
@@ -282,6 +321,8 @@ struct BenchNN: ParsableCommand {
         let inferRate: Double = Double(batch) / infer, inferG: Double = 2 * macs / infer / 1e9
         let inferMedRate: Double = Double(batch) / inferMedian
         let cpuMs: Double = cpuTimes[0] * 1e3
+        results.train[label] = trainRate
+        results.infer[label] = inferRate
         print(String(format: "%@: train %.1f ms/step = %.0f img/s best (median %.0f img/s), conv 2·MACs/step time %.1f GFLOP/s, CPU %.1f ms/step; inference %.0f img/s best (median %.0f), %.1f GFLOP/s; %d parameters",
                      label, trainMs, trainRate, trainMedRate, trainG, cpuMs, inferRate, inferMedRate, inferG, model.parameterCount))
         if profile { profileStep(model, x: x, labels: labels, classes: classes) }
@@ -336,13 +377,14 @@ struct BenchNN: ParsableCommand {
         let labels = (0..<batch).map { _ in rng.int(below: 20) }
         var g = Tensor(shape: [batch, 20])
         var rss50 = 0.0
+        let optimizer = try AdamW(parameters: model.parameters, learningRate: 1e-3, weightDecay: 0)
         let t0 = now()
         for s in 1...max(memorySteps, 50) {
             let z = model.forward(x, training: true)
             crossEntropyGradient(z, labels: labels, into: &g)
             model.zeroGrad()
             model.backward(g)
-            sgdStep(model.parameters, lr: 0.01)
+            optimizer.step()
             if s == 50 { rss50 = procStatusMiB("VmRSS") }
         }
         let elapsed: Double = now() - t0
