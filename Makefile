@@ -98,7 +98,9 @@ method = $(if $(filter undefined,$(origin METHOD_$1)),$1,$(METHOD_$1))
 # ------------------------------------------------------- stage rules
 # BASIS_SPLITS: extra splits to estimate subspaces on (e.g. distill-train-clean);
 # a method variant picks one with BASIS_SPLIT_<variant> (subspace-<split>.npz).
-DISTILL_SPLITS = $(strip distill-train distill-val test test-clean test-conflict $(BASIS_SPLITS))
+# Each extra split is synthesised by its own command, so adding one later
+# makes that split and its subspace, and re-makes nothing that exists.
+DISTILL_SPLITS := distill-train distill-val test test-clean test-conflict
 subspace_file = $(A)/$1/$2/rho$3/seed$4/subspace$(if $5,-$5).npz
 ALL_METRICS :=
 
@@ -121,10 +123,18 @@ $(A)/$1/$2/rho$3/seed$4/subspace.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$
 $(foreach b,$(BASIS_SPLITS),$(call basis_rule,$1,$2,$3,$4,$b))
 endef
 
-# The subspace of cell ($1,$2,$3,$4) estimated on split $5 instead of distill-train.
+# The subspace of cell ($1,$2,$3,$4) estimated on split $5 instead of
+# distill-train, and split $5 itself (same synthesis arguments as the cell).
 define basis_rule
+$(if $(filter $5,$(DISTILL_SPLITS)),,$(call basis_data_rule,$1,$2,$3,$4,$5))
 $(call subspace_file,$1,$2,$3,$4,$5): $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/$5.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(call params,$(A)/$1/$2/rho$3/seed$4/subspace-$5.args,--student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/extract-subspace --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data/$5.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz --out $$@ --student-arch $(call get,STUDENT_ARCH,$2) --seed $4 $(SUBSPACE_ARGS)
+
+endef
+
+define basis_data_rule
+$(A)/$1/$2/rho$3/seed$4/data/$5.npz: $(A)/$1/$2/rho$3/seed$4/data/synthesize.args | $(BIN)/.built
+	$(LAUNCH) $(BIN)/synthesize --out $(A)/$1/$2/rho$3/seed$4/data --splits $5 --family $2 --rho $3 --seed $4 $(SYNTH_ARGS) $(SYNTH_ARGS_$2) $(DISTILL_SYNTH_ARGS_$1)
 
 endef
 

@@ -9,6 +9,9 @@
 #   4. SIGKILL of make in the middle of stages, then make again: results
 #      identical to an uninterrupted run; no partial artifact at a final path
 #   5. make -j2 gives the same results as make -j1
+#   6. estimating a variant's subspace on another split (BASIS_SPLITS,
+#      BASIS_SPLIT_<variant>) makes that split and subspace and re-runs only
+#      that variant's distillations, evaluations and the report
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release
@@ -105,6 +108,25 @@ check "after SIGKILLs, make finishes with results identical to an uninterrupted 
 C=$T/parallel
 $MAKE ARTIFACTS=$C -j2 all >"$T/j2.log" 2>&1 || tail -20 "$T/j2.log"
 check "make -j2 gives the same results as make -j1" "same_results $T/ref-copy $C"
+
+# 6.
+mtimes "$A" >"$T/before6"
+$MAKE ARTIFACTS=$A all BASIS_SPLITS=distill-train-clean BASIS_SPLIT_subdistill=distill-train-clean >"$T/basis.log" 2>&1 \
+    || { tail -20 "$T/basis.log"; bad "re-run with a basis split"; }
+mtimes "$A" >"$T/after6"
+changed=$(join "$T/before6" "$T/after6" | awk '$2 != $3 {print $1}')
+added=$(join -v 2 "$T/before6" "$T/after6" | awk '{print $1}')
+upstream=$(echo "$changed" | grep -E '/data/|teacher\.npz|subspace\.npz' || true)
+others=$(echo "$changed" | grep -E 'student\.npz|metrics\.json' | grep -v '/subdistill/' || true)
+nsub=$(grep -c '/subdistill/student\.npz' "$T/before6" || true)
+subs=$(echo "$changed" | grep -c '/subdistill/student\.npz' || true)
+check "a basis split re-makes no existing data, teacher or subspace" "[ -z \"$upstream\" ]"
+check "a basis split re-runs only that variant ($subs of $nsub subdistill runs, no other)" "[ -z \"$others\" ] && [ $subs -eq $nsub ] && [ $nsub -gt 0 ]"
+check "a basis split adds the split and its subspace only" \
+    "[ \"$(echo "$added" | grep -vcE '/data/distill-train-clean\.npz|/subspace-distill-train-clean\.npz')\" = 0 ] && echo \"$added\" | grep -q subspace-distill-train-clean"
+f=$(echo "$added" | grep subspace-distill-train-clean | head -1)
+check "the subspace records its basis split" \
+    "python3 -c \"import json,sys,zipfile; p=json.loads(zipfile.ZipFile(sys.argv[1]).read('meta.json'))['parameters']; sys.exit(p.get('basis_split') != 'distill-train-clean')\" $A/$f"
 
 echo "pipeline: $pass passed, $fail failed"
 [ $fail -eq 0 ]
