@@ -216,6 +216,40 @@ typealias Lanes = SIMD8<Float>
     for i in 0..<n { p[i] = v[i] }
 }
 
+/// Lanes of the channel group starting `remaining` channels before the end:
+/// always 8 when the channel count is a multiple of 8 (the tail branches
+/// then fold away in the specialised transforms).
+protocol LaneWidth { static func lanes(_ remaining: Int) -> Int }
+enum FullLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { 8 } }
+enum TailLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { min(remaining, 8) } }
+
+private func inputTransform(_ x: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                            into v: UnsafeMutablePointer<Float>, pad: UnsafeMutablePointer<Float>) {
+    if c % 8 == 0 {
+        inputTransformLanes(FullLanes.self, x, channels: c, geo: geo, tiles: t0, t1, into: v, pad: pad)
+    } else {
+        inputTransformLanes(TailLanes.self, x, channels: c, geo: geo, tiles: t0, t1, into: v, pad: pad)
+    }
+}
+
+private func outputTransform(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                             bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+    if k % 8 == 0 {
+        outputTransformLanes(FullLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
+    } else {
+        outputTransformLanes(TailLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
+    }
+}
+
+private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                 tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
+    if k % 8 == 0 {
+        gradOutputTransformLanes(FullLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
+    } else {
+        gradOutputTransformLanes(TailLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
+    }
+}
+
 /// Global tile index → (image, first output row, first output column).
 @inline(__always) private func tileOrigin(_ t: Int, _ geo: TileGeometry) -> (Int, Int, Int) {
     let per = geo.th * geo.tw
@@ -227,7 +261,7 @@ typealias Lanes = SIMD8<Float>
 /// V[ξ][t − t0][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of x (C channels). A
 /// tile whose 4×4 window leaves the image is first copied, zero-padded,
 /// into `pad` (16·C floats).
-private func inputTransform(_ x: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+private func inputTransformLanes<L: LaneWidth>(_: L.Type, _ x: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
                             into v: UnsafeMutablePointer<Float>, pad: UnsafeMutablePointer<Float>) {
     let n = t1 - t0, plane = n * c
     let h = geo.h, w = geo.w, rowStride = w * c
@@ -256,7 +290,7 @@ private func inputTransform(_ x: UnsafePointer<Float>, channels c: Int, geo: Til
         let out = v + (t - t0) * c
         var c0 = 0
         while c0 < c {
-            let l = c - c0
+            let l = L.lanes(c - c0)
             let p = src + c0
             let d00 = loadLanes(p, l), d01 = loadLanes(p + c, l), d02 = loadLanes(p + 2 * c, l), d03 = loadLanes(p + 3 * c, l)
             let q = p + rs
@@ -286,7 +320,7 @@ private func inputTransform(_ x: UnsafePointer<Float>, channels c: Int, geo: Til
 
 /// y[tile] = Aᵀ M A (+ bias) for tiles t0..<t1, dropping rows/columns past
 /// the image; M[ξ][t − t0][k] with K channels.
-private func outputTransform(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+private func outputTransformLanes<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
                              bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
     let n = t1 - t0, plane = n * k
     let h = geo.h, w = geo.w
@@ -297,7 +331,7 @@ private func outputTransform(_ m: UnsafePointer<Float>, channels k: Int, geo: Ti
         let src = m + (t - t0) * k
         var c0 = 0
         while c0 < k {
-            let l = k - c0
+            let l = L.lanes(k - c0)
             let p = src + c0
             @inline(__always) func ld(_ xi: Int) -> Lanes { loadLanes(p + xi * plane, l) }
             // Aᵀ M: rows 0+1+2 and 1−2−3, per column.
@@ -322,7 +356,7 @@ private func outputTransform(_ m: UnsafePointer<Float>, channels k: Int, geo: Ti
 
 /// dM[ξ][t − t0][k] = (A dy Aᵀ)_ξ for the 2×2 tiles of dy (zero past the
 /// output), K channels. A = [[1,0],[1,1],[1,−1],[0,−1]].
-private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+private func gradOutputTransformLanes<L: LaneWidth>(_: L.Type, _ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
                                  tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
     let n = t1 - t0, plane = n * k
     let h = geo.h, w = geo.w
@@ -333,7 +367,7 @@ private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, ge
         let out = dm + (t - t0) * k
         var c0 = 0
         while c0 < k {
-            let l = k - c0
+            let l = L.lanes(k - c0)
             let p = src + c0
             let g00 = loadLanes(p, l)
             let g01 = twoCols ? loadLanes(p + k, l) : .zero
