@@ -174,7 +174,7 @@ public final class Conv2D: Layer, RetainsBackwardState {
                         withOptionalPointer(bias) { bp in
                             winograd.forward(x: xb.baseAddress!, b: b, h: h, w: w, cin: inChannels, cout: n,
                                              weight: wp.baseAddress!, bias: bp, y: yb.baseAddress!,
-                                             chunks: chunks, saveInput: backwardReady)
+                                             chunks: chunks)
                         }
                     }
                 }

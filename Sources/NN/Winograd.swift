@@ -57,12 +57,14 @@ final class Winograd3x3 {
     private var products: [Workspace<Float>] = []
     /// Per worker: dM = A dy Aᵀ (16 × tiles × Cout) in backward.
     private var gradTiles: [Workspace<Float>] = []
-    /// Per worker: one zero-padded 4×4×C window of a border tile.
-    private var borders: [Workspace<Float>] = []
     /// Per chunk: Σ V_ξᵀ·dM_ξ over the chunk's tiles, [16][Cin][Cout].
     private var partials: [Workspace<Float>] = []
-    /// Copy of x for the backward's input transform.
-    private let savedInput = Workspace<Float>()
+    /// x zero-padded to (2·⌈H/2⌉+2)×(2·⌈W/2⌉+2) per image, so that every
+    /// tile's 4×4 window lies inside (no border cases in the transforms);
+    /// kept for the backward's input transform.
+    private let paddedInput = Workspace<Float>()
+    /// dy padded likewise, for the input-gradient pass.
+    private let paddedGrad = Workspace<Float>()
 
     init(blockBytes: Int) { self.blockBytes = blockBytes }
 
@@ -76,11 +78,9 @@ final class Winograd3x3 {
         let wide = max(cin, cout)
         while transformed.count < workers { transformed.append(Workspace()) }
         while products.count < workers { products.append(Workspace()) }
-        while borders.count < workers { borders.append(Workspace()) }
         for i in 0..<workers {
             transformed[i].reserve(16 * tiles * wide)
             products[i].reserve(16 * tiles * wide)
-            borders[i].reserve(16 * wide)
         }
         if backward {
             while gradTiles.count < workers { gradTiles.append(Workspace()) }
@@ -91,32 +91,27 @@ final class Winograd3x3 {
     // x: B×H×W×Cin, w: 3×3×Cin×Cout → y: B×H×W×Cout (+ bias)
     func forward(x: UnsafePointer<Float>, b: Int, h: Int, w: Int, cin: Int, cout: Int,
                  weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                 chunks: Int, saveInput: Bool) {
+                 chunks: Int) {
         let u = transformedWeights.reserve(16 * cin * cout).baseAddress!
         weightTransform(weight, u, cin * cout)
-        let saved = saveInput ? savedInput.reserve(b * h * w * cin).baseAddress! : nil
-        let th = (h + 1) / 2, tw = (w + 1) / 2, imageTiles = th * tw
+        let geo = TileGeometry(h: h, w: w)
+        let xp = paddedInput.reserve(b * geo.paddedImage * cin).baseAddress!
+        let imageTiles = geo.th * geo.tw
         let maxChunkTiles = (b + chunks - 1) / chunks * imageTiles
         let bt = blockTiles(cin: cin, cout: cout, chunkTiles: maxChunkTiles)
         let workers = Parallel.workers(for: chunks)
         reserveWorkers(workers, tiles: bt, cin: cin, cout: cout, backward: false)
         let vs = transformed.prefix(workers).map { $0.buffer.baseAddress! }
         let ms = products.prefix(workers).map { $0.buffer.baseAddress! }
-        let pads = borders.prefix(workers).map { $0.buffer.baseAddress! }
-        let imageSize = h * w * cin
-        let geo = TileGeometry(h: h, w: w, th: th, tw: tw)
         Parallel.forEachChunk(chunks, workers: workers) { c, worker in
             let images = Parallel.part(c, of: chunks, count: b)
-            if let saved {
-                let o = images.lowerBound * imageSize
-                copy(saved + o, x + o, images.count * imageSize)
-            }
+            padImages(x, images: images, channels: cin, geo: geo, into: xp)
             let start = images.lowerBound * imageTiles, tiles = images.count * imageTiles
             let blocks = (tiles + bt - 1) / bt
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks
-                winogradBlock(x, cin: cin, y: y, cout: cout, u: UnsafePointer(u), transposedU: false, bias: bias,
-                              geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker], pad: pads[worker])
+                winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), transposedU: false, bias: bias,
+                              geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker])
             }
         }
     }
@@ -128,14 +123,14 @@ final class Winograd3x3 {
         return 4 * p[xi / 4] + p[xi % 4]
     }
 
-    /// One block of tiles: V = Bᵀ d B, M_ξ = V_ξ·U_ξ (or ·U_rot(ξ)ᵀ), y = Aᵀ M A.
-    private func winogradBlock(_ x: UnsafePointer<Float>, cin: Int, y: UnsafeMutablePointer<Float>, cout: Int,
+    /// One block of tiles of the padded input `xp`: V = Bᵀ d B,
+    /// M_ξ = V_ξ·U_ξ (or ·U_rot(ξ)ᵀ), y = Aᵀ M A.
+    private func winogradBlock(_ xp: UnsafePointer<Float>, cin: Int, y: UnsafeMutablePointer<Float>, cout: Int,
                                u: UnsafePointer<Float>, transposedU: Bool, bias: UnsafePointer<Float>?,
                                geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                               v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                               pad: UnsafeMutablePointer<Float>) {
+                               v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
         let n = t1 - t0
-        inputTransform(x, channels: cin, geo: geo, tiles: t0, t1, into: v, pad: pad)
+        inputTransform(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
         let uSize = cin * cout
         for xi in 0..<16 {
             if transposedU {
@@ -151,13 +146,15 @@ final class Winograd3x3 {
     }
 
     /// dW += Gᵀ[Σ V_ξᵀ dM_ξ]G; dx (when given) = the rotated-kernel pass
-    /// over dy. Uses the chunking of the last forward.
+    /// over dy. Uses the chunking and padded input of the last forward.
     // dy: B×H×W×Cout → dx: B×H×W×Cin; dW [3,3,Cin,Cout] accumulates
     func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, b: Int, h: Int, w: Int,
                   cin: Int, cout: Int, weightGrad: UnsafeMutablePointer<Float>, chunks: Int) {
         let u = UnsafePointer(transformedWeights.buffer.baseAddress!)
-        let x = UnsafePointer(savedInput.buffer.baseAddress!)
-        let th = (h + 1) / 2, tw = (w + 1) / 2, imageTiles = th * tw
+        let geo = TileGeometry(h: h, w: w)
+        let xp = UnsafePointer(paddedInput.buffer.baseAddress!)
+        let dyp = dx == nil ? nil : paddedGrad.reserve(b * geo.paddedImage * cout).baseAddress!
+        let imageTiles = geo.th * geo.tw
         let maxChunkTiles = (b + chunks - 1) / chunks * imageTiles
         let bt = blockTiles(cin: cin, cout: cout, chunkTiles: maxChunkTiles)
         let workers = Parallel.workers(for: chunks)
@@ -167,25 +164,24 @@ final class Winograd3x3 {
         let vs = transformed.prefix(workers).map { $0.buffer.baseAddress! }
         let ms = products.prefix(workers).map { $0.buffer.baseAddress! }
         let dms = gradTiles.prefix(workers).map { $0.buffer.baseAddress! }
-        let pads = borders.prefix(workers).map { $0.buffer.baseAddress! }
-        let geo = TileGeometry(h: h, w: w, th: th, tw: tw)
         Parallel.forEachChunk(chunks, workers: workers) { c, worker in
             let images = Parallel.part(c, of: chunks, count: b)
+            if let dyp { padImages(dy, images: images, channels: cout, geo: geo, into: dyp) }
             let start = images.lowerBound * imageTiles, tiles = images.count * imageTiles
             let blocks = (tiles + bt - 1) / bt
             let du = parts[c], v = vs[worker], dm = dms[worker]
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks, n = t1 - t0
                 gradOutputTransform(dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
-                inputTransform(x, channels: cin, geo: geo, tiles: t0, t1, into: v, pad: pads[worker])
+                inputTransform(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
                 for xi in 0..<16 {
                     sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * n * cin, lda: cin,
                           b: dm + xi * n * cout, ldb: cout, beta: j == 0 ? 0 : 1,
                           c: du + xi * cin * cout, ldc: cout)
                 }
-                if let dx {
-                    winogradBlock(dy, cin: cout, y: dx, cout: cin, u: u, transposedU: true, bias: nil,
-                                  geo: geo, tiles: t0, t1, v: v, m: ms[worker], pad: pads[worker])
+                if let dx, let dyp {
+                    winogradBlock(dyp, cin: cout, y: dx, cout: cin, u: u, transposedU: true, bias: nil,
+                                  geo: geo, tiles: t0, t1, v: v, m: ms[worker])
                 }
             }
         }
@@ -195,9 +191,41 @@ final class Winograd3x3 {
     }
 }
 
+/// Copies images `images` of src (B×H×W×C) into the padded layout of `geo`
+/// (one zero row and column before, one or two after), borders zeroed.
+private func padImages(_ src: UnsafePointer<Float>, images: Range<Int>, channels c: Int, geo: TileGeometry,
+                       into dst: UnsafeMutablePointer<Float>) {
+    let h = geo.h, w = geo.w, hp = geo.hp, wp = geo.wp
+    for img in images {
+        let d = dst + img * hp * wp * c, s = src + img * h * w * c
+        fill(d, 0, wp * c)
+        for y in 0..<h {
+            let row = d + (y + 1) * wp * c
+            fill(row, 0, c)
+            copy(row + c, s + y * w * c, w * c)
+            fill(row + (w + 1) * c, 0, (wp - w - 1) * c)
+        }
+        fill(d + (h + 1) * wp * c, 0, (hp - h - 1) * wp * c)
+    }
+}
+
 /// Image and tile sizes of one convolution.
 struct TileGeometry {
-    let h: Int, w: Int, th: Int, tw: Int
+    let h: Int, w: Int
+    /// Tiles per column and row.
+    let th: Int, tw: Int
+    /// Padded image height and width: 2·tiles + 2.
+    let hp: Int, wp: Int
+    var paddedImage: Int { hp * wp }
+
+    init(h: Int, w: Int) {
+        self.h = h
+        self.w = w
+        th = (h + 1) / 2
+        tw = (w + 1) / 2
+        hp = 2 * th + 2
+        wp = 2 * tw + 2
+    }
 }
 
 // MARK: - Transforms (vectorised over channels, 8 lanes; tails masked)
@@ -223,12 +251,12 @@ protocol LaneWidth { static func lanes(_ remaining: Int) -> Int }
 enum FullLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { 8 } }
 enum TailLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { min(remaining, 8) } }
 
-private func inputTransform(_ x: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                            into v: UnsafeMutablePointer<Float>, pad: UnsafeMutablePointer<Float>) {
+private func inputTransform(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                            into v: UnsafeMutablePointer<Float>) {
     if c % 8 == 0 {
-        inputTransformLanes(FullLanes.self, x, channels: c, geo: geo, tiles: t0, t1, into: v, pad: pad)
+        inputTransformLanes(FullLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
     } else {
-        inputTransformLanes(TailLanes.self, x, channels: c, geo: geo, tiles: t0, t1, into: v, pad: pad)
+        inputTransformLanes(TailLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
     }
 }
 
@@ -258,35 +286,15 @@ private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, ge
     return (img, 2 * ty, 2 * (r - ty * geo.tw))
 }
 
-/// V[ξ][t − t0][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of x (C channels). A
-/// tile whose 4×4 window leaves the image is first copied, zero-padded,
-/// into `pad` (16·C floats).
-private func inputTransformLanes<L: LaneWidth>(_: L.Type, _ x: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                            into v: UnsafeMutablePointer<Float>, pad: UnsafeMutablePointer<Float>) {
+/// V[ξ][t − t0][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input xp
+/// (C channels; tile (ty,tx)'s window starts at padded row 2ty, column 2tx).
+private func inputTransformLanes<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
     let n = t1 - t0, plane = n * c
-    let h = geo.h, w = geo.w, rowStride = w * c
+    let rs = geo.wp * c
     for t in t0..<t1 {
         let (img, oy, ox) = tileOrigin(t, geo)
-        let iy0 = oy - 1, ix0 = ox - 1
-        let src: UnsafePointer<Float>, rs: Int
-        if iy0 >= 0 && iy0 + 4 <= h && ix0 >= 0 && ix0 + 4 <= w {
-            src = x + ((img * h + iy0) * w + ix0) * c
-            rs = rowStride
-        } else {
-            for i in 0..<4 {
-                let iy = iy0 + i
-                for j in 0..<4 {
-                    let ix = ix0 + j, dst = pad + (i * 4 + j) * c
-                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                        copy(dst, x + ((img * h + iy) * w + ix) * c, c)
-                    } else {
-                        fill(dst, 0, c)
-                    }
-                }
-            }
-            src = UnsafePointer(pad)
-            rs = 4 * c
-        }
+        let src = xp + ((img * geo.hp + oy) * geo.wp + ox) * c
         let out = v + (t - t0) * c
         var c0 = 0
         while c0 < c {
