@@ -221,7 +221,10 @@ struct BenchNN: ParsableCommand {
         if let threads { ComputeThreads.configure(threads) }
         print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), layer threads \(ComputeThreads.count), OpenBLAS threads \(OpenBLASInfo.threads)")
         if sections.contains("gemm") {
-            for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
+            // Whole-model im2col shapes, then the teacher's Winograd block
+            // products (tiles × Cin · Cin × Cout at 1 MiB blocks).
+            for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152),
+                              (256, 32, 32), (128, 64, 64), (64, 128, 128), (2048, 32, 32), (512, 128, 128)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)
                 print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
             }
