@@ -46,16 +46,21 @@
 /// per chunk, summed in chunk order after the join.
 final class Winograd3x3 {
     /// Bytes of one block's transformed input plus GEMM output (both
-    /// 16 × tiles × channels floats).
+    /// tiles × 16 × channels floats).
+    ///
+    /// Block layout [tile][ξ][channel]: a tile's 16 transformed vectors are
+    /// one contiguous run (one write stream per transform instead of 16;
+    /// measured 8 % faster teacher steps than [ξ][tile][channel]), and
+    /// V_ξ is the strided matrix at offset ξ·C with leading dimension 16·C.
     var blockBytes: Int
 
     /// U = G g Gᵀ of the last forward, [16][Cin][Cout].
     private let transformedWeights = Workspace<Float>()
-    /// Per worker: transformed input V (16 × tiles × max(Cin,Cout)).
+    /// Per worker: transformed input V (tiles × 16 × max(Cin,Cout)).
     private var transformed: [Workspace<Float>] = []
-    /// Per worker: GEMM outputs M (16 × tiles × max(Cin,Cout)).
+    /// Per worker: GEMM outputs M (tiles × 16 × max(Cin,Cout)).
     private var products: [Workspace<Float>] = []
-    /// Per worker: dM = A dy Aᵀ (16 × tiles × Cout) in backward.
+    /// Per worker: dM = A dy Aᵀ (tiles × 16 × Cout) in backward.
     private var gradTiles: [Workspace<Float>] = []
     /// Per chunk: Σ V_ξᵀ·dM_ξ over the chunk's tiles, [16][Cin][Cout].
     private var partials: [Workspace<Float>] = []
@@ -135,11 +140,11 @@ final class Winograd3x3 {
         for xi in 0..<16 {
             if transposedU {
                 // Here cin = Cout of the layer and cout = its Cin: U_rot(ξ) is cout×cin.
-                sgemm(false, true, m: n, n: cout, k: cin, a: v + xi * n * cin, lda: cin,
-                      b: u + Winograd3x3.rotated[xi] * uSize, ldb: cin, beta: 0, c: m + xi * n * cout, ldc: cout)
+                sgemm(false, true, m: n, n: cout, k: cin, a: v + xi * cin, lda: 16 * cin,
+                      b: u + Winograd3x3.rotated[xi] * uSize, ldb: cin, beta: 0, c: m + xi * cout, ldc: 16 * cout)
             } else {
-                sgemm(false, false, m: n, n: cout, k: cin, a: v + xi * n * cin, lda: cin,
-                      b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * n * cout, ldc: cout)
+                sgemm(false, false, m: n, n: cout, k: cin, a: v + xi * cin, lda: 16 * cin,
+                      b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * cout, ldc: 16 * cout)
             }
         }
         outputTransform(m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
@@ -175,8 +180,8 @@ final class Winograd3x3 {
                 gradOutputTransform(dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
                 inputTransform(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
                 for xi in 0..<16 {
-                    sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * n * cin, lda: cin,
-                          b: dm + xi * n * cout, ldb: cout, beta: j == 0 ? 0 : 1,
+                    sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * cin, lda: 16 * cin,
+                          b: dm + xi * cout, ldb: 16 * cout, beta: j == 0 ? 0 : 1,
                           c: du + xi * cin * cout, ldc: cout)
                 }
                 if let dx, let dyp {
@@ -286,16 +291,16 @@ private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, ge
     return (img, 2 * ty, 2 * (r - ty * geo.tw))
 }
 
-/// V[ξ][t − t0][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input xp
+/// V[t − t0][ξ][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input xp
 /// (C channels; tile (ty,tx)'s window starts at padded row 2ty, column 2tx).
 private func inputTransformLanes<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
                                                tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
-    let n = t1 - t0, plane = n * c
+    let plane = c
     let rs = geo.wp * c
     for t in t0..<t1 {
         let (img, oy, ox) = tileOrigin(t, geo)
         let src = xp + ((img * geo.hp + oy) * geo.wp + ox) * c
-        let out = v + (t - t0) * c
+        let out = v + (t - t0) * 16 * c
         var c0 = 0
         while c0 < c {
             let l = L.lanes(c - c0)
@@ -327,16 +332,16 @@ private func inputTransformLanes<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Fl
 }
 
 /// y[tile] = Aᵀ M A (+ bias) for tiles t0..<t1, dropping rows/columns past
-/// the image; M[ξ][t − t0][k] with K channels.
+/// the image; M[t − t0][ξ][k] with K channels.
 private func outputTransformLanes<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
                              bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-    let n = t1 - t0, plane = n * k
+    let plane = k
     let h = geo.h, w = geo.w
     for t in t0..<t1 {
         let (img, oy, ox) = tileOrigin(t, geo)
         let twoRows = oy + 1 < h, twoCols = ox + 1 < w
         let dst = y + ((img * h + oy) * w + ox) * k
-        let src = m + (t - t0) * k
+        let src = m + (t - t0) * 16 * k
         var c0 = 0
         while c0 < k {
             let l = L.lanes(k - c0)
@@ -362,17 +367,17 @@ private func outputTransformLanes<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Fl
     }
 }
 
-/// dM[ξ][t − t0][k] = (A dy Aᵀ)_ξ for the 2×2 tiles of dy (zero past the
+/// dM[t − t0][ξ][k] = (A dy Aᵀ)_ξ for the 2×2 tiles of dy (zero past the
 /// output), K channels. A = [[1,0],[1,1],[1,−1],[0,−1]].
 private func gradOutputTransformLanes<L: LaneWidth>(_: L.Type, _ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
                                  tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
-    let n = t1 - t0, plane = n * k
+    let plane = k
     let h = geo.h, w = geo.w
     for t in t0..<t1 {
         let (img, oy, ox) = tileOrigin(t, geo)
         let twoRows = oy + 1 < h, twoCols = ox + 1 < w
         let src = dy + ((img * h + oy) * w + ox) * k
-        let out = dm + (t - t0) * k
+        let out = dm + (t - t0) * 16 * k
         var c0 = 0
         while c0 < k {
             let l = L.lanes(k - c0)
