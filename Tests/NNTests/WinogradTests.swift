@@ -4,9 +4,11 @@ import Testing
 // Winograd F(2×2, 3×3) against the im2col reference. Both compute the same
 // convolution; they differ by float rounding only (the Winograd transforms
 // add up to 9 terms and halve, so errors stay a few ulps of the largest
-// term). Bound: max|winograd − im2col| / max|im2col| ≤ 1e-4 per tensor
-// (measured ~1e-6; a wrong transform entry or tile offset gives O(1)).
-let winogradBound: Float = 1e-4
+// term). Bound: max|winograd − im2col| / max|im2col| ≤ 1e-5 per tensor
+// (measured ≤ 9e-7 on these shapes; a wrong transform entry or tile offset
+// gives O(1)). Channel counts that are multiples of 8 take the full-vector
+// transforms, the others the masked tails; both occur below.
+let winogradBound: Float = 1e-5
 
 private func relMax(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count)
@@ -44,6 +46,7 @@ private func pair(cin: Int, cout: Int, bias: Bool, seed: UInt64) -> (Conv2D, Con
     (1, 1, 1, 2, 3, false),
     (2, 3, 2, 17, 8, true),
     (1, 10, 11, 33, 7, false),
+    (2, 6, 5, 32, 24, true),
 ])
 func winogradMatchesIm2col(_ cfg: (Int, Int, Int, Int, Int, Bool)) {
     let (b, h, w, cin, cout, bias) = cfg
