@@ -43,7 +43,12 @@
 /// tiles cut into balanced blocks of at most `blockTiles` (fixed by the
 /// channel counts and `blockBytes`), every block = input transform, 16
 /// single-threaded GEMMs, output transform; weight-gradient partials one
-/// per chunk, summed in chunk order after the join.
+/// per chunk (each summed over its blocks in block order with β = 1),
+/// added in chunk order after the join, then inverse-transformed once.
+/// Each chunk first copies its images of x (and, in backward, of dy) into a
+/// zero-padded buffer, so no tile needs border handling; the padded x is
+/// what the backward re-transforms (V is recomputed rather than kept: one
+/// block in cache instead of 4× the activation in memory).
 final class Winograd3x3 {
     /// Bytes of one block's transformed input plus GEMM output (both
     /// tiles × 16 × channels floats).
