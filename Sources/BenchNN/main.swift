@@ -9,7 +9,11 @@
 // (0 = one whole-batch GEMM per product; --no-split = one chunk on one
 // thread). --threads sets the layers' thread count (default: every core);
 // OpenBLAS is single-threaded in every process linking NN, so the sgemm
-// figures are one core's. When `python3 -c "import torch"` works, the same
+// figures are one core's. The teacher is measured twice in the same run:
+// with the library's convolution algorithm (Winograd F(2×2,3×3) for the
+// 3×3 stride-1 layers from 16 channels, or --conv-algorithm) and with
+// every convolution by im2col ("teacher-im2col"), and the ratio printed.
+// --winograd-block-kib sets the Winograd block size. When `python3 -c "import torch"` works, the same
 // steps run in PyTorch eager (bench/torch_bench.py) with the same thread
 // count in the same run, and the ratios are printed.
 import ArgumentParser
