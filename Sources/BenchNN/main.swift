@@ -9,7 +9,11 @@
 // (0 = one whole-batch GEMM per product; --no-split = one chunk on one
 // thread). --threads sets the layers' thread count (default: every core);
 // OpenBLAS is single-threaded in every process linking NN, so the sgemm
-// figures are one core's. When `python3 -c "import torch"` works, the same
+// figures are one core's. The teacher is measured twice in the same run:
+// with the library's convolution algorithm (Winograd F(2×2,3×3) for the
+// 3×3 stride-1 layers from 16 channels, or --conv-algorithm) and with
+// every convolution by im2col ("teacher-im2col"), and the ratio printed.
+// --winograd-block-kib sets the Winograd block size. When `python3 -c "import torch"` works, the same
 // steps run in PyTorch eager (bench/torch_bench.py) with the same thread
 // count in the same run, and the ratios are printed.
 import ArgumentParser
@@ -198,6 +202,10 @@ struct BenchNN: ParsableCommand {
     @Flag(help: "Keep each convolution in one chunk on one thread (default: image chunks over the threads).")
     var noSplit = false
     @Option(help: "Threads for the layers (default: every core).") var threads: Int?
+    @Option(help: "Winograd block (transformed input + products) in KiB (default: the library's).")
+    var winogradBlockKib: Int?
+    @Option(help: "Algorithm of the 3×3/stride 1 convolutions in every model but teacher-im2col: winograd or im2col (default: the library's).")
+    var convAlgorithm: String?
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory, torch.")
     var only = "gemm,layout,teacher,student,teacher-nobn,memory,torch"
     @Option(help: "PyTorch side of the comparison (run when python3 can import torch).")
@@ -209,7 +217,7 @@ struct BenchNN: ParsableCommand {
     let results = Results()
 
     enum CodingKeys: String, CodingKey {
-        case steps, batch, memorySteps, profile, blockKib, noSplit, threads, only, torchScript
+        case steps, batch, memorySteps, profile, blockKib, noSplit, threads, winogradBlockKib, convAlgorithm, only, torchScript
     }
 
     func run() throws {
@@ -217,7 +225,10 @@ struct BenchNN: ParsableCommand {
         if let threads { ComputeThreads.configure(threads) }
         print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), layer threads \(ComputeThreads.count), OpenBLAS threads \(OpenBLASInfo.threads)")
         if sections.contains("gemm") {
-            for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152)] {
+            // Whole-model im2col shapes, then the teacher's Winograd block
+            // products (tiles × Cin · Cin × Cout at 1 MiB blocks).
+            for (m, n, k) in [(2048, 2048, 2048), (65536, 32, 288), (16384, 64, 576), (4096, 128, 1152),
+                              (256, 32, 32), (128, 64, 64), (64, 128, 128), (2048, 32, 32), (512, 128, 128)] {
                 let gf: Double = gemmGflops(m: m, n: n, k: k)
                 print(String(format: "sgemm   %5d×%4d×%4d: %.1f GFLOP/s", m, n, k, gf))
             }
@@ -228,7 +239,21 @@ struct BenchNN: ParsableCommand {
         }
         let teacher = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
         let student = "c8,p,c16,p,c16,p,gap,fc5"
-        if sections.contains("teacher") { try benchModel("teacher", teacher, classes: 20, batchNorm: true) }
+        if let a = convAlgorithm, ConvAlgorithm(rawValue: a) == nil {
+            throw ValidationError("--conv-algorithm must be one of \(ConvAlgorithm.allCases.map(\.rawValue))")
+        }
+        if sections.contains("teacher") {
+            // The same teacher with the 3×3 convolutions by im2col, for the
+            // Winograd/im2col ratio (the algorithm decision of Conv2D).
+            try benchModel("teacher", teacher, classes: 20, batchNorm: true)
+            try benchModel("teacher-im2col", teacher, classes: 20, batchNorm: true, algorithm: .im2col)
+            let main = ConvAlgorithm(rawValue: convAlgorithm ?? "") ?? Conv2D.defaultAlgorithm
+            if let a = results.train["teacher"], let b = results.train["teacher-im2col"],
+               let ia = results.infer["teacher"], let ib = results.infer["teacher-im2col"] {
+                print(String(format: "ratio   teacher %@/im2col: train %.2f× (%.0f vs %.0f img/s), inference %.2f× (%.0f vs %.0f img/s)",
+                             main.rawValue as NSString, a / b, a, b, ia / ib, ia, ib))
+            }
+        }
         if sections.contains("student") { try benchModel("student", student, classes: 5, batchNorm: true) }
         if sections.contains("teacher-nobn") { try benchModel("teacher-nobn", teacher, classes: 20, batchNorm: false) }
         if sections.contains("memory") { try memoryCheck(teacher) }
@@ -271,16 +296,19 @@ struct BenchNN: ParsableCommand {
         }
     }
 
-    func configure(_ model: Model) {
+    func configure(_ model: Model, algorithm: ConvAlgorithm? = nil) {
         for case let conv as Conv2D in model.layers {
+            if let a = algorithm ?? convAlgorithm.flatMap(ConvAlgorithm.init(rawValue:)) { conv.algorithm = a }
+            if let kib = winogradBlockKib { conv.winogradBlockBytes = kib << 10 }
             if let kib = blockKib { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
             if noSplit { conv.parallelThreshold = Int.max }
         }
     }
 
-    func benchModel(_ label: String, _ arch: String, classes: Int, batchNorm: Bool) throws {
+    func benchModel(_ label: String, _ arch: String, classes: Int, batchNorm: Bool,
+                    algorithm: ConvAlgorithm? = nil) throws {
         let model = try Model(architecture: arch, inputShape: [32, 32, 3], batchNorm: batchNorm, seed: 1)
-        configure(model)
+        configure(model, algorithm: algorithm)
         var rng = RNG(seed: 3)
         let x = randomTensor([batch, 32, 32, 3], rng: &rng)
         let labels = (0..<batch).map { _ in rng.int(below: classes) }

@@ -60,14 +60,19 @@ private func train(arch: String, input: [Int], classes: Int, batch: Int, steps: 
 }
 
 /// Small conv-BN model with every path forced: all convolutions split into
-/// image chunks (threshold 0), a 1×1 conv, a strided conv, and patch blocks
-/// of 7 rows (several blocks per chunk, straddling images).
+/// image chunks (threshold 0), a 1×1 conv, a strided conv, patch blocks of
+/// 7 rows (several blocks per chunk, straddling images) and a Winograd conv.
 private func smallRun(threads: Int, seed: UInt64 = 5) throws -> RunResult {
     try train(arch: "c8,c8k1,p,c16s2,c12,p,gap,fc4", input: [12, 12, 3], classes: 4, batch: 6, steps: 3,
               threads: threads, seed: seed) { model in
         for case let conv as Conv2D in model.layers {
             conv.parallelThreshold = 0
             if conv.kernel == 3 && conv.stride == 1 { conv.patchBlockBytes = 7 * 9 * conv.inChannels * 4 }
+            // The 16→12 conv by Winograd in blocks of 5 tiles (the 3→8 one stays im2col).
+            if conv.kernel == 3 && conv.stride == 1 && conv.inChannels == 16 {
+                conv.algorithm = .winograd
+                conv.winogradBlockBytes = 5 * 16 * 4 * (16 + 12)
+            }
         }
     }
 }
