@@ -202,6 +202,72 @@ public enum SummaryMarkdown {
         return out
     }
 
+    /// Percent with one decimal, "mean ± std" over seeds, "–" when missing.
+    static func percent(_ s: Stat?) -> String {
+        guard let s else { return "–" }
+        var text = String(format: "%.1f", s.mean * 100)
+        if let sd = s.std { text += " ± " + String(format: "%.1f", sd * 100) }
+        return text
+    }
+
+    /// The artifact probe (`evaluate`, issue 11), or nil when no run has one.
+    ///
+    /// Students: per paired layer, tr Σ_digit / tr Σ_total of the student's
+    /// activations — the variance that tells the digits apart, relative to
+    /// the layer's natural variance on clean images: how much of the
+    /// shortcut the method let into the student.
+    /// Teacher bases: per layer, the share tr(U_kᵀ Σ_digit U_k) / tr Σ_digit
+    /// of the teacher's digit-driven variance inside each basis, by the split
+    /// the basis was estimated on (one value per seed: every run of a seed
+    /// reads the same subspace file).
+    public static func probeSection(_ d: Dataset) -> String? {
+        let probed = d.runs.filter { $0.metrics.probe != nil }
+        guard !probed.isEmpty else { return nil }
+        var out = "## Artifact probe\n\n"
+        let pairs = Set(probed.compactMap { $0.metrics.probe?.pairs }).sorted()
+        out += "Image pairs that differ only in the corner patch"
+        if !pairs.isEmpty { out += " (\(pairs.map { "`\(md($0))`" }.joined(separator: ", ")))" }
+        out += "; Σ_digit = the part of the patch-driven covariance that differs between digits, "
+        out += "Σ_total = the layer's covariance on clean images. Percent, mean ± sample std over seeds; "
+        out += "every probe column is in `results.csv`.\n\n"
+
+        let studentLayers = Set(probed.flatMap { ($0.metrics.probe?.studentDigitShare ?? [:]).keys }).sorted()
+        for layer in studentLayers {
+            out += "### Student \(md(layer)): digit-driven variance, tr Σ_digit / tr Σ_total\n\n"
+            let rows: [[String]] = d.series.map { s in
+                [md(s.name)] + d.rhos.map { r in
+                    percent(describe(d.runs(of: s, rho: r).compactMap { $0.metrics.probe?.studentDigitShare?[layer] }))
+                }
+            }
+            out += table(header: ["method"] + d.rhos.map(rhoHeader), rows: rows) + "\n"
+        }
+
+        // Teacher bases: key "layer/basis" → split → ρ → seed → share.
+        var shares: [String: [String: [Double: [Int: Double]]]] = [:]
+        for r in probed {
+            guard let byKey = r.metrics.probe?.teacherBasisDigitShare else { continue }
+            let split = r.metrics.run.basisSplit ?? "distill-train"
+            for (key, v) in byKey { shares[key, default: [:]][split, default: [:]][r.metrics.run.rho, default: [:]][r.metrics.run.seed] = v }
+        }
+        let keys = shares.keys.sorted()
+        let basisLayers = Array(Set(keys.compactMap { $0.split(separator: "/").first.map(String.init) })).sorted()
+        for layer in basisLayers {
+            out += "### Teacher \(md(layer)): share of its digit-driven variance inside the basis\n\n"
+            var rows: [[String]] = []
+            for key in keys where key.hasPrefix(layer + "/") {
+                let basis = String(key.dropFirst(layer.count + 1))
+                for split in (shares[key] ?? [:]).keys.sorted() {
+                    let byRho = shares[key]?[split] ?? [:]
+                    rows.append(["\(md(basis)) on `\(md(split))`"] + d.rhos.map { r in
+                        percent(describe((byRho[r] ?? [:]).sorted { $0.key < $1.key }.map(\.value)))
+                    })
+                }
+            }
+            out += table(header: ["basis, estimated on"] + d.rhos.map(rhoHeader), rows: rows) + "\n"
+        }
+        return out
+    }
+
     /// The whole summary.md.
     public static func render(_ d: Dataset, root: String, gaps: Gaps, expected: Int?) -> String {
         var out = "# Report: `\(root)`\n\n"
@@ -244,6 +310,7 @@ public enum SummaryMarkdown {
             if let t = metricTable(d, m) { out += t + "\n" }
         }
         if let c = companionSection(d) { out += c }
+        if let p = probeSection(d) { out += p }
         while out.hasSuffix("\n\n") { out.removeLast() }
         return out
     }

@@ -441,3 +441,41 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 1.4e-17), .accTest, showN: false, constantAsSingle: true) == "91.5")
     #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.01), .accTest, showN: false, constantAsSingle: true) == "91.5 ± 1.0")
 }
+
+// MARK: - Artifact probe in summary.md
+
+/// Student digit shares are averaged per method × ρ over seeds; teacher basis
+/// shares are grouped by the split the basis was estimated on, one value per
+/// seed however many runs read the same subspace.
+@Test func summaryShowsTheArtifactProbe() {
+    func probed(_ method: String, rho: Double, seed: Int, student: Double, basis: Double, split: String?) -> LoadedRun {
+        var r = makeRun(method, rho: rho, seed: seed, acc: 0.5)
+        r.metrics.run.basisSplit = split
+        r.metrics.probe = ProbeMetrics(pairs: "test-clean/test-conflict",
+                                       teacherBasisDigitShare: ["stage3/prcaposdef": basis],
+                                       studentDigitShare: ["stage3": student])
+        return r
+    }
+    let runs = [
+        probed("subdistill", rho: 1, seed: 1, student: 0.2, basis: 0.9, split: nil),
+        probed("subdistill", rho: 1, seed: 2, student: 0.4, basis: 0.8, split: nil),
+        // A second method reading the same subspaces: must not count twice.
+        probed("subdistill-x", rho: 1, seed: 1, student: 0.1, basis: 0.9, split: nil),
+        probed("subdistill-x", rho: 1, seed: 2, student: 0.1, basis: 0.8, split: nil),
+        probed("subdistill-clean", rho: 1, seed: 1, student: 0.05, basis: 0.25, split: "distill-train-clean"),
+        makeRun("label-only", rho: 1, seed: 1, acc: 0.2),
+    ]
+    let d = Dataset(runs: runs, methodOrder: ["label-only", "subdistill", "subdistill-x", "subdistill-clean"])
+    let text = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
+    #expect(text.contains("## Artifact probe"))
+    #expect(text.contains("`test-clean/test-conflict`"))
+    // Student: mean 30.0, sample std 14.1 over the two seeds; label-only has no probe.
+    #expect(text.contains("| subdistill | 30.0 ± 14.1 |"))
+    #expect(text.contains("| label-only | – |"))
+    // Teacher basis: seeds {0.9, 0.8} → 85.0 ± 7.1 once, not four values.
+    #expect(text.contains("| prcaposdef on `distill-train` | 85.0 ± 7.1 |"))
+    #expect(text.contains("| prcaposdef on `distill-train-clean` | 25.0 |"))
+    // No probe anywhere: no section.
+    let plain = Dataset(runs: [makeRun("kd", rho: 0, seed: 1, acc: 0.9)], methodOrder: ["kd"])
+    #expect(!SummaryMarkdown.render(plain, root: "r", gaps: Gaps(), expected: nil).contains("Artifact probe"))
+}
