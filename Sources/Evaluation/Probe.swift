@@ -247,7 +247,7 @@ public struct ProbeLayer: Equatable {
         let positions = try a.array(p + "positions").asInts(), pairs = try a.array(p + "pairs").asInts()
         guard positions.count == 1, pairs.count == 1 else { throw EvaluationError("\(p)positions/pairs: expected scalars") }
         self.init(layer: layer, channels: art.shape[0], positions: positions[0], pairs: pairs[0],
-                  sigmaArt: try art.asDoubles(), sigmaTotal: try total.asDoubles(), sigmaDigit: try digit.asDoubles())
+                  sigmaArt: art.asDoubles(), sigmaTotal: total.asDoubles(), sigmaDigit: digit.asDoubles())
     }
 }
 

@@ -81,7 +81,7 @@ public struct Dataset {
         images.withUnsafeBufferPointer { src in
             batch.data.withUnsafeMutableBufferPointer { dst in
                 for (j, i) in indices.enumerated() {
-                    UnsafeMutableBufferPointer(rebasing: dst[(j * p)..<((j + 1) * p)])
+                    _ = UnsafeMutableBufferPointer(rebasing: dst[(j * p)..<((j + 1) * p)])
                         .update(fromContentsOf: src[(i * p)..<((i + 1) * p)])
                 }
             }
