@@ -130,6 +130,15 @@ public enum EvaluateStage {
         for (name, path) in zip(splitNames, splitPaths) {
             try requireFile(path, role: "\(name) split (run synthesize with --splits test,test-clean,test-conflict)")
         }
+        // An output written over an input would destroy it (metrics.npz is
+        // named after --out: `--out student.json` beside `student.npz`).
+        func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+        let inputs = [o.student, o.teacher, o.subspace, o.teacherCache, o.probeClean, o.probePatched].compactMap { $0 } + splitPaths
+        for out in [o.out, o.npzPath] + (o.heatmap.map { [$0] } ?? []) {
+            if let clash = inputs.first(where: { canonical($0) == canonical(out) }) {
+                throw EvaluationError("output '\(out)' is the input '\(clash)'; choose another --out or --heatmap (metrics.npz is written beside metrics.json, named after it)")
+            }
+        }
         guard (o.probeClean == nil) == (o.probePatched == nil) else {
             throw EvaluationError("--probe-clean and --probe-patched go together (the probe pairs a clean split with the same images carrying the patch)")
         }

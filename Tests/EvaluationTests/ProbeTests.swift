@@ -410,3 +410,25 @@ private func writeSubspace(_ path: String, teacherDigest: String?, basisSplit: S
                                                    "probe_student_stage1", "probe_student_stage2", "probe_teacher_stage1"])
     #expect(ResultsCSV.render([LoadedRun(path: "b", metrics: plain)]).hasPrefix(ResultsCSV.columns.joined(separator: ",") + "\n"))
 }
+
+/// An output path that names an input is refused before anything is
+/// written: `--out student.json` would put metrics.npz over `student.npz`.
+@Test func outputsThatOverwriteAnInputAreRefused() throws {
+    let dir = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try writeTestSplits(dir)
+    _ = try writeNetworks(dir: dir)
+    let before = try sha256Hex(ofFile: dir + "/student.npz")
+    func failure(out: String, heatmap: String? = nil) -> String {
+        var o = EvaluateOptions(student: dir + "/student.npz", teacher: dir + "/teacher.npz", data: dir, out: out,
+                                sets: ["rho=0.5", "seed=2"], batchSize: 7)
+        o.heatmap = heatmap
+        do { _ = try EvaluateStage.run(o); return "no error" } catch { return "\(error)" }
+    }
+    #expect(failure(out: dir + "/student.json").contains("is the input"))
+    #expect(failure(out: dir + "/./teacher.json").contains("is the input"))
+    #expect(failure(out: dir + "/run/metrics.json", heatmap: dir + "/test.npz").contains("is the input"))
+    #expect(try sha256Hex(ofFile: dir + "/student.npz") == before)
+    #expect(!FileManager.default.fileExists(atPath: dir + "/student.json"))
+    #expect(failure(out: dir + "/run/metrics.json") == "no error")
+}
