@@ -123,13 +123,7 @@ public final class DistillTrainer {
             throw DistillError("\(train.name) has \(train.count) images, fewer than one batch of \(config.batchSize)")
         }
         guard val.count > 0 else { throw DistillError("\(val.name) is empty") }
-        let probe: Model
-        do {
-            probe = try Model(architecture: config.architecture, inputShape: train.imageShape,
-                              batchNorm: config.batchNorm, seed: config.seed)
-        } catch let e as NNError {
-            throw DistillError("student architecture '\(config.architecture)': \(e.message)")
-        }
+        let probe = try config.makeStudent(inputShape: train.imageShape)
         guard probe.outputShape == [classes] else {
             throw DistillError("the student architecture '\(config.architecture)' outputs \(probe.outputShape), the subtask has \(classes) classes (end it with fc\(classes))")
         }
@@ -248,13 +242,7 @@ public final class DistillTrainer {
         var outputs: TeacherOutputs?
         if method.usesTeacher {
             guard let teacher else { throw DistillError("\(method.rawValue) needs a teacher") }
-            let student: Model
-            do {
-                student = try Model(architecture: config.architecture, inputShape: train.imageShape,
-                                    batchNorm: config.batchNorm, seed: config.seed)
-            } catch let e as NNError {
-                throw DistillError("student architecture '\(config.architecture)': \(e.message)")
-            }
+            let student = try config.makeStudent(inputShape: train.imageShape)
             var requests: [TeacherMapRequest] = []
             if let kind = method.layerLoss {
                 pairs = config.pairs ?? LayerPair.defaults(teacherTaps: teacher.tapNames, studentTaps: student.tapNames)
@@ -319,8 +307,7 @@ public final class DistillTrainer {
     /// (same seed for every candidate, so they differ only in λ_layer).
     func setUpCandidate(_ c: Int) throws {
         lambdaLayer = config.lambdaLayers[c]
-        student = try Model(architecture: config.architecture, inputShape: train.imageShape,
-                            batchNorm: config.batchNorm, seed: config.seed)
+        student = try config.makeStudent(inputShape: train.imageShape)
         var ls: [LayerLoss] = []
         for (i, p) in pairs.enumerated() {
             var rng = RNG(seed: config.seed, stream: Distill.Stream.layerLoss + UInt64(i))
@@ -754,4 +741,16 @@ func fmt(_ x: Double) -> String {
     if x == 0 { return "0" }
     if abs(x) >= 1000 || abs(x) < 0.001 { return String(format: "%.3g", x) }
     return String(format: "%.4g", x)
+}
+
+extension DistillConfig {
+    /// A freshly initialised student (seeded by `seed`, so every call gives the
+    /// same weights); a bad architecture string is a `DistillError`.
+    func makeStudent(inputShape: [Int]) throws -> Model {
+        do {
+            return try Model(architecture: architecture, inputShape: inputShape, batchNorm: batchNorm, seed: seed)
+        } catch let e as NNError {
+            throw DistillError("student architecture '\(architecture)': \(e.message)")
+        }
+    }
 }

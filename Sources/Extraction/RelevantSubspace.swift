@@ -1,5 +1,6 @@
 import NN
 import Subspace
+import StageKit
 
 /// What to extract: the teacher layers, k per layer, the bases, sampling.
 public struct ExtractionOptions: Equatable {
@@ -101,7 +102,7 @@ public enum RelevantSubspace {
                                                     positionsPerImage: options.positions))
         }
 
-        let start = monotonicSeconds()
+        let start = ProgressLine.now()
         var x = Tensor(shape: [0])
         var done = 0
         while done < count {
@@ -128,9 +129,9 @@ public enum RelevantSubspace {
         }
         // The teacher is frozen: leave no accumulated gradient behind.
         teacher.zeroGrad()
-        let passSeconds = monotonicSeconds() - start
+        let passSeconds = ProgressLine.now() - start
 
-        let solveStart = monotonicSeconds()
+        let solveStart = ProgressLine.now()
         var bases: [SubspaceBasis] = []
         var covs: [String: Covariances] = [:], ranks: [String: Int] = [:]
         for (i, name) in options.layers.enumerated() {
@@ -146,7 +147,7 @@ public enum RelevantSubspace {
                                 images: count,
                                 extractors: Dictionary(uniqueKeysWithValues: zip(options.layers, extractors)),
                                 passSeconds: passSeconds,
-                                solveSeconds: monotonicSeconds() - solveStart)
+                                solveSeconds: ProgressLine.now() - solveStart)
     }
 
     /// Checks the options against the teacher before any work.
@@ -170,16 +171,4 @@ public enum RelevantSubspace {
             }
         }
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
