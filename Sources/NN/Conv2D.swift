@@ -27,7 +27,7 @@
 /// are part of the numbers: change them and dW's summation order changes.)
 ///
 /// A 3×3, stride-1, padding-1 convolution with at least 16 input and output
-/// channels runs by default (`.auto`) as Winograd F(2×2, 3×3) instead (`algorithm`, see `Winograd3x3`): 16 instead of 36
+/// channels runs by default (`.auto`) as Winograd F(2×2, 3×3) instead (`algorithm`, see `WinogradConvolution`): 16 instead of 36
 /// multiplies per 2×2 outputs, same chunking rules, same results up to
 /// rounding; `.im2col` keeps the exact reference path above.
 ///
@@ -64,25 +64,40 @@ public final class Conv2D: Layer, RetainsBackwardState {
     /// (With 3 input channels the transforms outweigh the 27-long dot
     /// products they replace.)
     public static let winogradMinChannels = 16
+    /// `.auto` runs F(4×4, 3×3) on images at least this tall and wide, and
+    /// F(2×2, 3×3) on smaller ones. Measured (bench-nn --profile, forward +
+    /// backward per layer, batch 64, one thread, best of 3): 32→32 at 32×32
+    /// F(4×4) 18.6 ms vs F(2×2) 28.2 ms, 64→64 at 16×16 17.6 vs 25.1 ms,
+    /// 128→128 at 8×8 28.2 vs 21.1 ms. (At 8×8 an image has 4 tiles of 4×4,
+    /// so a chunk of 8 images gives the GEMMs only 32 rows.)
+    public static let winograd4MinSide = 16
     /// Bytes of a Winograd block's transformed input and products (fixes the
     /// tiles per GEMM, so it is part of the numbers like `patchBlockBytes`).
     public var winogradBlockBytes: Int {
-        get { winograd.blockBytes }
-        set { winograd.blockBytes = max(1, newValue) }
-    }
-    public static let defaultWinogradBlockBytes = 1 << 20
-    /// True when the next forward runs Winograd F(2×2, 3×3).
-    public var usesWinograd: Bool {
-        guard kernel == 3 && stride == 1 && padding == 1 else { return false }
-        switch algorithm {
-        case .im2col: return false
-        case .winograd: return true
-        case .auto: return min(inChannels, outChannels) >= Conv2D.winogradMinChannels
+        get { winograd2.blockBytes }
+        set {
+            winograd2.blockBytes = max(1, newValue)
+            winograd4.blockBytes = max(1, newValue)
         }
     }
-    private let winograd = Winograd3x3(blockBytes: Conv2D.defaultWinogradBlockBytes)
+    public static let defaultWinogradBlockBytes = 1 << 20
+    /// The algorithm a forward over H×W images runs: `.im2col`, `.winograd`
+    /// or `.winograd4` (never `.auto`).
+    public func resolvedAlgorithm(height: Int, width: Int) -> ConvAlgorithm {
+        guard kernel == 3 && stride == 1 && padding == 1 else { return .im2col }
+        switch algorithm {
+        case .im2col, .winograd, .winograd4: return algorithm
+        case .auto:
+            guard min(inChannels, outChannels) >= Conv2D.winogradMinChannels else { return .im2col }
+            return min(height, width) >= Conv2D.winograd4MinSide ? .winograd4 : .winograd
+        }
+    }
+    /// True when forwards run a Winograd algorithm (at any image size).
+    public var usesWinograd: Bool { resolvedAlgorithm(height: 16, width: 16) != .im2col }
+    private let winograd2 = WinogradConvolution<WinogradF2>(blockBytes: Conv2D.defaultWinogradBlockBytes)
+    private let winograd4 = WinogradConvolution<WinogradF4>(blockBytes: Conv2D.defaultWinogradBlockBytes)
     /// The algorithm of the last forward (backward must match it).
-    private var lastWinograd = false
+    private var lastAlgorithm = ConvAlgorithm.im2col
 
     public private(set) var output = Tensor(shape: [0])
     private var gradInput = Tensor(shape: [0])
@@ -167,17 +182,23 @@ public final class Conv2D: Layer, RetainsBackwardState {
         backwardReady = training || retainsBackwardState
         // The partition, from the shapes alone.
         let chunks = m * kk * n >= parallelThreshold ? min(b, Conv2D.maxChunks) : 1
-        lastWinograd = usesWinograd
-        if lastWinograd {
+        lastAlgorithm = resolvedAlgorithm(height: h, width: w)
+        if lastAlgorithm != .im2col {
             chunkCount = chunks
             let bias = self.bias?.value
             x.data.withUnsafeBufferPointer { xb in
                 output.data.withUnsafeMutableBufferPointer { yb in
                     wv.withUnsafeBufferPointer { wp in
                         withOptionalPointer(bias) { bp in
-                            winograd.forward(x: xb.baseAddress!, b: b, h: h, w: w, cin: inChannels, cout: n,
-                                             weight: wp.baseAddress!, bias: bp, y: yb.baseAddress!,
-                                             chunks: chunks)
+                            if lastAlgorithm == .winograd4 {
+                                winograd4.forward(x: xb.baseAddress!, b: b, h: h, w: w, cin: inChannels, cout: n,
+                                                  weight: wp.baseAddress!, bias: bp, y: yb.baseAddress!,
+                                                  chunks: chunks)
+                            } else {
+                                winograd2.forward(x: xb.baseAddress!, b: b, h: h, w: w, cin: inChannels, cout: n,
+                                                  weight: wp.baseAddress!, bias: bp, y: yb.baseAddress!,
+                                                  chunks: chunks)
+                            }
                         }
                     }
                 }
@@ -265,7 +286,7 @@ public final class Conv2D: Layer, RetainsBackwardState {
         let m = b * ho * wo, kk = kernel * kernel * inChannels, n = outChannels
         if inputGradient { gradInput.reuse(shape: inShape) }
         let wv = weight.value
-        if lastWinograd {
+        if lastAlgorithm != .im2col {
             gradOutput.data.withUnsafeBufferPointer { dyb in
                 let dy = dyb.baseAddress!
                 if let bias {
@@ -275,8 +296,18 @@ public final class Conv2D: Layer, RetainsBackwardState {
                 }
                 weight.grad.withUnsafeMutableBufferPointer { dwb in
                     gradInput.data.withUnsafeMutableBufferPointer { dxb in
-                        winograd.backward(dy: dy, dx: inputGradient ? dxb.baseAddress! : nil, b: b, h: h, w: w,
-                                          cin: inChannels, cout: n, weightGrad: dwb.baseAddress!, chunks: chunkCount)
+                        wv.withUnsafeBufferPointer { wp in
+                            let dx = inputGradient ? dxb.baseAddress! : nil
+                            if lastAlgorithm == .winograd4 {
+                                winograd4.backward(dy: dy, dx: dx, b: b, h: h, w: w, cin: inChannels, cout: n,
+                                                   weight: wp.baseAddress!, weightGrad: dwb.baseAddress!,
+                                                   chunks: chunkCount)
+                            } else {
+                                winograd2.backward(dy: dy, dx: dx, b: b, h: h, w: w, cin: inChannels, cout: n,
+                                                   weight: wp.baseAddress!, weightGrad: dwb.baseAddress!,
+                                                   chunks: chunkCount)
+                            }
+                        }
                     }
                 }
             }
@@ -419,8 +450,12 @@ public final class Conv2D: Layer, RetainsBackwardState {
 public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + sgemm: the reference path (every convolution shape).
     case im2col
-    /// Winograd F(2×2, 3×3) (`Winograd3x3`); other shapes fall back to im2col.
+    /// Winograd F(2×2, 3×3) (`WinogradF2`); other shapes fall back to im2col.
     case winograd
+    /// Winograd F(4×4, 3×3) (`WinogradF4`): 4× fewer multiplies than
+    /// direct convolution (F(2×2): 2.25×), ~10× the rounding error of
+    /// F(2×2); other shapes fall back to im2col.
+    case winograd4
     /// Winograd where it measured faster (3×3/stride 1/padding 1 with at
     /// least `Conv2D.winogradMinChannels` input and output channels), else
     /// im2col.

@@ -49,52 +49,60 @@
 /// zero-padded buffer, so no tile needs border handling; the padded x is
 /// what the backward re-transforms (V is recomputed rather than kept: one
 /// block in cache instead of 4× the activation in memory).
-final class Winograd3x3 {
+final class WinogradConvolution<Tiling: WinogradTiling> {
     /// Bytes of one block's transformed input plus GEMM output (both
-    /// tiles × 16 × channels floats).
+    /// tiles × α² × channels floats, α = m + 2 the input window side).
     ///
-    /// Block layout [tile][ξ][channel]: a tile's 16 transformed vectors are
-    /// one contiguous run (one write stream per transform instead of 16;
-    /// measured 8 % faster teacher steps than [ξ][tile][channel]), and
-    /// V_ξ is the strided matrix at offset ξ·C with leading dimension 16·C.
+    /// Block layout [tile][ξ][channel]: a tile's α² transformed vectors are
+    /// one contiguous run (one write stream per transform instead of α²;
+    /// measured 8 % faster teacher steps than [ξ][tile][channel] with
+    /// F(2×2, 3×3)), and V_ξ is the strided matrix at offset ξ·C with
+    /// leading dimension α²·C.
     var blockBytes: Int
 
-    /// U = G g Gᵀ of the last forward, [16][Cin][Cout].
+    /// U = G g Gᵀ of the last forward, [α²][Cin][Cout].
     private let transformedWeights = Workspace<Float>()
-    /// Per worker: transformed input V (tiles × 16 × max(Cin,Cout)).
+    /// The 180°-rotated kernel and its transform, for tilings whose U holds
+    /// no permutation of it (`Tiling.rotatedPositions == nil`).
+    private let rotatedKernel = Workspace<Float>()
+    private let rotatedWeights = Workspace<Float>()
+    /// Per worker: transformed input V (tiles × α² × max(Cin,Cout)).
     private var transformed: [Workspace<Float>] = []
-    /// Per worker: GEMM outputs M (tiles × 16 × max(Cin,Cout)).
+    /// Per worker: GEMM outputs M (tiles × α² × max(Cin,Cout)).
     private var products: [Workspace<Float>] = []
-    /// Per worker: dM = A dy Aᵀ (tiles × 16 × Cout) in backward.
+    /// Per worker: dM = A dy Aᵀ (tiles × α² × Cout) in backward.
     private var gradTiles: [Workspace<Float>] = []
-    /// Per chunk: Σ V_ξᵀ·dM_ξ over the chunk's tiles, [16][Cin][Cout].
+    /// Per chunk: Σ V_ξᵀ·dM_ξ over the chunk's tiles, [α²][Cin][Cout].
     private var partials: [Workspace<Float>] = []
-    /// x zero-padded to (2·⌈H/2⌉+2)×(2·⌈W/2⌉+2) per image, so that every
-    /// tile's 4×4 window lies inside (no border cases in the transforms);
+    /// x zero-padded to (m·⌈H/m⌉+2)×(m·⌈W/m⌉+2) per image, so that every
+    /// tile's α×α window lies inside (no border cases in the transforms);
     /// kept for the backward's input transform.
     private let paddedInput = Workspace<Float>()
     /// dy padded likewise, for the input-gradient pass.
     private let paddedGrad = Workspace<Float>()
+
+    /// α², the number of GEMMs per block.
+    private static var positions: Int { (Tiling.tile + 2) * (Tiling.tile + 2) }
 
     init(blockBytes: Int) { self.blockBytes = blockBytes }
 
     /// Tiles per block for these channel counts (shapes only).
     @inline(__always)
     func blockTiles(cin: Int, cout: Int, chunkTiles: Int) -> Int {
-        max(1, min(chunkTiles, blockBytes / (16 * 4 * (cin + cout))))
+        max(1, min(chunkTiles, blockBytes / (Self.positions * 4 * (cin + cout))))
     }
 
     private func reserveWorkers(_ workers: Int, tiles: Int, cin: Int, cout: Int, backward: Bool) {
-        let wide = max(cin, cout)
+        let wide = max(cin, cout), xis = Self.positions
         while transformed.count < workers { transformed.append(Workspace()) }
         while products.count < workers { products.append(Workspace()) }
         for i in 0..<workers {
-            transformed[i].reserve(16 * tiles * wide)
-            products[i].reserve(16 * tiles * wide)
+            transformed[i].reserve(xis * tiles * wide)
+            products[i].reserve(xis * tiles * wide)
         }
         if backward {
             while gradTiles.count < workers { gradTiles.append(Workspace()) }
-            for i in 0..<workers { gradTiles[i].reserve(16 * tiles * cout) }
+            for i in 0..<workers { gradTiles[i].reserve(xis * tiles * cout) }
         }
     }
 
@@ -102,9 +110,9 @@ final class Winograd3x3 {
     func forward(x: UnsafePointer<Float>, b: Int, h: Int, w: Int, cin: Int, cout: Int,
                  weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                  chunks: Int) {
-        let u = transformedWeights.reserve(16 * cin * cout).baseAddress!
-        weightTransform(weight, u, cin * cout)
-        let geo = TileGeometry(h: h, w: w)
+        let u = transformedWeights.reserve(Self.positions * cin * cout).baseAddress!
+        Tiling.transformWeights(weight, u, cin * cout)
+        let geo = TileGeometry(h: h, w: w, tile: Tiling.tile)
         let xp = paddedInput.reserve(b * geo.paddedImage * cin).baseAddress!
         let imageTiles = geo.th * geo.tw
         let maxChunkTiles = (b + chunks - 1) / chunks * imageTiles
@@ -120,57 +128,65 @@ final class Winograd3x3 {
             let blocks = (tiles + bt - 1) / bt
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks
-                winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), transposedU: false, bias: bias,
+                winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), uPositions: nil, bias: bias,
                               geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker])
             }
         }
     }
 
-    /// ξ = (i,j) → (π i, π j), π = (3,1,2,0): where the 180°-rotated kernel's
-    /// transform sits in U.
-    private static let rotated: [Int] = (0..<16).map { xi in
-        let p = [3, 1, 2, 0]
-        return 4 * p[xi / 4] + p[xi % 4]
-    }
-
     /// One block of tiles of the padded input `xp`: V = Bᵀ d B,
-    /// M_ξ = V_ξ·U_ξ (or ·U_rot(ξ)ᵀ), y = Aᵀ M A.
+    /// M_ξ = V_ξ·U_ξ, or M_ξ = V_ξ·U_p(ξ)ᵀ when `uPositions` p is given
+    /// (the input-gradient pass), y = Aᵀ M A.
     private func winogradBlock(_ xp: UnsafePointer<Float>, cin: Int, y: UnsafeMutablePointer<Float>, cout: Int,
-                               u: UnsafePointer<Float>, transposedU: Bool, bias: UnsafePointer<Float>?,
+                               u: UnsafePointer<Float>, uPositions: [Int]?, bias: UnsafePointer<Float>?,
                                geo: TileGeometry, tiles t0: Int, _ t1: Int,
                                v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
-        let n = t1 - t0
-        inputTransform(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
+        let n = t1 - t0, xis = Self.positions
+        Tiling.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
         let uSize = cin * cout
-        for xi in 0..<16 {
-            if transposedU {
-                // Here cin = Cout of the layer and cout = its Cin: U_rot(ξ) is cout×cin.
-                sgemm(false, true, m: n, n: cout, k: cin, a: v + xi * cin, lda: 16 * cin,
-                      b: u + Winograd3x3.rotated[xi] * uSize, ldb: cin, beta: 0, c: m + xi * cout, ldc: 16 * cout)
+        for xi in 0..<xis {
+            if let uPositions {
+                // Here cin = Cout of the layer and cout = its Cin: U_p(ξ) is cout×cin.
+                sgemm(false, true, m: n, n: cout, k: cin, a: v + xi * cin, lda: xis * cin,
+                      b: u + uPositions[xi] * uSize, ldb: cin, beta: 0, c: m + xi * cout, ldc: xis * cout)
             } else {
-                sgemm(false, false, m: n, n: cout, k: cin, a: v + xi * cin, lda: 16 * cin,
-                      b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * cout, ldc: 16 * cout)
+                sgemm(false, false, m: n, n: cout, k: cin, a: v + xi * cin, lda: xis * cin,
+                      b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * cout, ldc: xis * cout)
             }
         }
-        outputTransform(m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
+        Tiling.transformOutput(m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
+    }
+
+    /// Where the input-gradient pass reads its transformed kernels: U itself
+    /// at permuted positions, or the transform of the rotated kernel.
+    private func rotatedTransform(weight: UnsafePointer<Float>, cin: Int, cout: Int) -> (UnsafePointer<Float>, [Int]) {
+        let u = UnsafePointer(transformedWeights.buffer.baseAddress!)
+        if let p = Tiling.rotatedPositions { return (u, p) }
+        let n = cin * cout
+        let g = rotatedKernel.reserve(9 * n).baseAddress!
+        for k in 0..<9 { copy(g + k * n, weight + (8 - k) * n, n) }
+        let ur = rotatedWeights.reserve(Self.positions * n).baseAddress!
+        Tiling.transformWeights(UnsafePointer(g), ur, n)
+        return (UnsafePointer(ur), Array(0..<Self.positions))
     }
 
     /// dW += Gᵀ[Σ V_ξᵀ dM_ξ]G; dx (when given) = the rotated-kernel pass
     /// over dy. Uses the chunking and padded input of the last forward.
     // dy: B×H×W×Cout → dx: B×H×W×Cin; dW [3,3,Cin,Cout] accumulates
     func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, b: Int, h: Int, w: Int,
-                  cin: Int, cout: Int, weightGrad: UnsafeMutablePointer<Float>, chunks: Int) {
-        let u = UnsafePointer(transformedWeights.buffer.baseAddress!)
-        let geo = TileGeometry(h: h, w: w)
+                  cin: Int, cout: Int, weight: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
+                  chunks: Int) {
+        let (ur, uPositions) = dx == nil ? (weight, []) : rotatedTransform(weight: weight, cin: cin, cout: cout)
+        let geo = TileGeometry(h: h, w: w, tile: Tiling.tile)
         let xp = UnsafePointer(paddedInput.buffer.baseAddress!)
         let dyp = dx == nil ? nil : paddedGrad.reserve(b * geo.paddedImage * cout).baseAddress!
         let imageTiles = geo.th * geo.tw
         let maxChunkTiles = (b + chunks - 1) / chunks * imageTiles
         let bt = blockTiles(cin: cin, cout: cout, chunkTiles: maxChunkTiles)
-        let workers = Parallel.workers(for: chunks)
+        let workers = Parallel.workers(for: chunks), xis = Self.positions
         reserveWorkers(workers, tiles: bt, cin: cin, cout: cout, backward: true)
         while partials.count < chunks { partials.append(Workspace()) }
-        let parts = (0..<chunks).map { partials[$0].reserve(16 * cin * cout).baseAddress! }
+        let parts = (0..<chunks).map { partials[$0].reserve(xis * cin * cout).baseAddress! }
         let vs = transformed.prefix(workers).map { $0.buffer.baseAddress! }
         let ms = products.prefix(workers).map { $0.buffer.baseAddress! }
         let dms = gradTiles.prefix(workers).map { $0.buffer.baseAddress! }
@@ -182,28 +198,80 @@ final class Winograd3x3 {
             let du = parts[c], v = vs[worker], dm = dms[worker]
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks, n = t1 - t0
-                gradOutputTransform(dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
-                inputTransform(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
-                for xi in 0..<16 {
-                    sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * cin, lda: 16 * cin,
-                          b: dm + xi * cout, ldb: 16 * cout, beta: j == 0 ? 0 : 1,
+                Tiling.transformGradOutput(dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
+                Tiling.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
+                for xi in 0..<xis {
+                    sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * cin, lda: xis * cin,
+                          b: dm + xi * cout, ldb: xis * cout, beta: j == 0 ? 0 : 1,
                           c: du + xi * cin * cout, ldc: cout)
                 }
                 if let dx, let dyp {
-                    winogradBlock(dyp, cin: cout, y: dx, cout: cin, u: u, transposedU: true, bias: nil,
+                    winogradBlock(dyp, cin: cout, y: dx, cout: cin, u: ur, uPositions: uPositions, bias: nil,
                                   geo: geo, tiles: t0, t1, v: v, m: ms[worker])
                 }
             }
         }
         let total = parts[0]
-        for c in 1..<max(chunks, 1) { addInto(total, parts[c], 16 * cin * cout) }
-        inverseWeightTransformAdd(total, into: weightGrad, cin * cout)
+        for c in 1..<max(chunks, 1) { addInto(total, parts[c], xis * cin * cout) }
+        Tiling.inverseTransformWeightsAdd(total, into: weightGrad, cin * cout)
+    }
+}
+
+/// The transforms of one Winograd tiling F(m×m, 3×3); `WinogradConvolution`
+/// runs the blocks, GEMMs and threads around them. Every transform works on
+/// NHWC data vectorised over channels.
+protocol WinogradTiling {
+    /// Output tile side m (input window m + 2).
+    static var tile: Int { get }
+    /// Position ξ ↦ position of the 180°-rotated kernel's transform in U,
+    /// when U holds it (then no second weight transform); nil otherwise.
+    static var rotatedPositions: [Int]? { get }
+    /// U[ξ][e] = (G g Gᵀ)_ξ for the n = Cin·Cout kernels g[ky][kx][e].
+    static func transformWeights(_ g: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ n: Int)
+    /// dW[ky][kx][e] += (Gᵀ dU G)[ky][kx] for the n entries.
+    static func inverseTransformWeightsAdd(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>, _ n: Int)
+    /// V[t − t0][ξ][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input.
+    static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>)
+    /// y[tile] = Aᵀ M A (+ bias), dropping rows/columns past the image.
+    static func transformOutput(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>)
+    /// dM[t − t0][ξ][k] = (A dy Aᵀ)_ξ for the m×m tiles of dy (zero past the output).
+    static func transformGradOutput(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                    tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>)
+}
+
+/// F(2×2, 3×3), the transforms in the comment at the top of this file.
+enum WinogradF2: WinogradTiling {
+    static var tile: Int { 2 }
+    /// ξ = (i,j) → (π i, π j), π = (3,1,2,0).
+    static let rotatedPositions: [Int]? = (0..<16).map { xi in
+        let p = [3, 1, 2, 0]
+        return 4 * p[xi / 4] + p[xi % 4]
+    }
+    static func transformWeights(_ g: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ n: Int) {
+        weightTransform(g, u, n)
+    }
+    static func inverseTransformWeightsAdd(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>, _ n: Int) {
+        inverseWeightTransformAdd(du, into: dw, n)
+    }
+    static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
+        inputTransform(xp, channels: c, geo: geo, tiles: t0, t1, into: v)
+    }
+    static func transformOutput(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        outputTransform(m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
+    }
+    static func transformGradOutput(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                    tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
+        gradOutputTransform(dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
     }
 }
 
 /// Copies images `images` of src (B×H×W×C) into the padded layout of `geo`
 /// (one zero row and column before, one or two after), borders zeroed.
-private func padImages(_ src: UnsafePointer<Float>, images: Range<Int>, channels c: Int, geo: TileGeometry,
+func padImages(_ src: UnsafePointer<Float>, images: Range<Int>, channels c: Int, geo: TileGeometry,
                        into dst: UnsafeMutablePointer<Float>) {
     let h = geo.h, w = geo.w, hp = geo.hp, wp = geo.wp
     for img in images {
@@ -224,17 +292,20 @@ struct TileGeometry {
     let h: Int, w: Int
     /// Tiles per column and row.
     let th: Int, tw: Int
-    /// Padded image height and width: 2·tiles + 2.
+    /// Output tile side m.
+    let m: Int
+    /// Padded image height and width: m·tiles + 2.
     let hp: Int, wp: Int
     var paddedImage: Int { hp * wp }
 
-    init(h: Int, w: Int) {
+    init(h: Int, w: Int, tile m: Int) {
         self.h = h
         self.w = w
-        th = (h + 1) / 2
-        tw = (w + 1) / 2
-        hp = 2 * th + 2
-        wp = 2 * tw + 2
+        self.m = m
+        th = (h + m - 1) / m
+        tw = (w + m - 1) / m
+        hp = m * th + 2
+        wp = m * tw + 2
     }
 }
 
@@ -242,14 +313,14 @@ struct TileGeometry {
 
 typealias Lanes = SIMD8<Float>
 
-@inline(__always) private func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> Lanes {
+@inline(__always) func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> Lanes {
     if n >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
     var v = Lanes(repeating: 0)
     for i in 0..<n { v[i] = p[i] }
     return v
 }
 
-@inline(__always) private func storeLanes(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+@inline(__always) func storeLanes(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n >= 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self); return }
     for i in 0..<n { p[i] = v[i] }
 }
@@ -289,11 +360,11 @@ private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, ge
 }
 
 /// Global tile index → (image, first output row, first output column).
-@inline(__always) private func tileOrigin(_ t: Int, _ geo: TileGeometry) -> (Int, Int, Int) {
+@inline(__always) func tileOrigin(_ t: Int, _ geo: TileGeometry) -> (Int, Int, Int) {
     let per = geo.th * geo.tw
     let img = t / per, r = t - img * per
     let ty = r / geo.tw
-    return (img, 2 * ty, 2 * (r - ty * geo.tw))
+    return (img, geo.m * ty, geo.m * (r - ty * geo.tw))
 }
 
 /// V[t − t0][ξ][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input xp
