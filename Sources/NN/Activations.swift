@@ -22,6 +22,12 @@ public final class ReLU: Layer {
         return output
     }
 
+    /// Lets a fused producer (batch norm) write this layer's output.
+    func writeOutput(shape: [Int], _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        output.reuse(shape: shape)
+        output.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
     // dy: any → dx: same shape
     public func backward(_ gradOutput: Tensor) -> Tensor {
         precondition(gradOutput.shape == output.shape,

@@ -43,7 +43,7 @@ func reluForwardSerial(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Floa
     // replace becomes one compare and blend.)
     while i + 16 <= n {
         let v = load16(x + i)
-        store16(v.replacing(with: 0, where: v .< 0), y + i)
+        store16(reluLanes(v), y + i)
         i += 16
     }
     while i < n { y[i] = max(x[i], 0); i += 1 }
@@ -213,24 +213,38 @@ func channelSumSerial(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTi
 /// Coefficients are tiled (L floats each, see `ChannelTiling`).
 func channelAffineSerial(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
-                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?) {
+                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?,
+                   relu: Bool = false) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     let stretches = count / l
     var off = 0
     if let gamma, let beta, let y {
-        for _ in 0..<stretches {
-            for v in 0..<v16 {
-                let j = 16 * v
-                let uv = (load16(x + off + j) + load16(shift + j)) * load16(scale + j)
-                store16(uv, u + off + j)
-                store16(uv * load16(gamma + j) + load16(beta + j), y + off + j)
+        if relu {
+            for _ in 0..<stretches {
+                for v in 0..<v16 {
+                    let j = 16 * v
+                    let uv = (load16(x + off + j) + load16(shift + j)) * load16(scale + j)
+                    store16(uv, u + off + j)
+                    store16(reluLanes(affineLanes(uv, gamma + j, beta + j)), y + off + j)
+                }
+                off += l
             }
-            off += l
+        } else {
+            for _ in 0..<stretches {
+                for v in 0..<v16 {
+                    let j = 16 * v
+                    let uv = (load16(x + off + j) + load16(shift + j)) * load16(scale + j)
+                    store16(uv, u + off + j)
+                    store16(affineLanes(uv, gamma + j, beta + j), y + off + j)
+                }
+                off += l
+            }
         }
         for i in off..<count {
             let j = i % c
             u[i] = (x[i] + shift[j]) * scale[j]
-            y[i] = u[i] * gamma[j] + beta[j]
+            let yi = u[i] * gamma[j] + beta[j]
+            y[i] = relu ? max(yi, 0) : yi
         }
     } else {
         for _ in 0..<stretches {
@@ -241,6 +255,84 @@ func channelAffineSerial(_ x: UnsafePointer<Float>, count: Int, tiling t: Channe
             off += l
         }
         for i in off..<count { u[i] = (x[i] + shift[i % c]) * scale[i % c] }
+    }
+}
+
+/// γ·x̂ + β on 16 lanes: the one expression both the fused batch-norm +
+/// ReLU forward and its backward's mask evaluate, so that the mask
+/// 1[γ·x̂ + β > 0] is bit-for-bit the forward's 1[y > 0].
+@inline(__always) func affineLanes(_ xhat: SIMD16<Float>, _ gamma: UnsafePointer<Float>,
+                                   _ beta: UnsafePointer<Float>) -> SIMD16<Float> {
+    xhat * load16(gamma) + load16(beta)
+}
+
+/// max(v, 0) as `reluForwardSerial` computes it.
+@inline(__always) func reluLanes(_ v: SIMD16<Float>) -> SIMD16<Float> { v.replacing(with: 0, where: v .< 0) }
+
+/// Σ dy·m and Σ dy·m·x̂ per channel, m = 1[γ·x̂ + β > 0]: the gradient sums
+/// of batch norm followed by ReLU, from the ReLU's output gradient.
+func channelMaskedSumAndDotSerial(_ dy: UnsafePointer<Float>, _ xhat: UnsafePointer<Float>, count: Int,
+                                  tiling t: ChannelTiling, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                  sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
+    let c = t.channels, l = t.lanes, v16 = l / 16
+    for ch in 0..<c { sumA[ch] = 0; sumAB[ch] = 0 }
+    let acc = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 2 * v16)
+    defer { acc.deallocate() }
+    let stretches = count / l
+    var s = 0
+    var pa = dy, pb = xhat
+    while s < stretches {
+        let end = min(stretches, s + 64)
+        for v in 0..<(2 * v16) { acc[v] = SIMD16<Float>() }
+        for _ in s..<end {
+            for v in 0..<v16 {
+                let j = 16 * v
+                let h = load16(pb + j)
+                let g = load16(pa + j).replacing(with: 0, where: affineLanes(h, gamma + j, beta + j) .<= 0)
+                acc[v] += g
+                acc[v16 + v] += g * h
+            }
+            pa += l; pb += l
+        }
+        for v in 0..<v16 {
+            for lane in 0..<16 {
+                let ch = (16 * v + lane) % c
+                sumA[ch] += Double(acc[v][lane])
+                sumAB[ch] += Double(acc[v16 + v][lane])
+            }
+        }
+        s = end
+    }
+    for i in (stretches * l)..<count {
+        let j = i % c
+        let g = xhat[i] * gamma[j] + beta[j] > 0 ? dy[i] : 0
+        sumA[j] += Double(g)
+        sumAB[j] += Double(g) * Double(xhat[i])
+    }
+}
+
+/// dx = a·dy·m − b − x̂·d, m = 1[γ·x̂ + β > 0]: `channelNormBackwardSerial`
+/// through a ReLU that followed the batch norm.
+func channelMaskedNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int,
+                                     tiling t: ChannelTiling, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                     a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
+                                     dx: UnsafeMutablePointer<Float>) {
+    let c = t.channels, l = t.lanes, v16 = l / 16
+    let stretches = count / l
+    var off = 0
+    for _ in 0..<stretches {
+        for v in 0..<v16 {
+            let j = 16 * v
+            let hv = load16(h + off + j)
+            let g = load16(dy + off + j).replacing(with: 0, where: affineLanes(hv, gamma + j, beta + j) .<= 0)
+            store16(load16(a + j) * g - load16(b + j) - hv * load16(d + j), dx + off + j)
+        }
+        off += l
+    }
+    for i in off..<count {
+        let j = i % c
+        let g = h[i] * gamma[j] + beta[j] > 0 ? dy[i] : 0
+        dx[i] = a[j] * g - b[j] - h[i] * d[j]
     }
 }
 
@@ -316,11 +408,32 @@ func channelSum(_ a: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, 
 
 func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
                    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
-                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?) {
+                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>?,
+                   relu: Bool = false) {
     Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
         let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
         channelAffineSerial(x + o, count: r.count, tiling: t, scale: scale, shift: shift, u: u + o,
-                            gamma: gamma, beta: beta, y: y.map { $0 + o })
+                            gamma: gamma, beta: beta, y: y.map { $0 + o }, relu: relu)
+    }
+}
+
+func channelMaskedSumAndDot(_ dy: UnsafePointer<Float>, _ xhat: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                            gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                            sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
+    reduceChunks(count, tiling: t, arrays: 2, outputs: [sumA, sumAB]) { r, part in
+        channelMaskedSumAndDotSerial(dy + r.lowerBound, xhat + r.lowerBound, count: r.count, tiling: t,
+                                     gamma: gamma, beta: beta, sumA: part, sumAB: part + t.channels)
+    }
+}
+
+func channelMaskedNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
+                               gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                               a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
+                               dx: UnsafeMutablePointer<Float>) {
+    Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
+        let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
+        channelMaskedNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, gamma: gamma, beta: beta,
+                                        a: a, b: b, d: d, dx: dx + o)
     }
 }
 
@@ -336,7 +449,8 @@ func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, 
 /// y = (x + shift)·scale + offset per channel (tiled coefficients): batch
 /// norm in evaluation mode folded into one pass when no x̂ is kept.
 func channelScaleShift(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling, shift: UnsafePointer<Float>,
-                       scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+                       scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                       relu: Bool = false) {
     Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
         let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
         let c = t.channels, l = t.lanes, v16 = l / 16
@@ -345,10 +459,14 @@ func channelScaleShift(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelT
         for _ in 0..<(r.count / l) {
             for v in 0..<v16 {
                 let j = 16 * v
-                store16((load16(xs + off + j) + load16(shift + j)) * load16(scale + j) + load16(offset + j), ys + off + j)
+                let v = (load16(xs + off + j) + load16(shift + j)) * load16(scale + j) + load16(offset + j)
+                store16(relu ? reluLanes(v) : v, ys + off + j)
             }
             off += l
         }
-        for i in off..<r.count { ys[i] = (xs[i] + shift[i % c]) * scale[i % c] + offset[i % c] }
+        for i in off..<r.count {
+            let v = (xs[i] + shift[i % c]) * scale[i % c] + offset[i % c]
+            ys[i] = relu ? max(v, 0) : v
+        }
     }
 }

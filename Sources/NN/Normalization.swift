@@ -22,7 +22,8 @@ final class ChannelNormalizer {
     let tiling: ChannelTiling
     /// Per channel (Double): mean, variance, 1/√(var+ε), Σdy, Σdy·x̂.
     let stats: UnsafeMutablePointer<Double>
-    /// Tiled float coefficients, 4 × L: shift/scale/γ/β forward, a/b/d backward.
+    /// Tiled float coefficients, 6 × L: shift/scale/γ/β forward, a/b/d and
+    /// γ/β (the ReLU mask) backward.
     let tiles: UnsafeMutablePointer<Float>
     /// Per-channel float scratch (C floats).
     let scratch: UnsafeMutablePointer<Float>
@@ -32,8 +33,8 @@ final class ChannelNormalizer {
         tiling = ChannelTiling(channels: c)
         stats = .allocate(capacity: 5 * c)
         stats.initialize(repeating: 0, count: 5 * c)
-        tiles = .allocate(capacity: 4 * tiling.lanes)
-        tiles.initialize(repeating: 0, count: 4 * tiling.lanes)
+        tiles = .allocate(capacity: 6 * tiling.lanes)
+        tiles.initialize(repeating: 0, count: 6 * tiling.lanes)
         scratch = .allocate(capacity: c)
         scratch.initialize(repeating: 0, count: c)
     }
@@ -77,9 +78,10 @@ final class ChannelNormalizer {
         for ch in 0..<c { invStd[ch] = centerOnly ? 1 : 1 / (variance[ch] + Double(eps)).squareRoot() }
     }
 
-    /// x̂ = (x − μ)·invStd into `xhat`, and y = γ·x̂ + β into `y` when given.
+    /// x̂ = (x − μ)·invStd into `xhat`, and y = γ·x̂ + β (max(·, 0) with
+    /// `relu`) into `y` when given.
     func normalize(_ x: UnsafePointer<Float>, count: Int, xhat: UnsafeMutablePointer<Float>,
-                   gamma: [Float]?, beta: [Float]?, y: UnsafeMutablePointer<Float>?) {
+                   gamma: [Float]?, beta: [Float]?, y: UnsafeMutablePointer<Float>?, relu: Bool = false) {
         let c = channels, l = tiling.lanes
         for ch in 0..<c { scratch[ch] = Float(-mean[ch]) }
         tiling.tile(scratch, into: tiles)
@@ -89,34 +91,54 @@ final class ChannelNormalizer {
             gamma.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 2 * l) }
             beta.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 3 * l) }
             channelAffine(x, count: count, tiling: tiling, scale: tiles + l, shift: tiles, u: xhat,
-                          gamma: tiles + 2 * l, beta: tiles + 3 * l, y: y)
+                          gamma: tiles + 2 * l, beta: tiles + 3 * l, y: y, relu: relu)
         } else {
             channelAffine(x, count: count, tiling: tiling, scale: tiles + l, shift: tiles, u: xhat,
                           gamma: nil, beta: nil, y: nil)
         }
     }
 
-    /// y = γ·(x − μ)·invStd + β in one pass, without x̂ (inference).
+    /// y = γ·(x − μ)·invStd + β (max(·, 0) with `relu`) in one pass,
+    /// without x̂ (inference).
     func normalizeOnly(_ x: UnsafePointer<Float>, count: Int, gamma: [Float], beta: [Float],
-                       y: UnsafeMutablePointer<Float>) {
+                       y: UnsafeMutablePointer<Float>, relu: Bool = false) {
         let c = channels, l = tiling.lanes
         for ch in 0..<c { scratch[ch] = Float(-mean[ch]) }
         tiling.tile(scratch, into: tiles)
         for ch in 0..<c { scratch[ch] = Float(Double(gamma[ch]) * invStd[ch]) }
         tiling.tile(scratch, into: tiles + l)
         beta.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: tiles + 2 * l) }
-        channelScaleShift(x, count: count, tiling: tiling, shift: tiles, scale: tiles + l, offset: tiles + 2 * l, y: y)
+        channelScaleShift(x, count: count, tiling: tiling, shift: tiles, scale: tiles + l, offset: tiles + 2 * l, y: y,
+                          relu: relu)
     }
 
-    /// Σdy and Σdy·x̂ per channel (into sumDy, sumDyXhat).
-    func gradientSums(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int) {
-        channelSumAndDot(dy, xhat, count: count, tiling: tiling, sumA: sumDy, sumAB: sumDyXhat)
+    /// Σdy and Σdy·x̂ per channel (into sumDy, sumDyXhat). With `reluMask`
+    /// (γ, β), dy is the gradient of a ReLU that followed y = γ·x̂ + β, and
+    /// the sums are of dy·1[y > 0].
+    func gradientSums(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int,
+                      reluMask: (gamma: [Float], beta: [Float])? = nil) {
+        guard let reluMask else {
+            channelSumAndDot(dy, xhat, count: count, tiling: tiling, sumA: sumDy, sumAB: sumDyXhat)
+            return
+        }
+        let g = tileMask(reluMask)
+        channelMaskedSumAndDot(dy, xhat, count: count, tiling: tiling, gamma: g, beta: g + tiling.lanes,
+                               sumA: sumDy, sumAB: sumDyXhat)
+    }
+
+    /// γ and β tiled into the last two coefficient rows; returns the first.
+    private func tileMask(_ mask: (gamma: [Float], beta: [Float])) -> UnsafeMutablePointer<Float> {
+        let l = tiling.lanes, g = tiles + 4 * l
+        mask.gamma.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: g) }
+        mask.beta.withUnsafeBufferPointer { tiling.tile($0.baseAddress!, into: g + l) }
+        return g
     }
 
     /// dx = a·dy − b − x̂·d (see the type's comment); `gain` = γ or nil (1);
     /// `useXhatTerm` false drops d (center-only standardisation).
     func inputGradient(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int, training: Bool,
-                       gain: [Float]?, useXhatTerm: Bool, dx: UnsafeMutablePointer<Float>) {
+                       gain: [Float]?, useXhatTerm: Bool, dx: UnsafeMutablePointer<Float>,
+                       reluMask: (gamma: [Float], beta: [Float])? = nil) {
         let c = channels, l = tiling.lanes, n = Double(count / c)
         let a = tiles, b = tiles + l, d = tiles + 2 * l
         for ch in 0..<c { scratch[ch] = Float((gain.map { Double($0[ch]) } ?? 1) * invStd[ch]) }
@@ -128,7 +150,13 @@ final class ChannelNormalizer {
             scratch[ch] = training && useXhatTerm ? Float(ach * sumDyXhat[ch] / n) : 0
         }
         tiling.tile(scratch, into: d)
-        channelNormBackward(dy, xhat, count: count, tiling: tiling, a: a, b: b, d: d, dx: dx)
+        if let reluMask {
+            let g = tileMask(reluMask)
+            channelMaskedNormBackward(dy, xhat, count: count, tiling: tiling, gamma: g, beta: g + l,
+                                      a: a, b: b, d: d, dx: dx)
+        } else {
+            channelNormBackward(dy, xhat, count: count, tiling: tiling, a: a, b: b, d: d, dx: dx)
+        }
     }
 }
 
@@ -159,6 +187,10 @@ public final class BatchNorm: Layer, RetainsBackwardState {
     private let xhat = Workspace<Float>()
     private let norm: ChannelNormalizer
     private var lastTraining = false
+    /// The ReLU fused into the last forward, if any.
+    private var fusedReLU: ReLU?
+    /// True when the last forward ran fused with a ReLU.
+    var fusedWithReLU: Bool { fusedReLU != nil }
     /// See `RetainsBackwardState`.
     var retainsBackwardState = true
     private var backwardReady = false
@@ -191,41 +223,58 @@ public final class BatchNorm: Layer, RetainsBackwardState {
     }
 
     // x: B×…×C → y: same shape
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training, relu: nil) }
+
+    /// With `relu`, the forward of batch norm then that ReLU in one pass:
+    /// max(γ·x̂ + β, 0) goes into the ReLU's output (returned), this layer's
+    /// own output is left untouched, and the next `backward` takes the ReLU's
+    /// output gradient (the ReLU's own forward and backward are skipped).
+    // x: B×…×C → relu(y): same shape
+    func forward(_ x: Tensor, training: Bool, relu: ReLU?) -> Tensor {
         precondition(x.rank >= 2 && x.shape.last == channels,
                      "\(name): expects B×…×\(channels), got \(x.shape)")
         precondition(!training || x.count / channels > 1, "\(name): training needs more than one value per channel")
         lastTraining = training
-        output.reuse(shape: x.shape)
+        fusedReLU = relu
         backwardReady = training || retainsBackwardState
+        let keepXhat = backwardReady
         x.data.withUnsafeBufferPointer { xb in
             norm.statistics(xb.baseAddress!, count: x.count, training: training, runningMean: runningMean,
                             runningVar: runningVar, eps: eps, momentum: momentum, centerOnly: false)
-            output.data.withUnsafeMutableBufferPointer { yb in
-                if backwardReady {
+            func write(_ y: UnsafeMutablePointer<Float>) {
+                if keepXhat {
                     let xh = xhat.reserve(x.count).baseAddress!
                     norm.normalize(xb.baseAddress!, count: x.count, xhat: xh, gamma: weight.value, beta: bias.value,
-                                   y: yb.baseAddress!)
+                                   y: y, relu: relu != nil)
                 } else {
                     norm.normalizeOnly(xb.baseAddress!, count: x.count, gamma: weight.value, beta: bias.value,
-                                       y: yb.baseAddress!)
+                                       y: y, relu: relu != nil)
                 }
             }
+            if let relu {
+                relu.writeOutput(shape: x.shape, write)
+            } else {
+                output.reuse(shape: x.shape)
+                output.data.withUnsafeMutableBufferPointer { write($0.baseAddress!) }
+            }
         }
-        return output
+        return relu?.output ?? output
     }
 
-    // dy: B×…×C → dx: same shape; dγ, dβ accumulate
+    // dy: B×…×C → dx: same shape; dγ, dβ accumulate (after a fused forward,
+    // dy is the ReLU's output gradient)
     public func backward(_ gradOutput: Tensor) -> Tensor {
         precondition(backwardReady, "\(name): backward after a forward that kept no state (Model.inference)")
-        precondition(gradOutput.shape == output.shape,
-                     "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(output.shape)")
-        let n = output.count
-        gradInput.reuse(shape: output.shape)
+        let shape = fusedReLU?.output.shape ?? output.shape
+        precondition(gradOutput.shape == shape,
+                     "\(name): gradient shape \(gradOutput.shape) ≠ output shape \(shape)")
+        let n = gradOutput.count
+        gradInput.reuse(shape: shape)
         let xh = UnsafePointer(xhat.buffer.baseAddress!)
+        let mask = fusedReLU == nil ? nil : (gamma: weight.value, beta: bias.value)
         gradOutput.data.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
-            norm.gradientSums(dy, xhat: xh, count: n)
+            norm.gradientSums(dy, xhat: xh, count: n, reluMask: mask)
             weight.grad.withUnsafeMutableBufferPointer { dg in
                 bias.grad.withUnsafeMutableBufferPointer { db in
                     for ch in 0..<channels {
@@ -236,7 +285,7 @@ public final class BatchNorm: Layer, RetainsBackwardState {
             }
             gradInput.data.withUnsafeMutableBufferPointer { dxb in
                 norm.inputGradient(dy, xhat: xh, count: n, training: lastTraining, gain: weight.value,
-                                   useXhatTerm: true, dx: dxb.baseAddress!)
+                                   useXhatTerm: true, dx: dxb.baseAddress!, reluMask: mask)
             }
         }
         return gradInput

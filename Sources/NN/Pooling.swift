@@ -96,8 +96,30 @@ public final class MaxPool2D: Layer {
         gradOutput.data.withUnsafeBufferPointer { dyb in
             gradInput.data.withUnsafeMutableBufferPointer { dxb in
                 let dy = dyb.baseAddress!, dx = dxb.baseAddress!
+                // Windows that tile the input exactly write every dx once:
+                // dx = dy where the window position is the argmax, else 0.
+                let tiles = s == k && ho * k == h && wo * k == w && c % 16 == 0
                 Parallel.forEachChunk(chunks) { t, _ in
                     let images = Parallel.part(t, of: chunks, count: b)
+                    if tiles {
+                        var o = images.lowerBound * ho * wo * c
+                        for bi in images {
+                            for oy in 0..<ho {
+                                for ox in 0..<wo {
+                                    let first = dx + ((bi * h + oy * k) * w + ox * k) * c
+                                    for ch in Swift.stride(from: 0, to: c, by: 16) {
+                                        let g = load16(dy + o + ch), pos = load16(am + o + ch)
+                                        for j in 0..<(k * k) {
+                                            let v = SIMD16<Float>(repeating: 0).replacing(with: g, where: pos .== Float(j))
+                                            store16(v, first + ((j / k) * w + j % k) * c + ch)
+                                        }
+                                    }
+                                    o += c
+                                }
+                            }
+                        }
+                        return
+                    }
                     fill(dx + images.lowerBound * h * w * c, 0, images.count * h * w * c)
                     var o = images.lowerBound * ho * wo * c
                     for bi in images {

@@ -209,3 +209,44 @@ func modelGradientsWithInjectedTapAndInputGradient(_ batchNorm: Bool) throws {
     model.zeroGrad()
     #expect(model.backward(Tensor(shape: [64, 4], repeating: 0.01), inputGradient: true)?.shape == x.shape)
 }
+
+/// Training mode runs each batch norm + ReLU as one fused pass; running the
+/// same layers one by one (unfused) gives bit-identical logits, tap
+/// activations, parameter gradients and input gradient. 24 channels over
+/// 3×3 maps leave a tail after the 48-lane channel stretches.
+@Test func fusedBatchNormReLUMatchesLayerByLayer() throws {
+    let fused = try Model(architecture: "c24,c16,p,gap,fc3", inputShape: [3, 3, 2], seed: 5)
+    let plain = try Model(architecture: "c24,c16,p,gap,fc3", inputShape: [3, 3, 2], seed: 5)
+    // Non-trivial γ, β so that the ReLU mask depends on them.
+    for (a, b) in zip(fused.parameters, plain.parameters) where a.name.hasSuffix(".bn.weight") || a.name.hasSuffix(".bn.bias") {
+        a.value = (0..<a.count).map { Float(($0 * 7) % 5) * 0.3 - 0.5 }
+        b.value = a.value
+    }
+    let x = randomTensor([3, 3, 3, 2], seed: 6)
+    let g = randomTensor([3, 3], seed: 7)
+    let tapGrad = randomTensor([3, 1, 1, 16], seed: 8)
+    for _ in 0..<2 {   // twice: running statistics and reused buffers
+        fused.zeroGrad()
+        plain.zeroGrad()
+        let z = fused.forward(x, training: true)
+        #expect((fused.layers[1] as! BatchNorm).fusedWithReLU && (fused.layers[4] as! BatchNorm).fusedWithReLU)
+        var h = x
+        for layer in plain.layers { h = layer.forward(h, training: true) }
+        #expect(z.data == h.data)
+        #expect(fused.activation(tap: "stage1").data == plain.activation(tap: "stage1").data)
+        let dx = fused.backward(g, tapGradients: ["stage1": tapGrad], inputGradient: true)!
+        var d = g
+        for i in stride(from: plain.layers.count - 1, through: 0, by: -1) {
+            if plain.layers[i].name == "l2.pool" {
+                d = Tensor(shape: d.shape, data: zip(d.data, tapGrad.data).map { $0 + $1 })
+            }
+            d = plain.layers[i].backward(d)
+        }
+        #expect(dx.data == d.data)
+        for (a, b) in zip(fused.parameters, plain.parameters) { #expect(a.grad == b.grad, "\(a.name)") }
+        for (a, b) in zip(fused.buffers, plain.buffers) { #expect(a.value == b.value, "\(a.name)") }
+        // The mask is not trivial: some but not all pre-activations are cut.
+        let relu = plain.layers[2] as! ReLU
+        #expect(relu.output.data.contains { $0 == 0 } && relu.output.data.contains { $0 > 0 })
+    }
+}
