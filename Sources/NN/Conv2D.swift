@@ -65,11 +65,12 @@ public final class Conv2D: Layer, RetainsBackwardState {
     /// products they replace.)
     public static let winogradMinChannels = 16
     /// `.auto` runs F(4×4, 3×3) on images at least this tall and wide, and
-    /// F(2×2, 3×3) on smaller ones. Measured (bench-nn --profile, forward +
-    /// backward per layer, batch 64, one thread, best of 3): 32→32 at 32×32
-    /// F(4×4) 18.6 ms vs F(2×2) 28.2 ms, 64→64 at 16×16 17.6 vs 25.1 ms,
-    /// 128→128 at 8×8 28.2 vs 21.1 ms. (At 8×8 an image has 4 tiles of 4×4,
-    /// so a chunk of 8 images gives the GEMMs only 32 rows.)
+    /// F(2×2, 3×3) on smaller ones. Measured (bench-nn --profile
+    /// --conv-algorithm winograd4 vs winograd, forward + backward per layer,
+    /// batch 64, 2 threads, quiet machine): 32→32 at 32×32 F(4×4) 10.1 ms vs
+    /// F(2×2) 15.1 ms, 64→64 at 16×16 10.2 vs 11.4 ms, 128→128 at 8×8 18.2
+    /// vs 10.5 ms. (At 8×8 an image has 4 tiles of 4×4, so a chunk of 8
+    /// images gives the GEMMs only 32 rows.)
     public static let winograd4MinSide = 16
     /// Bytes of a Winograd block's transformed input and products (fixes the
     /// tiles per GEMM, so it is part of the numbers like `patchBlockBytes`).
@@ -443,10 +444,9 @@ public final class Conv2D: Layer, RetainsBackwardState {
 /// How a 3×3, stride-1, padding-1 `Conv2D` is computed.
 ///
 /// The default, `.auto`, was chosen with bench-nn in one run (teacher
-/// c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20, batch 64, 2 layer threads on
-/// a loaded 2-core machine): 605 images/s training and 1807 inference
-/// against 398 and 1203 with every convolution by im2col (1.52×, 1.50×);
-/// convolutions 95 ms instead of 150 ms per training step.
+/// c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20, batch 64, 2 layer threads,
+/// quiet 2-core machine): 1391 images/s training and 3964 inference against
+/// 806 and 2384 with every convolution by im2col (1.73×, 1.66×).
 public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + sgemm: the reference path (every convolution shape).
     case im2col

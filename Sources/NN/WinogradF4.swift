@@ -23,46 +23,74 @@ enum WinogradF4: WinogradTiling {
     static var tile: Int { 4 }
     static var rotatedPositions: [Int]? { nil }
 
-    /// The columns of G (6×3), padded to 8 lanes.
-    @inline(__always) private static func gColumns() -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-        (SIMD8(1 / 4, -1 / 6, -1 / 6, 1 / 24, 1 / 24, 0, 0, 0),
-         SIMD8(0, -1 / 6, 1 / 6, 1 / 12, -1 / 12, 0, 0, 0),
-         SIMD8(0, -1 / 6, -1 / 6, 1 / 6, 1 / 6, 1, 0, 0))
+    /// G·(a, b, c) for lane vectors (G 6×3 above).
+    @inline(__always)
+    private static func gTimes(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> (Lanes, Lanes, Lanes, Lanes, Lanes, Lanes) {
+        let s: Lanes = a + c
+        let a24: Lanes = a * (Float(1) / 24), c6: Lanes = c * (Float(1) / 6), b12: Lanes = b * (Float(1) / 12)
+        let r1: Lanes = (s + b) * (Float(-1) / 6), r2: Lanes = (s - b) * (Float(-1) / 6)
+        let r3: Lanes = a24 + b12 + c6, r4: Lanes = a24 - b12 + c6
+        return (a * (Float(1) / 4), r1, r2, r3, r4, c)
     }
 
-    static func transformWeights(_ g: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ n: Int) {
-        let (c0, c1, c2) = gColumns()
-        for e in 0..<n {
-            // Column b of G g: Σ_a G[:, a] g[a][b].
-            @inline(__always) func column(_ b: Int) -> SIMD8<Float> {
-                c0 * g[b * n + e] + c1 * g[(3 + b) * n + e] + c2 * g[(6 + b) * n + e]
+    /// Gᵀ·u for six lane vectors.
+    @inline(__always)
+    private static func gTransposeTimes(_ u0: Lanes, _ u1: Lanes, _ u2: Lanes, _ u3: Lanes, _ u4: Lanes,
+                                        _ u5: Lanes) -> (Lanes, Lanes, Lanes) {
+        let p12: Lanes = u1 + u2, p34: Lanes = u3 + u4
+        let q: Lanes = u0 * Float(1) / 4 - p12 * (Float(1) / 6)
+        let o0: Lanes = q + p34 * (Float(1) / 24)
+        let o1: Lanes = (u2 - u1) * (Float(1) / 6) + (u3 - u4) * (Float(1) / 12)
+        let o2: Lanes = (p34 - p12) * (Float(1) / 6) + u5
+        return (o0, o1, o2)
+    }
+
+    // Both weight transforms run over 8 kernels (entries e) at a time: the
+    // n = Cin·Cout entries are contiguous in every tap and every position ξ.
+
+    static func transformWeights(_ g: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, count: Int, stride n: Int) {
+        var e = 0
+        while e < count {
+            let l = min(8, count - e)
+            @inline(__always) func tap(_ k: Int) -> Lanes { loadLanes(g + k * n + e, l) }
+            // Columns of G g (one per kernel column kx), then rows of (G g) Gᵀ.
+            let c0 = gTimes(tap(0), tap(3), tap(6))
+            let c1 = gTimes(tap(1), tap(4), tap(7))
+            let c2 = gTimes(tap(2), tap(5), tap(8))
+            @inline(__always) func row(_ i: Int, _ a: Lanes, _ b: Lanes, _ c: Lanes) {
+                let r = gTimes(a, b, c), o = u + 6 * i * n + e
+                storeLanes(r.0, o, l); storeLanes(r.1, o + n, l); storeLanes(r.2, o + 2 * n, l)
+                storeLanes(r.3, o + 3 * n, l); storeLanes(r.4, o + 4 * n, l); storeLanes(r.5, o + 5 * n, l)
             }
-            let g0 = column(0), g1 = column(1), g2 = column(2)
-            // Row i of (G g) Gᵀ: Σ_b (G g)[i][b] G[:, b].
-            for i in 0..<6 {
-                let row = c0 * g0[i] + c1 * g1[i] + c2 * g2[i]
-                let o = u + 6 * i * n + e
-                for j in 0..<6 { o[j * n] = row[j] }
-            }
+            row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
+            row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
+            e += 8
         }
     }
 
-    static func inverseTransformWeightsAdd(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>, _ n: Int) {
-        let (c0, c1, c2) = gColumns()
-        for e in 0..<n {
-            // (dU G)[i][b] = dU[i][:]·G[:, b]; then dW[a][b] = Σ_i G[i][a] (dU G)[i][b].
-            var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>()
-            for i in 0..<6 {
+    static func inverseTransformWeightsAdd(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
+                                           count: Int, stride n: Int) {
+        var e = 0
+        while e < count {
+            let l = min(8, count - e)
+            // Rows of dU G (Gᵀ on each row of dU), then columns of Gᵀ (dU G).
+            @inline(__always) func row(_ i: Int) -> (Lanes, Lanes, Lanes) {
                 let p = du + 6 * i * n + e
-                let row = SIMD8<Float>(p[0], p[n], p[2 * n], p[3 * n], p[4 * n], p[5 * n], 0, 0)
-                t0[i] = (row * c0).sum(); t1[i] = (row * c1).sum(); t2[i] = (row * c2).sum()
+                return gTransposeTimes(loadLanes(p, l), loadLanes(p + n, l), loadLanes(p + 2 * n, l),
+                                       loadLanes(p + 3 * n, l), loadLanes(p + 4 * n, l), loadLanes(p + 5 * n, l))
             }
-            @inline(__always) func add(_ a: Int, _ ca: SIMD8<Float>) {
-                dw[3 * a * n + e] += (ca * t0).sum()
-                dw[(3 * a + 1) * n + e] += (ca * t1).sum()
-                dw[(3 * a + 2) * n + e] += (ca * t2).sum()
+            let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5)
+            @inline(__always) func column(_ kx: Int, _ a: Lanes, _ b: Lanes, _ c: Lanes, _ d: Lanes, _ f: Lanes, _ h: Lanes) {
+                let q = gTransposeTimes(a, b, c, d, f, h)
+                let o0 = dw + kx * n + e, o1 = o0 + 3 * n, o2 = o0 + 6 * n
+                storeLanes(loadLanes(o0, l) + q.0, o0, l)
+                storeLanes(loadLanes(o1, l) + q.1, o1, l)
+                storeLanes(loadLanes(o2, l) + q.2, o2, l)
             }
-            add(0, c0); add(1, c1); add(2, c2)
+            column(0, r0.0, r1.0, r2.0, r3.0, r4.0, r5.0)
+            column(1, r0.1, r1.1, r2.1, r3.1, r4.1, r5.1)
+            column(2, r0.2, r1.2, r2.2, r3.2, r4.2, r5.2)
+            e += 8
         }
     }
 

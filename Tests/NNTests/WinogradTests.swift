@@ -54,6 +54,7 @@ private func pair(cin: Int, cout: Int, bias: Bool, seed: UInt64, _ algorithm: Co
     (1, 10, 11, 33, 7, false),
     (2, 6, 5, 32, 24, true),
     (2, 13, 14, 8, 16, false),
+    (2, 6, 7, 48, 48, true),   // 2304 kernels: the weight transforms split into ranges
 ])
 func winogradMatchesIm2col(_ algorithm: ConvAlgorithm, _ cfg: (Int, Int, Int, Int, Int, Bool)) {
     let (b, h, w, cin, cout, bias) = cfg
