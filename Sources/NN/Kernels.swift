@@ -147,9 +147,38 @@ func channelSumAndSquaresSerial(_ x: UnsafePointer<Float>, count: Int, tiling t:
     }
 }
 
-/// Per-channel Σa and Σa·b (into `sumA`, `sumAB`, overwritten).
-func channelSumAndDotSerial(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                      sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
+/// A per-element factor on a gradient, from the matching x̂ (normalised
+/// value): 1, or a ReLU's mask when the ReLU was fused into batch norm.
+protocol GradientMask {
+    /// The 16 gradient lanes at offset j of an L-lane channel stretch.
+    func callAsFunction(_ g: SIMD16<Float>, xhat: SIMD16<Float>, at j: Int) -> SIMD16<Float>
+    /// One gradient value of channel `ch`.
+    func callAsFunction(_ g: Float, xhat: Float, channel ch: Int) -> Float
+}
+
+struct NoMask: GradientMask {
+    @inline(__always) func callAsFunction(_ g: SIMD16<Float>, xhat: SIMD16<Float>, at j: Int) -> SIMD16<Float> { g }
+    @inline(__always) func callAsFunction(_ g: Float, xhat: Float, channel ch: Int) -> Float { g }
+}
+
+/// g·1[γ·x̂ + β > 0], γ and β tiled to the stretch: the gradient through a
+/// ReLU that followed batch norm, from x̂ alone (`affineLanes` is the
+/// forward's expression, so the mask is the forward's 1[y > 0]).
+struct ReLUMask: GradientMask {
+    let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>
+    @inline(__always) func callAsFunction(_ g: SIMD16<Float>, xhat: SIMD16<Float>, at j: Int) -> SIMD16<Float> {
+        g.replacing(with: 0, where: affineLanes(xhat, gamma + j, beta + j) .<= 0)
+    }
+    @inline(__always) func callAsFunction(_ g: Float, xhat: Float, channel ch: Int) -> Float {
+        xhat * gamma[ch] + beta[ch] > 0 ? g : 0
+    }
+}
+
+/// Per-channel Σm(a) and Σm(a)·b (into `sumA`, `sumAB`, overwritten), m the
+/// mask given b (b = x̂ when masked).
+func channelSumAndDotSerial<M: GradientMask>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int,
+                                             tiling t: ChannelTiling, mask: M,
+                                             sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     for ch in 0..<c { sumA[ch] = 0; sumAB[ch] = 0 }
     let acc = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 2 * v16)
@@ -162,9 +191,10 @@ func channelSumAndDotSerial(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>
         for v in 0..<(2 * v16) { acc[v] = SIMD16<Float>() }
         for _ in s..<end {
             for v in 0..<v16 {
-                let av = load16(pa + 16 * v)
+                let bv = load16(pb + 16 * v)
+                let av = mask(load16(pa + 16 * v), xhat: bv, at: 16 * v)
                 acc[v] += av
-                acc[v16 + v] += av * load16(pb + 16 * v)
+                acc[v16 + v] += av * bv
             }
             pa += l; pb += l
         }
@@ -178,8 +208,9 @@ func channelSumAndDotSerial(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>
         s = end
     }
     for i in (stretches * l)..<count {
-        sumA[i % c] += Double(a[i])
-        sumAB[i % c] += Double(a[i]) * Double(b[i])
+        let ai = mask(a[i], xhat: b[i], channel: i % c)
+        sumA[i % c] += Double(ai)
+        sumAB[i % c] += Double(ai) * Double(b[i])
     }
 }
 
@@ -269,54 +300,12 @@ func channelAffineSerial(_ x: UnsafePointer<Float>, count: Int, tiling t: Channe
 /// max(v, 0) as `reluForwardSerial` computes it.
 @inline(__always) func reluLanes(_ v: SIMD16<Float>) -> SIMD16<Float> { v.replacing(with: 0, where: v .< 0) }
 
-/// Σ dy·m and Σ dy·m·x̂ per channel, m = 1[γ·x̂ + β > 0]: the gradient sums
-/// of batch norm followed by ReLU, from the ReLU's output gradient.
-func channelMaskedSumAndDotSerial(_ dy: UnsafePointer<Float>, _ xhat: UnsafePointer<Float>, count: Int,
-                                  tiling t: ChannelTiling, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                                  sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
-    let c = t.channels, l = t.lanes, v16 = l / 16
-    for ch in 0..<c { sumA[ch] = 0; sumAB[ch] = 0 }
-    let acc = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 2 * v16)
-    defer { acc.deallocate() }
-    let stretches = count / l
-    var s = 0
-    var pa = dy, pb = xhat
-    while s < stretches {
-        let end = min(stretches, s + 64)
-        for v in 0..<(2 * v16) { acc[v] = SIMD16<Float>() }
-        for _ in s..<end {
-            for v in 0..<v16 {
-                let j = 16 * v
-                let h = load16(pb + j)
-                let g = load16(pa + j).replacing(with: 0, where: affineLanes(h, gamma + j, beta + j) .<= 0)
-                acc[v] += g
-                acc[v16 + v] += g * h
-            }
-            pa += l; pb += l
-        }
-        for v in 0..<v16 {
-            for lane in 0..<16 {
-                let ch = (16 * v + lane) % c
-                sumA[ch] += Double(acc[v][lane])
-                sumAB[ch] += Double(acc[v16 + v][lane])
-            }
-        }
-        s = end
-    }
-    for i in (stretches * l)..<count {
-        let j = i % c
-        let g = xhat[i] * gamma[j] + beta[j] > 0 ? dy[i] : 0
-        sumA[j] += Double(g)
-        sumAB[j] += Double(g) * Double(xhat[i])
-    }
-}
-
-/// dx = a·dy·m − b − x̂·d, m = 1[γ·x̂ + β > 0]: `channelNormBackwardSerial`
-/// through a ReLU that followed the batch norm.
-func channelMaskedNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int,
-                                     tiling t: ChannelTiling, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                                     a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
-                                     dx: UnsafeMutablePointer<Float>) {
+/// dx = a·m(dy) − b − h·d per channel (the normalisation backward), with
+/// tiled coefficients; m the mask given h = x̂.
+func channelNormBackwardSerial<M: GradientMask>(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int,
+                                                tiling t: ChannelTiling, mask: M,
+                                                a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                                d: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
     let c = t.channels, l = t.lanes, v16 = l / 16
     let stretches = count / l
     var off = 0
@@ -324,37 +313,14 @@ func channelMaskedNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePoin
         for v in 0..<v16 {
             let j = 16 * v
             let hv = load16(h + off + j)
-            let g = load16(dy + off + j).replacing(with: 0, where: affineLanes(hv, gamma + j, beta + j) .<= 0)
+            let g = mask(load16(dy + off + j), xhat: hv, at: j)
             store16(load16(a + j) * g - load16(b + j) - hv * load16(d + j), dx + off + j)
         }
         off += l
     }
     for i in off..<count {
         let j = i % c
-        let g = h[i] * gamma[j] + beta[j] > 0 ? dy[i] : 0
-        dx[i] = a[j] * g - b[j] - h[i] * d[j]
-    }
-}
-
-/// dx = a·dy − b − h·d per channel (the normalisation backward), with
-/// tiled coefficients.
-func channelNormBackwardSerial(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                         a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>) {
-    let c = t.channels, l = t.lanes, v16 = l / 16
-    let stretches = count / l
-    var off = 0
-    for _ in 0..<stretches {
-        for v in 0..<v16 {
-            let j = 16 * v
-            let r = load16(a + j) * load16(dy + off + j) - load16(b + j) - load16(h + off + j) * load16(d + j)
-            store16(r, dx + off + j)
-        }
-        off += l
-    }
-    for i in off..<count {
-        let j = i % c
-        dx[i] = a[j] * dy[i] - b[j] - h[i] * d[j]
+        dx[i] = a[j] * mask(dy[i], xhat: h[i], channel: j) - b[j] - h[i] * d[j]
     }
 }
 
@@ -392,10 +358,11 @@ func channelSumAndSquares(_ x: UnsafePointer<Float>, count: Int, tiling t: Chann
     }
 }
 
-func channelSumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                      sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
+func channelSumAndDot<M: GradientMask>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int,
+                                       tiling t: ChannelTiling, mask: M,
+                                       sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
     reduceChunks(count, tiling: t, arrays: 2, outputs: [sumA, sumAB]) { r, part in
-        channelSumAndDotSerial(a + r.lowerBound, b + r.lowerBound, count: r.count, tiling: t,
+        channelSumAndDotSerial(a + r.lowerBound, b + r.lowerBound, count: r.count, tiling: t, mask: mask,
                                sumA: part, sumAB: part + t.channels)
     }
 }
@@ -417,32 +384,13 @@ func channelAffine(_ x: UnsafePointer<Float>, count: Int, tiling t: ChannelTilin
     }
 }
 
-func channelMaskedSumAndDot(_ dy: UnsafePointer<Float>, _ xhat: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                            gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                            sumA: UnsafeMutablePointer<Double>, sumAB: UnsafeMutablePointer<Double>) {
-    reduceChunks(count, tiling: t, arrays: 2, outputs: [sumA, sumAB]) { r, part in
-        channelMaskedSumAndDotSerial(dy + r.lowerBound, xhat + r.lowerBound, count: r.count, tiling: t,
-                                     gamma: gamma, beta: beta, sumA: part, sumAB: part + t.channels)
-    }
-}
-
-func channelMaskedNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                               gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                               a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
-                               dx: UnsafeMutablePointer<Float>) {
+func channelNormBackward<M: GradientMask>(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int,
+                                          tiling t: ChannelTiling, mask: M,
+                                          a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
+                                          dx: UnsafeMutablePointer<Float>) {
     Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
         let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
-        channelMaskedNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, gamma: gamma, beta: beta,
-                                        a: a, b: b, d: d, dx: dx + o)
-    }
-}
-
-func channelNormBackward(_ dy: UnsafePointer<Float>, _ h: UnsafePointer<Float>, count: Int, tiling t: ChannelTiling,
-                         a: UnsafePointer<Float>, b: UnsafePointer<Float>, d: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>) {
-    Parallel.forEachChunk(Parallel.chunks(count: count, align: t.lanes)) { p, _ in
-        let r = Parallel.chunkRange(p, count: count, align: t.lanes), o = r.lowerBound
-        channelNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, a: a, b: b, d: d, dx: dx + o)
+        channelNormBackwardSerial(dy + o, h + o, count: r.count, tiling: t, mask: mask, a: a, b: b, d: d, dx: dx + o)
     }
 }
 

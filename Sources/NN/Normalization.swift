@@ -117,13 +117,13 @@ final class ChannelNormalizer {
     /// the sums are of dy·1[y > 0].
     func gradientSums(_ dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, count: Int,
                       reluMask: (gamma: [Float], beta: [Float])? = nil) {
-        guard let reluMask else {
-            channelSumAndDot(dy, xhat, count: count, tiling: tiling, sumA: sumDy, sumAB: sumDyXhat)
-            return
+        if let reluMask {
+            let g = tileMask(reluMask)
+            channelSumAndDot(dy, xhat, count: count, tiling: tiling, mask: ReLUMask(gamma: g, beta: g + tiling.lanes),
+                             sumA: sumDy, sumAB: sumDyXhat)
+        } else {
+            channelSumAndDot(dy, xhat, count: count, tiling: tiling, mask: NoMask(), sumA: sumDy, sumAB: sumDyXhat)
         }
-        let g = tileMask(reluMask)
-        channelMaskedSumAndDot(dy, xhat, count: count, tiling: tiling, gamma: g, beta: g + tiling.lanes,
-                               sumA: sumDy, sumAB: sumDyXhat)
     }
 
     /// γ and β tiled into the last two coefficient rows; returns the first.
@@ -152,10 +152,10 @@ final class ChannelNormalizer {
         tiling.tile(scratch, into: d)
         if let reluMask {
             let g = tileMask(reluMask)
-            channelMaskedNormBackward(dy, xhat, count: count, tiling: tiling, gamma: g, beta: g + l,
-                                      a: a, b: b, d: d, dx: dx)
+            channelNormBackward(dy, xhat, count: count, tiling: tiling, mask: ReLUMask(gamma: g, beta: g + l),
+                                a: a, b: b, d: d, dx: dx)
         } else {
-            channelNormBackward(dy, xhat, count: count, tiling: tiling, a: a, b: b, d: d, dx: dx)
+            channelNormBackward(dy, xhat, count: count, tiling: tiling, mask: NoMask(), a: a, b: b, d: d, dx: dx)
         }
     }
 }

@@ -86,6 +86,17 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
 
     init(blockBytes: Int) { self.blockBytes = blockBytes }
 
+    /// The input transform with the lane width of `c` channels.
+    @inline(__always)
+    private static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                                       tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
+        if c % 8 == 0 {
+            Tiling.transformInput(FullLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
+        } else {
+            Tiling.transformInput(TailLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
+        }
+    }
+
     /// Runs `body` over balanced ranges of the n = Cin·Cout kernels on the
     /// workers: the weight transforms are per kernel, so any partition gives
     /// the same numbers. (They sit between parallel passes; with scalar
@@ -155,7 +166,7 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
                                geo: TileGeometry, tiles t0: Int, _ t1: Int,
                                v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
         let n = t1 - t0, xis = Self.positions
-        Tiling.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
+        Self.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
         let uSize = cin * cout
         for xi in 0..<xis {
             if let uPositions {
@@ -167,7 +178,11 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
                       b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * cout, ldc: xis * cout)
             }
         }
-        Tiling.transformOutput(m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
+        if cout % 8 == 0 {
+            Tiling.transformOutput(FullLanes.self, m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
+        } else {
+            Tiling.transformOutput(TailLanes.self, m, channels: cout, geo: geo, tiles: t0, t1, bias: bias, into: y)
+        }
     }
 
     /// Where the input-gradient pass reads its transformed kernels: U itself
@@ -213,8 +228,12 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
             let du = parts[c], v = vs[worker], dm = dms[worker]
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks, n = t1 - t0
-                Tiling.transformGradOutput(dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
-                Tiling.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
+                if cout % 8 == 0 {
+                    Tiling.transformGradOutput(FullLanes.self, dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
+                } else {
+                    Tiling.transformGradOutput(TailLanes.self, dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
+                }
+                Self.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
                 for xi in 0..<xis {
                     sgemm(true, false, m: cin, n: cout, k: n, a: v + xi * cin, lda: xis * cin,
                           b: dm + xi * cout, ldb: xis * cout, beta: j == 0 ? 0 : 1,
@@ -253,15 +272,19 @@ protocol WinogradTiling {
     /// dW[ky][kx][e] += (Gᵀ dU G)[ky][kx] for e < count, same strides.
     static func inverseTransformWeightsAdd(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
                                            count: Int, stride: Int)
+    // The data transforms run over channel groups of 8 lanes; `L` tells
+    // whether the channel count is a multiple of 8 (FullLanes: no tails).
     /// V[t − t0][ξ][c] = (Bᵀ d B)_ξ for tiles t0..<t1 of the padded input.
-    static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
-                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>)
+    static func transformInput<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                                             tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>)
     /// y[tile] = Aᵀ M A (+ bias), dropping rows/columns past the image.
-    static func transformOutput(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>)
+    static func transformOutput<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                              tiles t0: Int, _ t1: Int, bias: UnsafePointer<Float>?,
+                                              into y: UnsafeMutablePointer<Float>)
     /// dM[t − t0][ξ][k] = (A dy Aᵀ)_ξ for the m×m tiles of dy (zero past the output).
-    static func transformGradOutput(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
-                                    tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>)
+    static func transformGradOutput<L: LaneWidth>(_: L.Type, _ dy: UnsafePointer<Float>, channels k: Int,
+                                                  geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                                                  into dm: UnsafeMutablePointer<Float>)
 }
 
 /// F(2×2, 3×3), the transforms in the comment at the top of this file.
@@ -279,17 +302,19 @@ enum WinogradF2: WinogradTiling {
                                            count: Int, stride: Int) {
         inverseWeightTransformAdd(du, into: dw, count: count, stride: stride)
     }
-    static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
-                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
-        inputTransform(xp, channels: c, geo: geo, tiles: t0, t1, into: v)
+    static func transformInput<L: LaneWidth>(_ l: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                                             tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
+        inputTransformLanes(l, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
     }
-    static func transformOutput(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        outputTransform(m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
+    static func transformOutput<L: LaneWidth>(_ l: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                              tiles t0: Int, _ t1: Int, bias: UnsafePointer<Float>?,
+                                              into y: UnsafeMutablePointer<Float>) {
+        outputTransformLanes(l, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
     }
-    static func transformGradOutput(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
-                                    tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
-        gradOutputTransform(dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
+    static func transformGradOutput<L: LaneWidth>(_ l: L.Type, _ dy: UnsafePointer<Float>, channels k: Int,
+                                                  geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                                                  into dm: UnsafeMutablePointer<Float>) {
+        gradOutputTransformLanes(l, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
     }
 }
 
@@ -355,33 +380,6 @@ typealias Lanes = SIMD8<Float>
 protocol LaneWidth { static func lanes(_ remaining: Int) -> Int }
 enum FullLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { 8 } }
 enum TailLanes: LaneWidth { @inline(__always) static func lanes(_ remaining: Int) -> Int { min(remaining, 8) } }
-
-private func inputTransform(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                            into v: UnsafeMutablePointer<Float>) {
-    if c % 8 == 0 {
-        inputTransformLanes(FullLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
-    } else {
-        inputTransformLanes(TailLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
-    }
-}
-
-private func outputTransform(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                             bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-    if k % 8 == 0 {
-        outputTransformLanes(FullLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
-    } else {
-        outputTransformLanes(TailLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
-    }
-}
-
-private func gradOutputTransform(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
-                                 tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
-    if k % 8 == 0 {
-        gradOutputTransformLanes(FullLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
-    } else {
-        gradOutputTransformLanes(TailLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
-    }
-}
 
 /// Global tile index → (image, first output row, first output column).
 @inline(__always) func tileOrigin(_ t: Int, _ geo: TileGeometry) -> (Int, Int, Int) {

@@ -94,33 +94,6 @@ enum WinogradF4: WinogradTiling {
         }
     }
 
-    static func transformInput(_ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
-                               tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
-        if c % 8 == 0 {
-            inputLanes(FullLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
-        } else {
-            inputLanes(TailLanes.self, xp, channels: c, geo: geo, tiles: t0, t1, into: v)
-        }
-    }
-
-    static func transformOutput(_ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        if k % 8 == 0 {
-            outputLanes(FullLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
-        } else {
-            outputLanes(TailLanes.self, m, channels: k, geo: geo, tiles: t0, t1, bias: bias, into: y)
-        }
-    }
-
-    static func transformGradOutput(_ dy: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
-                                    tiles t0: Int, _ t1: Int, into dm: UnsafeMutablePointer<Float>) {
-        if k % 8 == 0 {
-            gradOutputLanes(FullLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
-        } else {
-            gradOutputLanes(TailLanes.self, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
-        }
-    }
-
     /// Bᵀ·x for six lane vectors.
     @inline(__always)
     private static func bTransposeTimes(_ x0: Lanes, _ x1: Lanes, _ x2: Lanes, _ x3: Lanes, _ x4: Lanes, _ x5: Lanes)
@@ -149,8 +122,8 @@ enum WinogradF4: WinogradTiling {
     // The transforms go in two passes through a 6×6 (or 6×4) scratch of lane
     // vectors: 36 live vectors would not fit the 16 registers.
 
-    private static func inputLanes<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
-                                                 tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
+    static func transformInput<L: LaneWidth>(_: L.Type, _ xp: UnsafePointer<Float>, channels c: Int, geo: TileGeometry,
+                                             tiles t0: Int, _ t1: Int, into v: UnsafeMutablePointer<Float>) {
         let rs = geo.wp * c
         withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 36) { scratch in
             let s = scratch.baseAddress!
@@ -182,9 +155,9 @@ enum WinogradF4: WinogradTiling {
         }
     }
 
-    private static func outputLanes<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
-                                                  tiles t0: Int, _ t1: Int, bias: UnsafePointer<Float>?,
-                                                  into y: UnsafeMutablePointer<Float>) {
+    static func transformOutput<L: LaneWidth>(_: L.Type, _ m: UnsafePointer<Float>, channels k: Int, geo: TileGeometry,
+                                              tiles t0: Int, _ t1: Int, bias: UnsafePointer<Float>?,
+                                              into y: UnsafeMutablePointer<Float>) {
         let h = geo.h, w = geo.w
         withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 24) { scratch in
             let s = scratch.baseAddress!
@@ -224,9 +197,9 @@ enum WinogradF4: WinogradTiling {
         }
     }
 
-    private static func gradOutputLanes<L: LaneWidth>(_: L.Type, _ dy: UnsafePointer<Float>, channels k: Int,
-                                                      geo: TileGeometry, tiles t0: Int, _ t1: Int,
-                                                      into dm: UnsafeMutablePointer<Float>) {
+    static func transformGradOutput<L: LaneWidth>(_: L.Type, _ dy: UnsafePointer<Float>, channels k: Int,
+                                                  geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                                                  into dm: UnsafeMutablePointer<Float>) {
         let h = geo.h, w = geo.w
         withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 24) { scratch in
             let s = scratch.baseAddress!

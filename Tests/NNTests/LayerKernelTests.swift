@@ -22,7 +22,7 @@ func channelKernelsMatchReference(_ c: Int) {
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeBufferPointer { yp in
                 channelSumAndSquares(xp.baseAddress!, count: n, tiling: t, sum: &sum, sumSq: &sq)
-                channelSumAndDot(xp.baseAddress!, yp.baseAddress!, count: n, tiling: t, sumA: &sumA, sumAB: &dot)
+                channelSumAndDot(xp.baseAddress!, yp.baseAddress!, count: n, tiling: t, mask: NoMask(), sumA: &sumA, sumAB: &dot)
                 channelSum(xp.baseAddress!, count: n, tiling: t, sumA: &only)
             }
         }
@@ -44,7 +44,7 @@ func channelKernelsMatchReference(_ c: Int) {
         tiles.withUnsafeBufferPointer { tp in
             let p = tp.baseAddress!, l = t.lanes
             channelAffine(x, count: n, tiling: t, scale: p, shift: p + l, u: &u, gamma: p + 2 * l, beta: p + 3 * l, y: &out)
-            channelNormBackward(y, x, count: n, tiling: t, a: p, b: p + l, d: p + 2 * l, dx: &dx)
+            channelNormBackward(y, x, count: n, tiling: t, mask: NoMask(), a: p, b: p + l, d: p + 2 * l, dx: &dx)
             channelScaleShift(x, count: n, tiling: t, shift: p + l, scale: p, offset: p + 3 * l, y: &folded)
         }
         for i in 0..<n {

@@ -123,7 +123,7 @@ private func smallRun(threads: Int, seed: UInt64 = 5) throws -> RunResult {
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeBufferPointer { yp in
                     channelSumAndSquares(xp.baseAddress!, count: n, tiling: t, sum: &s, sumSq: &q)
-                    channelSumAndDot(yp.baseAddress!, xp.baseAddress!, count: n, tiling: t, sumA: &a, sumAB: &d)
+                    channelSumAndDot(yp.baseAddress!, xp.baseAddress!, count: n, tiling: t, mask: NoMask(), sumA: &a, sumAB: &d)
                     channelSum(xp.baseAddress!, count: n, tiling: t, sumA: &o)
                 }
             }
