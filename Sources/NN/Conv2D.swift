@@ -27,8 +27,10 @@
 /// are part of the numbers: change them and dW's summation order changes.)
 ///
 /// A 3×3, stride-1, padding-1 convolution with at least 16 input and output
-/// channels runs by default (`.auto`) as Winograd F(2×2, 3×3) instead (`algorithm`, see `WinogradConvolution`): 16 instead of 36
-/// multiplies per 2×2 outputs, same chunking rules, same results up to
+/// channels runs by default (`.auto`) as Winograd instead (`algorithm`, see
+/// `WinogradConvolution`): F(4×4, 3×3) on maps of 16×16 and more (36
+/// instead of 144 multiplies per 4×4 outputs), F(2×2, 3×3) on smaller ones
+/// (16 instead of 36 per 2×2), same chunking rules, same results up to
 /// rounding; `.im2col` keeps the exact reference path above.
 ///
 /// Weight layout is HWIO, [k, k, Cin, Cout] (PyTorch's is OIHW: transpose
