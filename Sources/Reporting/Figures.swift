@@ -18,30 +18,80 @@ public enum Figures {
 
     static let rhoLabel = "ρ (fraction of distillation images with the artifact)"
 
-    /// Student series of one metric vs ρ, in percent, with ± std error bars.
-    static func studentSeries(_ d: Dataset, _ metric: Metric) -> [ChartSeries] {
-        d.series.enumerated().map { i, s in
+    /// Rows of the ρ figures: one per subtask when the runs span several (the curves of an easy and
+    /// a hard subtask in one panel cross and crowd it), else one row of all series (nil).
+    struct Rows {
+        let subtasks: [String?]
+        /// Whether a row's name leaves out the student architecture (one architecture per subtask).
+        let dropsArch: Bool
+        /// Subtasks of each series' runs (a method run on one subtask only is not split by it).
+        let seriesSubtasks: [String: Set<String>]
+        var faceted: Bool { subtasks.count > 1 }
+
+        init(_ d: Dataset) {
+            var seen: [String] = []
+            for r in d.runs { if let s = r.metrics.run.subtask, !seen.contains(s) { seen.append(s) } }
+            subtasks = seen.count > 1 ? seen : [nil]
+            dropsArch = seen.allSatisfy { sub in
+                Set(d.runs.filter { $0.metrics.run.subtask == sub }.map { OptionalKey($0.metrics.run.studentArch) }).count <= 1
+            }
+            var map: [String: Set<String>] = [:]
+            for s in d.series + d.teacherSeries {
+                map[s.id] = Set(s.runIndices.compactMap { d.runs[$0].metrics.run.subtask })
+            }
+            seriesSubtasks = map
+        }
+
+        func contains(_ s: SeriesInfo, row: String?) -> Bool {
+            guard let row else { return true }
+            return seriesSubtasks[s.id]?.contains(row) ?? false
+        }
+
+        /// The series' name without what the row states (its subtask, and the architecture that goes
+        /// with it), so a method keeps one name, colour and legend entry across rows.
+        func name(_ s: SeriesInfo) -> String {
+            guard faceted else { return s.name }
+            let rest = s.settings.filter { $0.0 != .subtask && !(dropsArch && $0.0 == .studentArch) }
+            return rest.isEmpty ? s.method : "\(s.method) [" + rest.map { "\($0.0.short)=\($0.1 ?? "–")" }.joined(separator: ", ") + "]"
+        }
+    }
+
+    /// Student series of one metric vs ρ in one row, in percent, with ± std error bars; the colour
+    /// follows the row-free name.
+    static func studentSeries(_ d: Dataset, _ metric: Metric, rows: Rows, row: String?) -> [ChartSeries] {
+        var names: [String] = []
+        for s in d.series where !names.contains(rows.name(s)) { names.append(rows.name(s)) }
+        return d.series.filter { rows.contains($0, row: row) }.map { s in
             let pts = d.rhos.compactMap { r -> DataPoint? in
                 guard let st = d.studentStat(s, rho: r, metric) else { return nil }
                 return DataPoint(x: r, y: st.mean * 100, yErr: st.std.map { $0 * 100 })
             }
-            return ChartSeries(id: s.id, name: s.name, style: Palette.style(i), points: pts)
+            let name = rows.name(s)
+            return ChartSeries(id: s.id, name: name, style: Palette.style(names.firstIndex(of: name) ?? 0), points: pts)
         }
     }
 
-    /// Teacher curves (grey, dotted) as reference series.
-    static func teacherSeries(_ d: Dataset, _ metric: Metric) -> [ChartSeries] {
+    /// Teacher curves (grey, dotted) of one row as reference series.
+    static func teacherSeries(_ d: Dataset, _ metric: Metric, rows: Rows, row: String?) -> [ChartSeries] {
         d.teacherSeries.enumerated().compactMap { i, t in
+            guard rows.contains(t, row: row) else { return nil }
             let pts = d.rhos.compactMap { r -> DataPoint? in
                 guard let st = d.teacherStat(t, rho: r, metric) else { return nil }
                 return DataPoint(x: r, y: st.mean * 100, yErr: st.std.map { $0 * 100 })
             }
             if pts.isEmpty { return nil }
             let markers = MarkerShape.allCases
-            return ChartSeries(id: t.id, name: t.name, cssClass: "reference",
-                               style: SeriesStyle(colour: Palette.neutral, marker: markers[(i + 1) % markers.count], dash: "2,3"),
+            return ChartSeries(id: t.id, name: rows.name(t), cssClass: "reference",
+                               style: SeriesStyle(colour: Palette.neutral, marker: markers[((rows.faceted ? 0 : i) + 1) % markers.count],
+                                                  dash: "2,3"),
                                points: pts)
         }
+    }
+
+    /// Legend entries of all rows, one per name.
+    static func legend(_ series: [ChartSeries]) -> [LegendEntry] {
+        var seen = Set<String>()
+        return Figure.legendEntries(for: series.filter { seen.insert($0.name).inserted })
     }
 
     static func seedNote(_ d: Dataset) -> String {
@@ -63,16 +113,23 @@ public enum Figures {
             chance = [ReferenceLine(y: 100 / Double(k), label: "chance (\(String(format: "%.0f", 100 / Double(k))) %)",
                                     labelAtStart: true)]
         }
-        let panels = metrics.map { m, title in
-            Panel(title: title, xLabel: rhoLabel, yLabel: "accuracy (%)", xDomain: axis.domain, yDomain: (0, 100),
-                  xTicks: axis.ticks, yTicks: [0, 20, 40, 60, 80, 100],
-                  series: teacherSeries(d, m) + studentSeries(d, m), referenceLines: chance, dodge: 12)
+        let rows = Rows(d)
+        let panels = rows.subtasks.flatMap { row in
+            metrics.map { m, title in
+                Panel(title: row.map { "\(title): \($0)" } ?? title, xLabel: rhoLabel, yLabel: "accuracy (%)",
+                      xDomain: axis.domain, yDomain: (0, 100), xTicks: axis.ticks, yTicks: [0, 20, 40, 60, 80, 100],
+                      series: teacherSeries(d, m, rows: rows, row: row) + studentSeries(d, m, rows: rows, row: row),
+                      referenceLines: chance, dodge: 12)
+            }
         }
-        let legendSeries = studentSeries(d, .accTest) + teacherSeries(d, .accTest)
+        let legendSeries = rows.subtasks.flatMap {
+            studentSeries(d, .accTest, rows: rows, row: $0) + teacherSeries(d, .accTest, rows: rows, row: $0)
+        }
         return Figure(title: "Student accuracy vs ρ",
-                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: chance = 1/K",
-                      panels: panels, legend: [LegendSection(title: "method", entries: Figure.legendEntries(for: legendSeries))],
-                      panelWidth: 340).render()
+                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: chance = 1/K"
+                          + (rows.faceted ? "; one row per subtask" : ""),
+                      panels: panels, legend: [LegendSection(title: "method", entries: legend(legendSeries))],
+                      columns: metrics.count, panelWidth: 340).render()
     }
 
     /// `relevance-vs-rho.svg`: share of input relevance inside the artifact patch vs ρ (gxi, LRP).
@@ -80,22 +137,30 @@ public enum Figures {
         let axis = rhoAxis(d)
         let metrics: [(Metric, String)] = [(.relevanceGxi, "Gradient × input"), (.relevanceLrp, "LRP-ε")]
         let patch = ReferenceLine(y: patchAreaShare * 100, label: "patch area (\(String(format: "%.2f", patchAreaShare * 100)) %)")
-        // One y range for both panels, so the two attribution methods compare at a glance.
-        let all = metrics.map { m, _ in teacherSeries(d, m) + studentSeries(d, m) }
-        let top = all.flatMap { $0.flatMap(\.points) }.map { $0.y + ($0.yErr ?? 0) }.max() ?? 0
-        let yDomain = niceDomain(0, min(100, max(top, patchAreaShare * 100) * 1.08))
-        let panels = zip(metrics, all).map { mt, series -> Panel in
-            let (_, title) = mt
-            return Panel(title: title, xLabel: rhoLabel, yLabel: "relevance in artifact patch (%)",
-                         xDomain: axis.domain, yDomain: yDomain, xTicks: axis.ticks,
-                         series: series, referenceLines: [patch], dodge: 12,
-                         emptyMessage: "not measured")
+        // One y range for all panels, so the two attribution methods compare at a glance.
+        let rows = Rows(d)
+        let cells = rows.subtasks.flatMap { row in
+            metrics.map { m, title in
+                (row.map { "\(title): \($0)" } ?? title,
+                 teacherSeries(d, m, rows: rows, row: row) + studentSeries(d, m, rows: rows, row: row))
+            }
         }
-        let legendSeries = studentSeries(d, .relevanceGxi) + teacherSeries(d, .relevanceGxi)
+        let top = cells.flatMap { $0.1.flatMap(\.points) }.map { $0.y + ($0.yErr ?? 0) }.max() ?? 0
+        let yDomain = niceDomain(0, min(100, max(top, patchAreaShare * 100) * 1.08))
+        let panels = cells.map { title, series -> Panel in
+            Panel(title: title, xLabel: rhoLabel, yLabel: "relevance in artifact patch (%)",
+                  xDomain: axis.domain, yDomain: yDomain, xTicks: axis.ticks,
+                  series: series, referenceLines: [patch], dodge: 12,
+                  emptyMessage: "not measured")
+        }
+        let legendSeries = rows.subtasks.flatMap {
+            studentSeries(d, .relevanceGxi, rows: rows, row: $0) + teacherSeries(d, .relevanceGxi, rows: rows, row: $0)
+        }
         return Figure(title: "Share of relevance (logit margin) inside the artifact patch vs ρ",
-                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: share under uniform relevance",
-                      panels: panels, legend: [LegendSection(title: "method", entries: Figure.legendEntries(for: legendSeries))],
-                      panelWidth: 340).render()
+                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: share under uniform relevance"
+                          + (rows.faceted ? "; one row per subtask" : ""),
+                      panels: panels, legend: [LegendSection(title: "method", entries: legend(legendSeries))],
+                      columns: metrics.count, panelWidth: 340).render()
     }
 
     /// `worst-vs-overall.svg`: one panel per companion-study group; one point per teacher × student

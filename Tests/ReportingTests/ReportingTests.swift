@@ -479,3 +479,35 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     let plain = Dataset(runs: [makeRun("kd", rho: 0, seed: 1, acc: 0.9)], methodOrder: ["kd"])
     #expect(!SummaryMarkdown.render(plain, root: "r", gaps: Gaps(), expected: nil).contains("Artifact probe"))
 }
+
+/// Runs over two subtasks (each with its own student): one row of panels per subtask, each panel
+/// with that subtask's series only, and one legend entry and colour per method across rows.
+@Test func accuracyFigureHasOneRowPerSubtask() throws {
+    var runs: [LoadedRun] = []
+    for (sub, arch) in [("gratings", "c8,p,fc5"), ("stars", "c16,p,fc5")] {
+        for m in sub == "gratings" ? ["kd", "subdistill", "vid"] : ["kd", "subdistill"] {
+            for rho in [0.0, 1.0] {
+                var r = makeRun(m, rho: rho, seed: 1, acc: sub == "gratings" ? 0.9 : 0.4, teacherAcc: 0.95)
+                r.metrics.run.subtask = sub
+                r.metrics.run.studentArch = arch
+                runs.append(r)
+            }
+        }
+    }
+    let d = Dataset(runs: runs)
+    #expect(d.series.count == 5)                                  // kd and subdistill split by subtask
+    let svg = Figures.accuracyVsRho(d)
+    let els = try #require(parseXML(svg))
+    #expect(seriesPerPanel(els) == [3, 3, 2, 2])                 // rows gratings, stars × test, clean
+    #expect(seriesPerPanel(els, cls: "reference") == [1, 0, 1, 0])
+    #expect(svg.contains("Test (published metric): gratings") && svg.contains("Clean (no artifact): stars"))
+    let legend = els.filter { $0.0 == "g" && $0.1["class"] == "legend-entry" }
+    #expect(legend.count == 4)                                    // kd, subdistill, vid, teacher
+    // kd is drawn in the same colour in both rows.
+    let kd = els.filter { $0.0 == "g" && $0.1["class"] == "series" && $0.1["data-name"] == "kd" }
+    #expect(kd.count == 4)
+    let ids = els.compactMap { $0.1["id"] }
+    #expect(Set(ids).count == ids.count)
+    let rel = try #require(parseXML(Figures.relevanceVsRho(d)))
+    #expect(seriesPerPanel(rel).count == 4)
+}
