@@ -204,7 +204,9 @@ struct BenchNN: ParsableCommand {
     @Option(help: "Threads for the layers (default: every core).") var threads: Int?
     @Option(help: "Winograd block (transformed input + products) in KiB (default: the library's).")
     var winogradBlockKib: Int?
-    @Option(help: "Algorithm of the 3×3/stride 1 convolutions in every model but teacher-im2col: winograd or im2col (default: the library's).")
+    @Option(help: "Winograd tiles per image chunk below which a batch is cut into fewer chunks (default: the library's).")
+    var winogradMinChunkTiles: Int?
+    @Option(help: "Algorithm of the 3×3/stride 1 convolutions in every model but teacher-im2col: im2col, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3)) or auto (default: the library's).")
     var convAlgorithm: String?
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory, torch.")
     var only = "gemm,layout,teacher,student,teacher-nobn,memory,torch"
@@ -217,7 +219,8 @@ struct BenchNN: ParsableCommand {
     let results = Results()
 
     enum CodingKeys: String, CodingKey {
-        case steps, batch, memorySteps, profile, blockKib, noSplit, threads, winogradBlockKib, convAlgorithm, only, torchScript
+        case steps, batch, memorySteps, profile, blockKib, noSplit, threads, winogradBlockKib, winogradMinChunkTiles,
+             convAlgorithm, only, torchScript
     }
 
     func run() throws {
@@ -300,6 +303,7 @@ struct BenchNN: ParsableCommand {
         for case let conv as Conv2D in model.layers {
             if let a = algorithm ?? convAlgorithm.flatMap(ConvAlgorithm.init(rawValue:)) { conv.algorithm = a }
             if let kib = winogradBlockKib { conv.winogradBlockBytes = kib << 10 }
+            if let t = winogradMinChunkTiles { conv.winogradMinChunkTiles = max(1, t) }
             if let kib = blockKib { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
             if noSplit { conv.parallelThreshold = Int.max }
         }

@@ -70,10 +70,19 @@ public final class Conv2D: Layer, RetainsBackwardState {
     /// F(2×2, 3×3) on smaller ones. Measured (bench-nn --profile
     /// --conv-algorithm winograd4 vs winograd, forward + backward per layer,
     /// batch 64, 2 threads, quiet machine): 32→32 at 32×32 F(4×4) 10.1 ms vs
-    /// F(2×2) 15.1 ms, 64→64 at 16×16 10.2 vs 11.4 ms, 128→128 at 8×8 18.2
-    /// vs 10.5 ms. (At 8×8 an image has 4 tiles of 4×4, so a chunk of 8
-    /// images gives the GEMMs only 32 rows.)
-    public static let winograd4MinSide = 16
+    /// F(2×2) 15.1 ms, 64→64 at 16×16 10.2 vs 11.4 ms, 128→128 at 8×8 8.1
+    /// vs 10.4 ms (with `winogradMinChunkTiles` 128); the whole teacher step
+    /// 1490–1517 images/s with F(4×4) on 8×8 against 1337–1379 with F(2×2)
+    /// there (3 interleaved rounds).
+    public static let winograd4MinSide = 8
+    /// Winograd tiles per image chunk below which the batch is cut into
+    /// fewer chunks (at least one): small maps have few tiles per image, and
+    /// 8 chunks of 8 images at 8×8 gave F(4×4)'s GEMMs 32 rows. Measured
+    /// (bench-nn, teacher, batch 64, 2 threads, 3 interleaved rounds):
+    /// 1490–1517 images/s with 128 against 1431–1478 with 1 (no limit).
+    /// Fixed by the shapes, so part of the numbers like `parallelThreshold`.
+    public var winogradMinChunkTiles = Conv2D.defaultWinogradMinChunkTiles
+    public static let defaultWinogradMinChunkTiles = 128
     /// Bytes of a Winograd block's transformed input and products (fixes the
     /// tiles per GEMM, so it is part of the numbers like `patchBlockBytes`).
     public var winogradBlockBytes: Int {
@@ -187,6 +196,11 @@ public final class Conv2D: Layer, RetainsBackwardState {
         let chunks = m * kk * n >= parallelThreshold ? min(b, Conv2D.maxChunks) : 1
         lastAlgorithm = resolvedAlgorithm(height: h, width: w)
         if lastAlgorithm != .im2col {
+            // Fewer, larger chunks when images have few tiles, so that each
+            // chunk's GEMMs keep enough rows (shapes only: thread-invariant).
+            let tile = lastAlgorithm == .winograd4 ? 4 : 2
+            let imageTiles = ((h + tile - 1) / tile) * ((w + tile - 1) / tile)
+            let chunks = min(chunks, max(1, b * imageTiles / winogradMinChunkTiles))
             chunkCount = chunks
             let bias = self.bias?.value
             x.data.withUnsafeBufferPointer { xb in

@@ -67,6 +67,7 @@ private func smallRun(threads: Int, seed: UInt64 = 5) throws -> RunResult {
               threads: threads, seed: seed) { model in
         for case let conv as Conv2D in model.layers {
             conv.parallelThreshold = 0
+            conv.winogradMinChunkTiles = 1
             if conv.kernel == 3 && conv.stride == 1 { conv.patchBlockBytes = 7 * 9 * conv.inChannels * 4 }
             // The 16→12 conv by Winograd in blocks of 5 tiles (the 3→8 one stays im2col).
             if conv.kernel == 3 && conv.stride == 1 && conv.inChannels == 16 {

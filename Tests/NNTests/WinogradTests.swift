@@ -69,6 +69,7 @@ func winogradMatchesIm2col(_ algorithm: ConvAlgorithm, _ cfg: (Int, Int, Int, In
         #expect(wc.resolvedAlgorithm(height: h, width: w) == algorithm && !ic.usesWinograd)
         wc.winogradBlockBytes = blockBytes
         wc.parallelThreshold = threshold
+        wc.winogradMinChunkTiles = threshold == 0 ? 1 : Conv2D.defaultWinogradMinChunkTiles
         let a = convResults(wc, x, g), r = convResults(ic, x, g)
         #expect(relMax(a.y, r.y) <= winogradBound, "forward \(cfg)")
         #expect(relMax(a.dx, r.dx) <= winogradBound, "input gradient \(cfg)")
@@ -106,6 +107,7 @@ func winogradFiniteDifferenceGradients(_ algorithm: ConvAlgorithm) {
         conv.algorithm = algorithm
         conv.winogradBlockBytes = blockBytes
         conv.parallelThreshold = threshold
+        conv.winogradMinChunkTiles = 1
         conv.bias!.value = [0.1, -0.2, 0.3, 0, 0.05]
         let x = randomTensor([2, 5, 4, 4], seed: 22)
         let errs = gradientErrors(conv, x, training: true)
@@ -126,6 +128,7 @@ func winogradIsBitIdenticalAcrossThreadCounts(_ algorithm: ConvAlgorithm) {
             let conv = Conv2D(name: "c", inChannels: 11, outChannels: 6, bias: true, rng: &rng)
             conv.algorithm = algorithm
             conv.parallelThreshold = 0
+            conv.winogradMinChunkTiles = 1
             conv.winogradBlockBytes = blockBytes(tiles: 2, cin: 11, cout: 6, algorithm)
             let r = convResults(conv, x, g)
             return (r.y + r.dx + r.dw + r.db).map(\.bitPattern)
