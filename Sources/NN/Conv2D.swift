@@ -28,10 +28,11 @@
 ///
 /// A 3×3, stride-1, padding-1 convolution with at least 16 input and output
 /// channels runs by default (`.auto`) as Winograd instead (`algorithm`, see
-/// `WinogradConvolution`): F(4×4, 3×3) on maps of 16×16 and more (36
+/// `WinogradConvolution`): F(4×4, 3×3) on maps of 8×8 and more (36
 /// instead of 144 multiplies per 4×4 outputs), F(2×2, 3×3) on smaller ones
-/// (16 instead of 36 per 2×2), same chunking rules, same results up to
-/// rounding; `.im2col` keeps the exact reference path above.
+/// (16 instead of 36 per 2×2), same chunking rules (with at least
+/// `winogradMinChunkTiles` tiles per chunk), same results up to rounding;
+/// `.im2col` keeps the exact reference path above.
 ///
 /// Weight layout is HWIO, [k, k, Cin, Cout] (PyTorch's is OIHW: transpose
 /// (3,2,0,1) to convert). He-normal init (fan-in k·k·Cin), bias zero.
@@ -461,8 +462,8 @@ public final class Conv2D: Layer, RetainsBackwardState {
 ///
 /// The default, `.auto`, was chosen with bench-nn in one run (teacher
 /// c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20, batch 64, 2 layer threads,
-/// quiet 2-core machine): 1391 images/s training and 3964 inference against
-/// 806 and 2384 with every convolution by im2col (1.73×, 1.66×).
+/// quiet 2-core machine): 1401 images/s training and 4257 inference against
+/// 786 and 2305 with every convolution by im2col (1.78×, 1.85×).
 public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + sgemm: the reference path (every convolution shape).
     case im2col
