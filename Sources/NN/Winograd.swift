@@ -107,6 +107,14 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
         Parallel.forEachChunk(parts) { p, _ in body(Parallel.part(p, of: parts, count: n)) }
     }
 
+    /// Image chunks of a B×H×W convolution: at most `chunks`, and fewer
+    /// when a chunk would hold under `minTiles` tiles (at least one), so
+    /// that small maps still give the GEMMs enough rows. Shapes only.
+    func chunkCount(batch b: Int, h: Int, w: Int, upTo chunks: Int, minTiles: Int) -> Int {
+        let geo = TileGeometry(h: h, w: w, tile: Tiling.tile)
+        return min(chunks, max(1, b * geo.th * geo.tw / max(1, minTiles)))
+    }
+
     /// Tiles per block for these channel counts (shapes only).
     @inline(__always)
     func blockTiles(cin: Int, cout: Int, chunkTiles: Int) -> Int {
@@ -152,27 +160,27 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
             let blocks = (tiles + bt - 1) / bt
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks
-                winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), uPositions: nil, bias: bias,
-                              geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker])
+                winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), transposedU: false, uPositions: nil,
+                              bias: bias, geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker])
             }
         }
     }
 
     /// One block of tiles of the padded input `xp`: V = Bᵀ d B,
-    /// M_ξ = V_ξ·U_ξ, or M_ξ = V_ξ·U_p(ξ)ᵀ when `uPositions` p is given
-    /// (the input-gradient pass), y = Aᵀ M A.
+    /// M_ξ = V_ξ·U_ξ, or with `transposedU` (the input-gradient pass)
+    /// M_ξ = V_ξ·U_p(ξ)ᵀ, p = `uPositions` or the identity; y = Aᵀ M A.
     private func winogradBlock(_ xp: UnsafePointer<Float>, cin: Int, y: UnsafeMutablePointer<Float>, cout: Int,
-                               u: UnsafePointer<Float>, uPositions: [Int]?, bias: UnsafePointer<Float>?,
-                               geo: TileGeometry, tiles t0: Int, _ t1: Int,
+                               u: UnsafePointer<Float>, transposedU: Bool, uPositions: [Int]?,
+                               bias: UnsafePointer<Float>?, geo: TileGeometry, tiles t0: Int, _ t1: Int,
                                v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
         let n = t1 - t0, xis = Self.positions
         Self.transformInput(xp, channels: cin, geo: geo, tiles: t0, t1, into: v)
         let uSize = cin * cout
         for xi in 0..<xis {
-            if let uPositions {
+            if transposedU {
                 // Here cin = Cout of the layer and cout = its Cin: U_p(ξ) is cout×cin.
                 sgemm(false, true, m: n, n: cout, k: cin, a: v + xi * cin, lda: xis * cin,
-                      b: u + uPositions[xi] * uSize, ldb: cin, beta: 0, c: m + xi * cout, ldc: xis * cout)
+                      b: u + (uPositions?[xi] ?? xi) * uSize, ldb: cin, beta: 0, c: m + xi * cout, ldc: xis * cout)
             } else {
                 sgemm(false, false, m: n, n: cout, k: cin, a: v + xi * cin, lda: xis * cin,
                       b: u + xi * uSize, ldb: cout, beta: 0, c: m + xi * cout, ldc: xis * cout)
@@ -186,8 +194,9 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
     }
 
     /// Where the input-gradient pass reads its transformed kernels: U itself
-    /// at permuted positions, or the transform of the rotated kernel.
-    private func rotatedTransform(weight: UnsafePointer<Float>, cin: Int, cout: Int) -> (UnsafePointer<Float>, [Int]) {
+    /// at permuted positions, or the transform of the rotated kernel (at the
+    /// same positions, nil).
+    private func rotatedTransform(weight: UnsafePointer<Float>, cin: Int, cout: Int) -> (UnsafePointer<Float>, [Int]?) {
         let u = UnsafePointer(transformedWeights.buffer.baseAddress!)
         if let p = Tiling.rotatedPositions { return (u, p) }
         let n = cin * cout
@@ -197,7 +206,7 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
         Self.forEachKernelRange(n) { r in
             Tiling.transformWeights(g + r.lowerBound, ur + r.lowerBound, count: r.count, stride: n)
         }
-        return (UnsafePointer(ur), Array(0..<Self.positions))
+        return (UnsafePointer(ur), nil)
     }
 
     /// dW += Gᵀ[Σ V_ξᵀ dM_ξ]G; dx (when given) = the rotated-kernel pass
@@ -206,7 +215,7 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
     func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, b: Int, h: Int, w: Int,
                   cin: Int, cout: Int, weight: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
                   chunks: Int) {
-        let (ur, uPositions) = dx == nil ? (weight, []) : rotatedTransform(weight: weight, cin: cin, cout: cout)
+        let (ur, uPositions) = dx == nil ? (weight, nil) : rotatedTransform(weight: weight, cin: cin, cout: cout)
         let geo = TileGeometry(h: h, w: w, tile: Tiling.tile)
         let xp = UnsafePointer(paddedInput.buffer.baseAddress!)
         let dyp = dx == nil ? nil : paddedGrad.reserve(b * geo.paddedImage * cout).baseAddress!
@@ -240,8 +249,8 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
                           c: du + xi * cin * cout, ldc: cout)
                 }
                 if let dx, let dyp {
-                    winogradBlock(dyp, cin: cout, y: dx, cout: cin, u: ur, uPositions: uPositions, bias: nil,
-                                  geo: geo, tiles: t0, t1, v: v, m: ms[worker])
+                    winogradBlock(dyp, cin: cout, y: dx, cout: cin, u: ur, transposedU: true, uPositions: uPositions,
+                                  bias: nil, geo: geo, tiles: t0, t1, v: v, m: ms[worker])
                 }
             }
         }
