@@ -31,6 +31,7 @@ public final class FitNetLoss: LayerLoss {
                            value: uniformInit(count: k * d, fanIn: k, rng: &rng))
         bias = Parameter(name: "\(name).regressor.bias", shape: [d],
                          value: uniformInit(count: d, fanIn: k, rng: &rng), decays: false)
+        chunkRows = RowChunks.defaultChunkRows(d: d)
     }
 
     public var parameters: [Parameter] { [weight, bias] }
@@ -39,7 +40,13 @@ public final class FitNetLoss: LayerLoss {
         try checkMaps("fitnet", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
     }
 
+    /// Pixel rows per parallel chunk; fixed by d alone (see `VIDLoss.chunkRows`).
+    public var chunkRows: Int
+
     // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
+    //
+    // Rows are independent: each chunk runs forward, loss and backward alone;
+    // the loss, ∂L/∂W and ∂L/∂b are reduced in chunk order after the join.
     public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let d = teacherChannels, k = studentChannels
@@ -47,48 +54,70 @@ public final class FitNetLoss: LayerLoss {
                      && Array(t.shape[0..<3]) == Array(s.shape[0..<3]),
                      "FitNetLoss: shapes teacher \(t.shape) student \(s.shape) do not fit d=\(d) k=\(k)")
         let rows = s.count / k
-        let r = ws.get(rows * d)   // r, then ∂L/∂r
-        // Forward: r = 1·bᵀ + s·W.
-        bias.value.withUnsafeBufferPointer { b in
-            for i in 0..<rows { (r + i * d).update(from: b.baseAddress!, count: d) }
-        }
-        s.data.withUnsafeBufferPointer { sp in
-            weight.value.withUnsafeBufferPointer { wp in
-                sgemm(false, false, rows, d, k, 1, sp.baseAddress!, k, wp.baseAddress!, d, 1, r, d)
-            }
-        }
+        let split = RowChunks(rows: rows, chunkRows: chunkRows)
+        let partCount = k * d + d                               // ∂W, ∂b of one chunk
+        let buf = ws.get(rows * d + (computeGradient ? split.count * partCount : 0))
+        let r = buf, parts = buf + rows * d                     // r, then ∂L/∂r
+        var sums = [Double](repeating: 0, count: split.count)
         // L = Σ (r − t)² / rows; ∂L/∂r = 2 (r − t) / rows (masked by the ReLU).
-        let scale = 2 / Float(rows)
-        var sum = 0.0
-        t.data.withUnsafeBufferPointer { tp in
-            for i in 0..<(rows * d) {
-                var v = r[i]
-                if relu && v < 0 { v = 0 }
-                let diff = v - tp[i]
-                sum += Double(diff * diff)
-                r[i] = (relu && r[i] <= 0) ? 0 : scale * diff
+        let scale = 2 / Float(rows), relu = self.relu
+        var gs = [Float](repeating: 0, count: computeGradient ? rows * k : 0)
+        s.data.withUnsafeBufferPointer { sBuf in
+        t.data.withUnsafeBufferPointer { tBuf in
+        weight.value.withUnsafeBufferPointer { wBuf in
+        bias.value.withUnsafeBufferPointer { bBuf in
+        gs.withUnsafeMutableBufferPointer { gsBuf in
+        sums.withUnsafeMutableBufferPointer { sumBuf in
+            let sp = sBuf.baseAddress!, tp = tBuf.baseAddress!, W = wBuf.baseAddress!, b = bBuf.baseAddress!
+            FixedChunks.forEach(split.count) { chunk, _ in
+                let (r0, n) = split.range(chunk)
+                let x = sp + r0 * k, rc = r + r0 * d
+                // Forward: r = 1·bᵀ + s·W.
+                for i in 0..<n { (rc + i * d).update(from: b, count: d) }
+                sgemm(false, false, n, d, k, 1, x, k, W, d, 1, rc, d)
+                sumBuf[chunk] = Self.residuals(rc, tp + r0 * d, count: n * d, scale: scale, relu: relu)
+                guard computeGradient else { return }
+                // ∂L/∂W = sᵀ·∂L/∂r, ∂L/∂b = Σ_rows ∂L/∂r, ∂L/∂s = ∂L/∂r·Wᵀ.
+                let dW = parts + chunk * partCount, db = dW + k * d
+                sgemm(true, false, k, d, n, 1, x, k, rc, d, 0, dW, d)
+                columnSums(rc, rows: n, columns: d, into: db)
+                sgemm(false, true, n, k, d, 1, rc, d, W, d, 0, gsBuf.baseAddress! + r0 * k, k)
             }
-        }
-        let loss = Float(sum / Double(rows))
+        }}}}}}
+        let loss = Float(sums.reduce(0, +) / Double(rows))
         guard computeGradient else { return (loss, nil) }
-        // ∂L/∂W += sᵀ·∂L/∂r, ∂L/∂b += Σ_rows ∂L/∂r, ∂L/∂s = ∂L/∂r·Wᵀ.
-        var gs = [Float](repeating: 0, count: rows * k)
-        s.data.withUnsafeBufferPointer { sp in
-            weight.grad.withUnsafeMutableBufferPointer { gw in
-                sgemm(true, false, k, d, rows, 1, sp.baseAddress!, k, r, d, 1, gw.baseAddress!, d)
-            }
-        }
-        bias.grad.withUnsafeMutableBufferPointer { gb in
-            for i in 0..<rows {
-                let o = i * d
-                for c in 0..<d { gb[c] += r[o + c] }
-            }
-        }
-        weight.value.withUnsafeBufferPointer { wp in
-            gs.withUnsafeMutableBufferPointer { g in
-                sgemm(false, true, rows, k, d, 1, r, d, wp.baseAddress!, d, 0, g.baseAddress!, k)
-            }
+        for chunk in 0..<split.count {
+            let part = parts + chunk * partCount
+            addInto(weight, part, k * d)
+            addInto(bias, part + k * d, d)
         }
         return (loss, Tensor(shape: s.shape, data: gs))
+    }
+
+    /// r ← ∂L/∂r = scale·(ReLU?(r) − t), masked where the ReLU cut;
+    /// returns Σ (ReLU?(r) − t)². 16 lanes at a time.
+    @inline(__always)
+    static func residuals(_ r: UnsafeMutablePointer<Float>, _ t: UnsafePointer<Float>, count n: Int,
+                          scale: Float, relu: Bool) -> Double {
+        let full = n / 16 * 16
+        var acc = SIMD16<Float>()
+        for i in stride(from: 0, to: full, by: 16) {
+            var v = UnsafeRawPointer(r + i).loadUnaligned(as: SIMD16<Float>.self)
+            let cut = v .<= 0
+            if relu { v.replace(with: 0, where: cut) }
+            let diff = v - UnsafeRawPointer(t + i).loadUnaligned(as: SIMD16<Float>.self)
+            acc += diff * diff
+            var g = scale * diff
+            if relu { g.replace(with: 0, where: cut) }
+            UnsafeMutableRawPointer(r + i).storeBytes(of: g, as: SIMD16<Float>.self)
+        }
+        var sum = Double(acc.sum())
+        for i in full..<n {
+            let cut = relu && r[i] <= 0
+            let diff = (cut ? 0 : r[i]) - t[i]
+            sum += Double(diff * diff)
+            r[i] = cut ? 0 : scale * diff
+        }
+        return sum
     }
 }

@@ -127,6 +127,73 @@ public struct DeadChannelMeter {
 
 // MARK: - Internal helpers
 
+/// Fixed chunks of the B·H·W pixel rows of a per-pixel loss (VID, FitNet),
+/// for `FixedChunks.forEach`. The chunk size comes from the channel count
+/// alone, so the chunking, and with it every rounding, is the same for any
+/// thread count.
+struct RowChunks {
+    let rows: Int, chunkRows: Int, count: Int
+
+    /// About 32 K outputs of d channels per chunk: 8 chunks for a 32-image
+    /// batch of 16×16×32 maps, and more than a fork-join's cost each.
+    static func defaultChunkRows(d: Int) -> Int { max(64, 32768 / max(d, 1)) }
+
+    init(rows: Int, chunkRows: Int) {
+        self.rows = rows
+        self.chunkRows = max(1, chunkRows)
+        count = max(1, (rows + self.chunkRows - 1) / self.chunkRows)
+    }
+
+    /// First row and row count of chunk c.
+    @inline(__always)
+    func range(_ c: Int) -> (start: Int, count: Int) {
+        let start = c * chunkRows
+        return (start, max(0, min(rows, start + chunkRows) - start))
+    }
+}
+
+/// into[c] = Σ_rows x[row, c] for a rows×columns row-major block.
+@inline(__always)
+func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, into: UnsafeMutablePointer<Float>) {
+    for c in 0..<columns { into[c] = 0 }
+    for i in 0..<rows {
+        let o = x + i * columns
+        for c in 0..<columns { into[c] += o[c] }
+    }
+}
+
+/// x ← max(x, 0), 16 lanes at a time.
+@inline(__always)
+func reluInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    let full = n / 16 * 16
+    for i in stride(from: 0, to: full, by: 16) {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(x + i).storeBytes(of: v.replacing(with: 0, where: v .< 0), as: SIMD16<Float>.self)
+    }
+    for i in full..<n where x[i] < 0 { x[i] = 0 }
+}
+
+/// g ← g where h > 0, else 0 (the ReLU backward given its output h), 16 lanes at a time.
+@inline(__always)
+func reluMaskInPlace(_ g: UnsafeMutablePointer<Float>, by h: UnsafePointer<Float>, _ n: Int) {
+    let full = n / 16 * 16
+    for i in stride(from: 0, to: full, by: 16) {
+        let v = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD16<Float>.self)
+        let hv = UnsafeRawPointer(h + i).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(g + i).storeBytes(of: v.replacing(with: 0, where: hv .<= 0), as: SIMD16<Float>.self)
+    }
+    for i in full..<n where h[i] <= 0 { g[i] = 0 }
+}
+
+/// dst += src over n values (a parameter gradient += one chunk's part).
+@inline(__always)
+func addInto(_ dst: Parameter, _ src: UnsafePointer<Float>, _ n: Int) {
+    dst.grad.withUnsafeMutableBufferPointer { g in
+        for i in 0..<n { g[i] += src[i] }
+    }
+}
+
+
 /// Row-major SGEMM: C = α·op(A)·op(B) + β·C with op(A) m×kk, op(B) kk×n.
 @inline(__always)
 func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ kk: Int, _ alpha: Float,

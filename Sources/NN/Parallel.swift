@@ -139,6 +139,22 @@ enum Parallel {
     }
 }
 
+/// Fork-join for code outside NN (the distillation losses) on the layers'
+/// terms: the caller fixes `chunks` from shapes alone and makes each chunk's
+/// work depend on `chunk` alone (per-chunk partial sums, combined in chunk
+/// order after the join), so results do not depend on the thread count.
+/// `worker` (< `workers(for:)`) may pick a scratch buffer.
+public enum FixedChunks {
+    /// Runs body(chunk, worker) for every chunk in 0..<chunks on up to
+    /// `ComputeThreads.count` threads.
+    public static func forEach(_ chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+        Parallel.forEachChunk(chunks, body)
+    }
+
+    /// Workers `forEach(chunks)` uses on the calling thread.
+    public static func workers(for chunks: Int) -> Int { Parallel.workers(for: chunks) }
+}
+
 /// Next chunk index of one parallel pass.
 private final class ChunkCounter {
     private var value = 0

@@ -59,13 +59,17 @@ import NN
 
 @Test func fitnetGradients() {
     var rng = RNG(seed: 2)
+    // 18 rows: one chunk by default, four (the last short) with 5 rows each.
     for relu in [false, true] {
-        let loss = FitNetLoss(name: "f", teacherChannels: 6, studentChannels: 4, relu: relu, rng: &rng)
-        let s = randomTensor([3, 2, 3, 4], rng: &rng)
-        let t = randomTensor([3, 2, 3, 6], rng: &rng)
-        for (name, err, norm) in gradientErrors(loss, teacher: t, student: s, training: true, h: 3e-3) {
-            #expect(norm > 1e-3, "relu=\(relu) \(name): gradient vanishes")
-            #expect(err < 1e-2, "relu=\(relu) \(name): relative error \(err)")
+        for chunkRows in [nil, 5] {
+            let loss = FitNetLoss(name: "f", teacherChannels: 6, studentChannels: 4, relu: relu, rng: &rng)
+            if let c = chunkRows { loss.chunkRows = c }
+            let s = randomTensor([3, 2, 3, 4], rng: &rng)
+            let t = randomTensor([3, 2, 3, 6], rng: &rng)
+            for (name, err, norm) in gradientErrors(loss, teacher: t, student: s, training: true, h: 3e-3) {
+                #expect(norm > 1e-3, "relu=\(relu) chunk=\(String(describing: chunkRows)) \(name): gradient vanishes")
+                #expect(err < 1e-2, "relu=\(relu) chunk=\(String(describing: chunkRows)) \(name): relative error \(err)")
+            }
         }
     }
 }
@@ -119,14 +123,50 @@ import NN
 
 @Test func vidGradients() {
     var rng = RNG(seed: 6)
-    let loss = VIDLoss(name: "v", teacherChannels: 5, studentChannels: 4, rng: &rng)
-    // Per-channel variances away from their shared initial value.
-    for c in 0..<5 { loss.alpha.value[c] = Float(rng.uniform(-1, 2)) }
-    let s = randomTensor([3, 2, 2, 4], rng: &rng, scale: 2)
-    let t = randomTensor([3, 2, 2, 5], rng: &rng)
-    for (name, err, norm) in gradientErrors(loss, teacher: t, student: s, training: true, h: 3e-3) {
-        #expect(norm > 1e-5, "\(name): gradient vanishes")
-        #expect(err < 1e-2, "\(name): relative error \(err)")
+    // 12 rows: one chunk by default, three (the last short) with 5 rows each;
+    // d = 5 runs the scalar channel tail, d = 9 one 8-lane block and a tail
+    // (h = 1e-3: with 9 hidden ReLUs per layer, 3e-3 crosses a kink).
+    for (d, chunkRows) in [(5, nil), (5, 5), (9, 5), (9, nil)] as [(Int, Int?)] {
+        let loss = VIDLoss(name: "v", teacherChannels: d, studentChannels: 4, rng: &rng)
+        if let c = chunkRows { loss.chunkRows = c }
+        // Per-channel variances away from their shared initial value.
+        for c in 0..<d { loss.alpha.value[c] = Float(rng.uniform(-1, 2)) }
+        let s = randomTensor([3, 2, 2, 4], rng: &rng, scale: 2)
+        let t = randomTensor([3, 2, 2, d], rng: &rng)
+        for (name, err, norm) in gradientErrors(loss, teacher: t, student: s, training: true, h: 1e-3) {
+            #expect(norm > 1e-5, "d=\(d) \(name): gradient vanishes")
+            #expect(err < 1e-2, "d=\(d) \(name): relative error \(err)")
+        }
+    }
+}
+
+/// Loss, ∂L/∂s and parameter gradients of one call (gradients zeroed first).
+private func lossOutputs(_ loss: LayerLoss, _ t: Tensor, _ s: Tensor) -> [Float] {
+    for p in loss.parameters { p.zeroGrad() }
+    let (v, gs) = loss.forwardBackward(teacher: t, student: s, training: true, computeGradient: true)
+    return [v] + gs!.data + loss.parameters.flatMap { $0.grad }
+}
+
+@Test func rowChunkedLossesAreThreadInvariantAndMatchOneChunk() {
+    // 4×8×8 = 256 rows in 4 chunks of 64: the same bits on 1 and 2 threads
+    // (the chunking depends on shapes only), and within rounding of one chunk.
+    var rng = RNG(seed: 8)
+    let s = randomTensor([4, 8, 8, 6], rng: &rng)
+    let t = randomTensor([4, 8, 8, 16], rng: &rng)
+    let losses: [(LayerLoss, (Int) -> Void)] = [
+        { let l = VIDLoss(name: "v", teacherChannels: 16, studentChannels: 6, rng: &rng); return (l, { l.chunkRows = $0 }) }(),
+        { let l = FitNetLoss(name: "f", teacherChannels: 16, studentChannels: 6, relu: true, rng: &rng); return (l, { l.chunkRows = $0 }) }(),
+    ]
+    for (loss, setChunkRows) in losses {
+        setChunkRows(64)
+        let one = ComputeThreads.withCount(1) { lossOutputs(loss, t, s) }
+        let two = ComputeThreads.withCount(2) { lossOutputs(loss, t, s) }
+        #expect(one == two, "\(type(of: loss)): results depend on the thread count")
+        setChunkRows(256)
+        let whole = lossOutputs(loss, t, s)
+        let scale = whole.map { abs($0) }.max()!
+        let worst = zip(one, whole).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "\(type(of: loss)): chunked differs from one chunk by \(worst)")
     }
 }
 
