@@ -4,8 +4,20 @@
 import PackageDescription
 
 /// Hot numeric code: release builds already use -O; whole-module optimisation
-/// lets the kernels inline across files.
-let fast: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
+/// lets the kernels inline across files. On x86-64 the code targets
+/// Haswell (AVX2, FMA, BMI2: x86-64-v3, every x86 laptop and server CPU since 2013–15)
+/// instead of the SSE2 baseline, so the SIMD8 kernels (Winograd transforms,
+/// batch norm, pooling) run as one 256-bit instruction each instead of two.
+/// Swift contracts no a·b + c into an FMA, so results stay bit-identical to
+/// a baseline build (measured: a 2-epoch teacher from both builds, `tensors
+/// diff` with tolerance 0). bench-nn: teacher step 1.05–1.07× the baseline
+/// build; `-target-cpu native` (AVX-512 here) was no faster.
+#if arch(x86_64)
+let cpuFlags = ["-target-cpu", "haswell"]
+#else
+let cpuFlags: [String] = []
+#endif
+let fast: [SwiftSetting] = [.unsafeFlags(["-wmo"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
     name: "SubDistill",

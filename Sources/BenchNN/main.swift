@@ -208,8 +208,8 @@ struct BenchNN: ParsableCommand {
     var winogradMinChunkTiles: Int?
     @Option(help: "Algorithm of the 3×3/stride 1 convolutions in every model but teacher-im2col: im2col, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3)) or auto (default: the library's).")
     var convAlgorithm: String?
-    @Option(help: "Comma-separated subset of: gemm, layout, teacher, student, teacher-nobn, memory, torch.")
-    var only = "gemm,layout,teacher,student,teacher-nobn,memory,torch"
+    @Option(help: "Comma-separated subset of: gemm, layout, teacher, teacher-im2col, student, teacher-nobn, memory, torch.")
+    var only = "gemm,layout,teacher,teacher-im2col,student,teacher-nobn,memory,torch"
     @Option(help: "PyTorch side of the comparison (run when python3 can import torch).")
     var torchScript: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("bench/torch_bench.py").path
@@ -225,6 +225,10 @@ struct BenchNN: ParsableCommand {
 
     func run() throws {
         let sections = Set(only.split(separator: ",").map(String.init))
+        let known: Set = ["gemm", "layout", "teacher", "teacher-im2col", "student", "teacher-nobn", "memory", "torch"]
+        if let bad = sections.subtracting(known).sorted().first {
+            throw ValidationError("--only: unknown section `\(bad)`; choose from \(known.sorted().joined(separator: ", "))")
+        }
         if let threads { ComputeThreads.configure(threads) }
         print("bench-nn: batch \(batch), \(steps) timed steps, OpenBLAS core \(OpenBLASInfo.coreName), layer threads \(ComputeThreads.count), OpenBLAS threads \(OpenBLASInfo.threads)")
         if sections.contains("gemm") {
@@ -245,10 +249,10 @@ struct BenchNN: ParsableCommand {
         if let a = convAlgorithm, ConvAlgorithm(rawValue: a) == nil {
             throw ValidationError("--conv-algorithm must be one of \(ConvAlgorithm.allCases.map(\.rawValue))")
         }
-        if sections.contains("teacher") {
+        if sections.contains("teacher") { try benchModel("teacher", teacher, classes: 20, batchNorm: true) }
+        if sections.contains("teacher-im2col") {
             // The same teacher with the 3×3 convolutions by im2col, for the
             // Winograd/im2col ratio (the algorithm decision of Conv2D).
-            try benchModel("teacher", teacher, classes: 20, batchNorm: true)
             try benchModel("teacher-im2col", teacher, classes: 20, batchNorm: true, algorithm: .im2col)
             let main = ConvAlgorithm(rawValue: convAlgorithm ?? "") ?? Conv2D.defaultAlgorithm
             if let a = results.train["teacher"], let b = results.train["teacher-im2col"],
