@@ -155,11 +155,12 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
         let ms = products.prefix(workers).map { $0.buffer.baseAddress! }
         Parallel.forEachChunk(chunks, workers: workers) { c, worker in
             let images = Parallel.part(c, of: chunks, count: b)
-            padImages(x, images: images, channels: cin, geo: geo, into: xp)
             let start = images.lowerBound * imageTiles, tiles = images.count * imageTiles
             let blocks = (tiles + bt - 1) / bt
+            var padded = images.lowerBound
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks
+                padImages(x, through: (t1 - 1) / imageTiles, from: &padded, channels: cin, geo: geo, into: xp)
                 winogradBlock(xp, cin: cin, y: y, cout: cout, u: UnsafePointer(u), transposedU: false, uPositions: nil,
                               bias: bias, geo: geo, tiles: t0, t1, v: vs[worker], m: ms[worker])
             }
@@ -231,12 +232,13 @@ final class WinogradConvolution<Tiling: WinogradTiling> {
         let dms = gradTiles.prefix(workers).map { $0.buffer.baseAddress! }
         Parallel.forEachChunk(chunks, workers: workers) { c, worker in
             let images = Parallel.part(c, of: chunks, count: b)
-            if let dyp { padImages(dy, images: images, channels: cout, geo: geo, into: dyp) }
             let start = images.lowerBound * imageTiles, tiles = images.count * imageTiles
             let blocks = (tiles + bt - 1) / bt
             let du = parts[c], v = vs[worker], dm = dms[worker]
+            var padded = images.lowerBound
             for j in 0..<blocks {
                 let t0 = start + tiles * j / blocks, t1 = start + tiles * (j + 1) / blocks, n = t1 - t0
+                if let dyp { padImages(dy, through: (t1 - 1) / imageTiles, from: &padded, channels: cout, geo: geo, into: dyp) }
                 if cout % 8 == 0 {
                     Tiling.transformGradOutput(FullLanes.self, dy, channels: cout, geo: geo, tiles: t0, t1, into: dm)
                 } else {
@@ -325,6 +327,18 @@ enum WinogradF2: WinogradTiling {
                                                   into dm: UnsafeMutablePointer<Float>) {
         gradOutputTransformLanes(l, dy, channels: k, geo: geo, tiles: t0, t1, into: dm)
     }
+}
+
+/// Pads images `padded...last` (none if `last < padded`) and advances
+/// `padded`: a chunk pads each image just before its first block of tiles,
+/// while the padded copy is still in cache for the input transform (a whole
+/// 8-image chunk at 32×32×32 is larger than a core's L2).
+@inline(__always)
+func padImages(_ src: UnsafePointer<Float>, through last: Int, from padded: inout Int, channels c: Int,
+               geo: TileGeometry, into dst: UnsafeMutablePointer<Float>) {
+    guard last >= padded else { return }
+    padImages(src, images: padded..<(last + 1), channels: c, geo: geo, into: dst)
+    padded = last + 1
 }
 
 /// Copies images `images` of src (B×H×W×C) into the padded layout of `geo`

@@ -61,10 +61,11 @@ func winogradMatchesIm2col(_ algorithm: ConvAlgorithm, _ cfg: (Int, Int, Int, In
     let x = randomTensor([b, h, w, cin], seed: 3)
     let g = randomTensor([b, h, w, cout], seed: 4)
     let winogradBound = winogradBound(algorithm)
-    // Default blocks, and blocks of 3 tiles (partial, straddling images)
-    // with the batch cut into image chunks.
-    for (blockBytes, threshold) in [(Conv2D.defaultWinogradBlockBytes, Int.max),
-                                    (blockBytes(tiles: 3, cin: cin, cout: cout, algorithm), 0)] {
+    // Default blocks; blocks of 3 tiles (partial, straddling images) in one
+    // chunk of the whole batch, so each image is padded on reaching its
+    // first block; and the same blocks with the batch cut into image chunks.
+    let small = blockBytes(tiles: 3, cin: cin, cout: cout, algorithm)
+    for (blockBytes, threshold) in [(Conv2D.defaultWinogradBlockBytes, Int.max), (small, Int.max), (small, 0)] {
         let (wc, ic) = pair(cin: cin, cout: cout, bias: bias, seed: 7, algorithm)
         #expect(wc.resolvedAlgorithm(height: h, width: w) == algorithm && !ic.usesWinograd)
         wc.winogradBlockBytes = blockBytes
