@@ -11,6 +11,14 @@
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }
 
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always) func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
 @inline(__always) func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
 }
@@ -61,9 +69,13 @@ func reluBackwardSerial(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _
 
 /// dst[0..<n] = src[0..<n]; short runs (3-channel im2col copies 9 floats)
 /// stay inline instead of calling memmove.
+/// dst[0..<n] = src[0..<n]; the 8- and 4-wide steps keep the short rows
+/// of im2col (9 values at 3 channels, 24 at 8) off the scalar loop.
 @inline(__always) func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
     var i = 0
     while i + 16 <= n { store16(load16(src + i), dst + i); i += 16 }
+    if i + 8 <= n { store8(load8(src + i), dst + i); i += 8 }
+    if i + 4 <= n { store4(load4(src + i), dst + i); i += 4 }
     while i < n { dst[i] = src[i]; i += 1 }
 }
 
@@ -71,6 +83,8 @@ func reluBackwardSerial(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _
     var i = 0
     let vv = SIMD16<Float>(repeating: v)
     while i + 16 <= n { store16(vv, dst + i); i += 16 }
+    if i + 8 <= n { store8(vv.lowHalf, dst + i); i += 8 }
+    if i + 4 <= n { store4(vv.lowHalf.lowHalf, dst + i); i += 4 }
     while i < n { dst[i] = v; i += 1 }
 }
 

@@ -80,10 +80,14 @@ func convGradients(_ cfg: (Int, Int, Int, Bool, Int, Int, Int, Int)) {
 
 @Test func maxPoolGradient() {
     // Distinct values 0.02 apart and h = 1e-3: no argmax changes.
-    for (k, s) in [(2, 2), (3, 2), (2, 1)] {
-        let pool = MaxPool2D(kernel: k, stride: s)
-        let errs = gradientErrors(pool, separatedTensor([2, 5, 6, 3], seed: 6), training: true, h: 1e-3)
-        #expect(errs[0] < linearBound, "maxpool \(k),\(s): \(errs)")
+    // 3, 8 and 24 channels run the scalar, 8-lane and 16+8-lane kernels;
+    // 4×6 with (2, 2) tiles the input exactly (the scatter-free backward).
+    for c in [3, 8, 24] {
+        for (k, s, h) in [(2, 2, 5), (2, 2, 4), (3, 2, 5), (2, 1, 5)] {
+            let pool = MaxPool2D(kernel: k, stride: s)
+            let errs = gradientErrors(pool, separatedTensor([2, h, 6, c], seed: 6), training: true, h: 1e-3)
+            #expect(errs[0] < linearBound, "maxpool \(k),\(s) on \(h)×6×\(c): \(errs)")
+        }
     }
 }
 

@@ -68,21 +68,25 @@ func channelKernelsMatchReference(_ c: Int) {
     let g = randomTensor(x.shape, seed: 41)
     #expect(relu.backward(g).data == zip(x.data, g.data).map { $0 > 0 ? $1 : 0 })
 
-    let pool = MaxPool2D()
-    let p = pool(x)
-    var want = [Float](repeating: 0, count: 5 * 16 * 16 * 16)
-    var wantDx = [Float](repeating: 0, count: x.count)
-    let gp = randomTensor(p.shape, seed: 42)
-    for b in 0..<5 { for oy in 0..<16 { for ox in 0..<16 { for c in 0..<16 {
-        var best = -Float.infinity, arg = 0
-        for ky in 0..<2 { for kx in 0..<2 {
-            let i = ((b * 32 + 2 * oy + ky) * 32 + 2 * ox + kx) * 16 + c
-            if x.data[i] > best { best = x.data[i]; arg = i }
-        } }
-        let o = ((b * 16 + oy) * 16 + ox) * 16 + c
-        want[o] = best
-        wantDx[arg] += gp.data[o]
-    } } } }
-    #expect(p.data == want)
-    #expect(pool.backward(gp).data == wantDx)
+    // 16, 24 and 8 channels: the 16-lane, 16+8-lane and 8-lane kernels.
+    for c in [16, 24, 8] {
+        let x = randomTensor([5, 32, 32, c], seed: 40 + UInt64(c))
+        let pool = MaxPool2D()
+        let p = pool(x)
+        var want = [Float](repeating: 0, count: 5 * 16 * 16 * c)
+        var wantDx = [Float](repeating: 0, count: x.count)
+        let gp = randomTensor(p.shape, seed: 42)
+        for b in 0..<5 { for oy in 0..<16 { for ox in 0..<16 { for ch in 0..<c {
+            var best = -Float.infinity, arg = 0
+            for ky in 0..<2 { for kx in 0..<2 {
+                let i = ((b * 32 + 2 * oy + ky) * 32 + 2 * ox + kx) * c + ch
+                if x.data[i] > best { best = x.data[i]; arg = i }
+            } }
+            let o = ((b * 16 + oy) * 16 + ox) * c + ch
+            want[o] = best
+            wantDx[arg] += gp.data[o]
+        } } } }
+        #expect(p.data == want, "\(c) channels")
+        #expect(pool.backward(gp).data == wantDx, "\(c) channels")
+    }
 }
