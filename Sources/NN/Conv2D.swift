@@ -417,27 +417,41 @@ public final class Conv2D: Layer, RetainsBackwardState {
     private func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo: Int,
                         rows r0: Int, _ r1: Int, into p: UnsafeMutablePointer<Float>) {
         let c = inChannels, k = kernel, s = stride, pad = padding
-        let rowLen = k * k * c
-        var bi = r0 / (ho * wo), oy = (r0 / wo) % ho, ox = r0 % wo
-        var row = p
-        for _ in r0..<r1 {
-            let xb = x + bi * h * w * c
-            let iy0 = oy * s - pad, ix0 = ox * s - pad
-            let kx0 = max(0, -ix0), kx1 = min(k, w - ix0)
-            for ky in 0..<k {
-                let iy = iy0 + ky
-                let dst = row + ky * k * c
-                if iy < 0 || iy >= h || kx0 >= kx1 {
-                    fill(dst, 0, k * c)
-                    continue
+        let rowLen = k * k * c, segment = k * c, imageRow = w * c
+        // Output columns whose window lies inside the image horizontally:
+        // ox·s − pad ≥ 0 and ox·s − pad + k ≤ w.
+        let interiorFrom = (pad + s - 1) / s, interiorTo = w + pad >= k ? (w + pad - k) / s + 1 : 0
+        var r = r0, row = p
+        while r < r1 {
+            // One output row (image bi, row oy) at a time, from column ox0.
+            let bi = r / (ho * wo), oy = (r / wo) % ho, ox0 = r % wo
+            let oxEnd = min(wo, ox0 + (r1 - r))
+            let xb = x + bi * h * imageRow
+            let iy0 = oy * s - pad
+            let rowsInside = iy0 >= 0 && iy0 + k <= h
+            for ox in ox0..<oxEnd {
+                let ix0 = ox * s - pad
+                if rowsInside && ox >= interiorFrom && ox < interiorTo {
+                    // The whole window is inside: k contiguous runs of k·c values.
+                    let src = xb + iy0 * imageRow + ix0 * c
+                    for ky in 0..<k { copy(row + ky * segment, src + ky * imageRow, segment) }
+                } else {
+                    let kx0 = max(0, -ix0), kx1 = min(k, w - ix0)
+                    for ky in 0..<k {
+                        let iy = iy0 + ky
+                        let dst = row + ky * segment
+                        if iy < 0 || iy >= h || kx0 >= kx1 {
+                            fill(dst, 0, segment)
+                            continue
+                        }
+                        if kx0 > 0 { fill(dst, 0, kx0 * c) }
+                        copy(dst + kx0 * c, xb + (iy * w + ix0 + kx0) * c, (kx1 - kx0) * c)
+                        if kx1 < k { fill(dst + kx1 * c, 0, (k - kx1) * c) }
+                    }
                 }
-                if kx0 > 0 { fill(dst, 0, kx0 * c) }
-                copy(dst + kx0 * c, xb + (iy * w + ix0 + kx0) * c, (kx1 - kx0) * c)
-                if kx1 < k { fill(dst + kx1 * c, 0, (k - kx1) * c) }
+                row += rowLen
             }
-            row += rowLen
-            ox += 1
-            if ox == wo { ox = 0; oy += 1; if oy == ho { oy = 0; bi += 1 } }
+            r += oxEnd - ox0
         }
     }
 
