@@ -43,11 +43,13 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         // Sets OpenBLAS single-threaded at load in every process linking NN.
         .target(name: "CSerialBLAS", dependencies: ["COpenBLAS"]),
+        // Persistent spin-then-sleep workers for the layers' fork-joins.
+        .target(name: "CWorkerPool", linkerSettings: [.linkedLibrary("pthread")]),
 
         // Libraries, one per concern.
         .target(name: "SeededRNG", swiftSettings: fast),
         .target(name: "TensorIO", dependencies: ["CZlib"], swiftSettings: fast),
-        .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
+        .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "CWorkerPool", "TensorIO", "SeededRNG"], swiftSettings: fast),
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
         .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),
         .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),

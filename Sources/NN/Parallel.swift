@@ -1,5 +1,6 @@
 import COpenBLAS
 import CSerialBLAS
+import CWorkerPool
 import Dispatch
 import Foundation
 
@@ -122,12 +123,14 @@ enum Parallel {
             for c in 0..<chunks { body(c, 0) }
             return
         }
-        let next = ChunkCounter()
-        DispatchQueue.concurrentPerform(iterations: min(workers, chunks)) { w in
-            while true {
-                let c = next.take()
-                if c >= chunks { break }
-                body(c, w)
+        // The pool's workers run the body only inside nn_pool_run, which
+        // returns after the last chunk: the closure does not escape.
+        withoutActuallyEscaping(body) { escaping in
+            var box = escaping
+            withUnsafeMutablePointer(to: &box) { context in
+                nn_pool_run(chunks, workers, { context, chunk, worker in
+                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(chunk, worker)
+                }, context)
             }
         }
     }
@@ -153,21 +156,6 @@ public enum FixedChunks {
 
     /// Workers `forEach(chunks)` uses on the calling thread.
     public static func workers(for chunks: Int) -> Int { Parallel.workers(for: chunks) }
-}
-
-/// Next chunk index of one parallel pass.
-private final class ChunkCounter {
-    private var value = 0
-    private let lock = NSLock()
-
-    @inline(__always)
-    func take() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let v = value
-        value += 1
-        return v
-    }
 }
 
 /// What OpenBLAS runs with, for logs and benchmarks.

@@ -277,3 +277,48 @@ private func blasThreadingReport() -> (lines: [String], layerShapesDiffer: Bool)
         print(text)
     }
 }
+
+// The worker pool behind every parallel pass (CWorkerPool): each chunk runs
+// exactly once, on a worker index below the worker count; a pass started
+// inside a chunk, or from several threads at once, still completes.
+
+/// Runs `chunks` chunks on `workers` workers; per chunk the worker index
+/// (each chunk writes only its own slot, so no synchronisation is needed).
+private func poolPass(_ chunks: Int, workers: Int) -> [Int] {
+    var seen = [Int](repeating: -1, count: chunks)
+    seen.withUnsafeMutableBufferPointer { s in
+        let p = s.baseAddress!
+        Parallel.forEachChunk(chunks, workers: workers) { c, w in p[c] = w }
+    }
+    return seen
+}
+
+@Test func workerPoolRunsEveryChunkOnceOnAValidWorker() {
+    for (chunks, workers) in [(1, 2), (2, 2), (7, 2), (1000, 2), (50, 3), (5, 8)] {
+        let seen = poolPass(chunks, workers: workers)
+        #expect(seen.allSatisfy { $0 >= 0 && $0 < min(workers, chunks) }, "\(chunks) chunks on \(workers): \(seen.prefix(10))")
+    }
+    // Many short passes back to back (the helpers spin between them).
+    for _ in 0..<2000 { #expect(poolPass(4, workers: 2).allSatisfy { $0 >= 0 && $0 < 2 }) }
+}
+
+@Test func workerPoolHandlesNestedAndConcurrentPasses() {
+    // A pass inside a chunk runs on the calling worker.
+    var inner = [[Int]](repeating: [], count: 6)
+    inner.withUnsafeMutableBufferPointer { s in
+        let p = s.baseAddress!
+        Parallel.forEachChunk(6, workers: 2) { c, _ in p[c] = poolPass(5, workers: 2) }
+    }
+    #expect(inner.allSatisfy { $0.count == 5 && $0.allSatisfy { $0 >= 0 && $0 < 2 } })
+    // Four threads at once: one gets the pool, the others run serially.
+    var results = [[Int]](repeating: [], count: 4)
+    results.withUnsafeMutableBufferPointer { s in
+        let p = s.baseAddress!
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            var last: [Int] = []
+            for _ in 0..<200 { last = poolPass(64, workers: 2) }
+            p[i] = last
+        }
+    }
+    #expect(results.allSatisfy { $0.count == 64 && $0.allSatisfy { $0 >= 0 && $0 < 2 } })
+}
