@@ -115,9 +115,12 @@ enum Parallel {
     }
 
     /// Runs body(chunk, worker) once for every chunk in 0..<chunks, on
-    /// `workers` threads (the caller's alone when 1). Chunks are handed out
-    /// in order to whichever worker is free, so a descheduled worker (a
-    /// shared machine) does not stall the others.
+    /// `workers` threads (the caller's alone when 1) of the persistent pool
+    /// in CWorkerPool (why not Dispatch: see worker_pool.c). Chunks are
+    /// handed out in order to whichever worker is free, so a descheduled
+    /// worker (a shared machine) does not stall the others; a pass started
+    /// while the pool is busy (inside a chunk, or from another thread) runs
+    /// on the calling thread alone.
     static func forEachChunk(_ chunks: Int, workers: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
         if workers <= 1 || chunks <= 1 {
             for c in 0..<chunks { body(c, 0) }
