@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // SubDistill-Swift: distil small students out of a large teacher and measure
 // how each method holds up under a spurious correlation. See README.md.
+import Foundation
 import PackageDescription
 
 /// Hot numeric code: release builds already use -O; whole-module optimisation
@@ -12,8 +13,11 @@ import PackageDescription
 /// a baseline build (measured: a 2-epoch teacher from both builds, `tensors
 /// diff` with tolerance 0). bench-nn: teacher step 1.05–1.07× the baseline
 /// build; `-target-cpu native` (AVX-512 here) was no faster.
+/// For an x86 CPU without AVX2 (before 2013), build with
+/// `SUBDISTILL_BASELINE_CPU=1 make build` after removing `.build` (same
+/// results, slower kernels).
 #if arch(x86_64)
-let cpuFlags = ["-target-cpu", "haswell"]
+let cpuFlags = ProcessInfo.processInfo.environment["SUBDISTILL_BASELINE_CPU"] == nil ? ["-target-cpu", "haswell"] : []
 #else
 let cpuFlags: [String] = []
 #endif
