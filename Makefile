@@ -6,6 +6,7 @@
 #   make list                 what the pipeline runs and what is already done
 #   make LAUNCH='srun -n1 -c2' -j8   every stage command through a launcher
 #   make test-cluster         the tiny pipeline under a throwaway local Slurm cluster (root)
+#   make bench                artifact I/O, network core (vs PyTorch when importable), distillation epochs
 #
 # Stage rules are generic; pipelines/<name>.mk hold only parameters. Each
 # artifact depends on its inputs and on a small parameter file holding its
@@ -77,13 +78,14 @@ test: $(BIN)/.built
 bench: $(BIN)/.built
 	$(BIN)/bench-io
 	$(BIN)/bench-nn
+	$(BIN)/bench-distill --methods label-only,kd,kd+ce,fitnet,attention,vid,vkd,spkd,dkd,subdistill
 
 # End-to-end Slurm test on a throwaway single-node cluster; SKIP without root/packages.
 test-cluster: $(BIN)/.built
 	bash scripts/test-cluster.sh
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------- parameter files
 # $(call params,FILE,TEXT): FILE holds TEXT; rewritten (new mtime) only when

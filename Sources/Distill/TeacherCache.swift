@@ -57,14 +57,18 @@ public struct TeacherMapRequest {
     public var projection: SubDistillLoss?
     /// Keep only the attention map q(t) (B×H×W×1) after pooling.
     public var attention: AttentionLoss?
+    /// Keep only VkD's teacher side LN(t̄) (B×1×1×d) after pooling.
+    public var vkdSummary: VkDLoss?
 
     public init(tap: String, poolTo: (h: Int, w: Int)?, projection: SubDistillLoss? = nil,
-                attention: AttentionLoss? = nil) {
-        precondition(projection == nil || attention == nil, "TeacherMapRequest: one transform at most")
+                attention: AttentionLoss? = nil, vkdSummary: VkDLoss? = nil) {
+        precondition([projection != nil, attention != nil, vkdSummary != nil].filter { $0 }.count <= 1,
+                     "TeacherMapRequest: one transform at most")
         self.tap = tap
         self.poolTo = poolTo
         self.projection = projection
         self.attention = attention
+        self.vkdSummary = vkdSummary
     }
 }
 
@@ -73,7 +77,8 @@ public struct TeacherMapRequest {
 /// every epoch and every λ_layer candidate: the subtask logits and, per
 /// paired layer, the map in the form its loss consumes (pooled to the
 /// student's size; then SubDistill-projected to k channels, or reduced to the
-/// attention map q(t) for attention transfer; unpooled for SPKD).
+/// attention map q(t) for attention transfer, or to VkD's layer-normed
+/// spatial mean; unpooled for SPKD).
 public struct TeacherOutputs {
     /// z_t cut to the subtask classes (label i ↔ teacher class `classIndices[i]`), N×C.
     public var logits: CachedRows
@@ -137,6 +142,7 @@ public struct TeacherOutputs {
                 item[2] = proj.studentChannels
             }
             if r.attention != nil { item[2] = 1 }
+            if r.vkdSummary != nil { item[0] = 1; item[1] = 1 }
             maps.append(CachedRows(itemShape: item, count: n))
         }
         var logits = CachedRows(itemShape: [c], count: n)
@@ -158,6 +164,7 @@ public struct TeacherOutputs {
                 if let p = r.poolTo { t = adaptiveAvgPoolNHWC(t, toH: p.h, toW: p.w) }
                 if let proj = r.projection { t = proj.projectTeacher(t) }
                 if let att = r.attention { t = att.teacherAttention(t) }
+                if let vk = r.vkdSummary { t = vk.teacherSummary(t) }
                 maps[k].store(t, at: start)
             }
             start = end

@@ -170,6 +170,10 @@ public final class DistillTrainer {
                     guard m.itemShape == [s[0], s[1], 1] else {
                         throw DistillError("teacher attention map of pair \(pairs[i]) is \(m.itemShape), expected \([s[0], s[1], 1])")
                     }
+                } else if method.layerLoss == .vkd {
+                    guard m.itemShape[0] == 1, m.itemShape[1] == 1 else {
+                        throw DistillError("teacher summary of pair \(pairs[i]) is \(m.itemShape), expected 1×1×d (VkD's LN(t̄))")
+                    }
                 } else if method.layerLoss != .spkd {
                     guard m.itemShape[0] == s[0], m.itemShape[1] == s[1] else {
                         throw DistillError("teacher map of pair \(pairs[i]) is \(m.itemShape[0])×\(m.itemShape[1]), the student's \(s[0])×\(s[1]): pool the teacher first")
@@ -274,7 +278,8 @@ public final class DistillTrainer {
                     pairBases.append(basis)
                     requests.append(TeacherMapRequest(tap: p.teacher, poolTo: kind == .spkd ? nil : (ss[0], ss[1]),
                                                       projection: projection,
-                                                      attention: kind == .attention ? AttentionLoss() : nil))
+                                                      attention: kind == .attention ? AttentionLoss() : nil,
+                                                      vkdSummary: kind == .vkd ? VkDLoss.summarizer(teacherChannels: ts[2]) : nil))
                 }
             } else if let given = config.pairs, !given.isEmpty {
                 throw DistillError("--pairs given, but \(method.rawValue) has no layer loss")
@@ -327,6 +332,8 @@ public final class DistillTrainer {
             let b = config.batchSize
             if let sd = loss as? SubDistillLoss {
                 try sd.validate(projectedTeacherShape: [b] + teacher!.maps[i].itemShape, studentShape: [b] + studentShapes[i])
+            } else if let vk = loss as? VkDLoss {
+                try vk.validate(teacherSummaryShape: [b] + teacher!.maps[i].itemShape, studentShape: [b] + studentShapes[i])
             } else {
                 try loss.validate(teacherShape: [b] + teacher!.maps[i].itemShape, studentShape: [b] + studentShapes[i])
             }
@@ -408,6 +415,8 @@ public final class DistillTrainer {
                 r = sd.forwardBackward(projectedTeacher: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
             } else if let at = losses[i] as? AttentionLoss {
                 r = at.forwardBackward(teacherAttention: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
+            } else if let vk = losses[i] as? VkDLoss {
+                r = vk.forwardBackward(teacherSummary: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
             } else {
                 r = losses[i].forwardBackward(teacher: mapBatch[i], student: s, training: true, computeGradient: lam > 0)
             }

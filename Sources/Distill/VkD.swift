@@ -56,6 +56,14 @@ public final class VkDLoss: LayerLoss {
         try checkMaps("vkd", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
     }
 
+    /// `validate` for the cached teacher side LN(t̄), B×1×1×d.
+    public func validate(teacherSummaryShape t: [Int], studentShape s: [Int]) throws {
+        guard t.count == 4, t[1] == 1, t[2] == 1 else {
+            throw LayerLossError("vkd: the teacher summary must be B×1×1×d, got \(t)")
+        }
+        try checkMaps("vkd", teacher: t, student: s, d: teacherChannels, k: studentChannels, sameSpatial: false)
+    }
+
     /// Spatial means of a B×P×C map into out (B×C).
     private static func spatialMean(_ f: UnsafeBufferPointer<Float>, batch: Int, positions: Int, channels c: Int,
                                      into out: UnsafeMutablePointer<Float>) {
@@ -71,28 +79,61 @@ public final class VkDLoss: LayerLoss {
         }
     }
 
+    /// A loss object only to summarise teacher maps for the cache (its
+    /// projection is never used; the teacher side has no parameters).
+    public static func summarizer(teacherChannels d: Int) -> VkDLoss {
+        var rng = RNG(seed: 0)
+        return VkDLoss(name: "cache", teacherChannels: d, studentChannels: 1, initialization: .identity, rng: &rng)
+    }
+
+    /// The teacher side LN(t̄): spatial mean over H×W, then layer norm over
+    /// the d channels without affine parameters (in Double). Fixed for a
+    /// frozen teacher, so the training loop caches it per image.
+    // t: B×H×W×d → B×1×1×d
+    public func teacherSummary(_ t: Tensor) -> Tensor {
+        let d = teacherChannels
+        precondition(t.rank == 4 && t.shape[3] == d, "VkDLoss: teacher map \(t.shape) must be B×H×W×\(d)")
+        let batch = t.shape[0], pt = t.shape[1] * t.shape[2]
+        var out = Tensor(shape: [batch, 1, 1, d])
+        out.data.withUnsafeMutableBufferPointer { o in
+            let tn = o.baseAddress!
+            t.data.withUnsafeBufferPointer { Self.spatialMean($0, batch: batch, positions: pt, channels: d, into: tn) }
+            // Layer norm over the d channels of each t̄_b.
+            for b in 0..<batch {
+                let o = tn + b * d
+                var mean = 0.0, sq = 0.0
+                for c in 0..<d { mean += Double(o[c]) }
+                mean /= Double(d)
+                for c in 0..<d { let z = Double(o[c]) - mean; sq += z * z }
+                let inv = 1 / (sq / Double(d) + Double(Self.layerNormEps)).squareRoot()
+                for c in 0..<d { o[c] = Float((Double(o[c]) - mean) * inv) }
+            }
+        }
+        return out
+    }
+
     // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
     public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
+        precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == teacherChannels && t.shape[0] == s.shape[0],
+                     "VkDLoss: shapes teacher \(t.shape) student \(s.shape) do not fit d=\(teacherChannels) k=\(studentChannels)")
+        return forwardBackward(teacherSummary: teacherSummary(t), student: s, training: training,
+                               computeGradient: computeGradient)
+    }
+
+    /// The loss given the teacher side LN(t̄) already computed (`teacherSummary`).
+    // tn: B×1×1×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
+    public func forwardBackward(teacherSummary tsum: Tensor, student s: Tensor, training: Bool,
+                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let d = teacherChannels, k = studentChannels
-        precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == d && s.shape[3] == k && t.shape[0] == s.shape[0],
-                     "VkDLoss: shapes teacher \(t.shape) student \(s.shape) do not fit d=\(d) k=\(k)")
+        precondition(tsum.shape == [s.shape[0], 1, 1, d] && s.rank == 4 && s.shape[3] == k,
+                     "VkDLoss: teacher summary \(tsum.shape) and student \(s.shape) do not fit d=\(d) k=\(k)")
         let batch = s.shape[0]
-        let ps = s.shape[1] * s.shape[2], pt = t.shape[1] * t.shape[2]
+        let ps = s.shape[1] * s.shape[2]
         let buf = ws.get(batch * k + 3 * batch * d)
         let sbar = buf, tn = buf + batch * k, y = tn + batch * d, gy = y + batch * d
         s.data.withUnsafeBufferPointer { Self.spatialMean($0, batch: batch, positions: ps, channels: k, into: sbar) }
-        t.data.withUnsafeBufferPointer { Self.spatialMean($0, batch: batch, positions: pt, channels: d, into: tn) }
-        // Teacher side: layer norm over the d channels of each t̄_b.
-        for b in 0..<batch {
-            let o = tn + b * d
-            var mean = 0.0, sq = 0.0
-            for c in 0..<d { mean += Double(o[c]) }
-            mean /= Double(d)
-            for c in 0..<d { let z = Double(o[c]) - mean; sq += z * z }
-            let inv = 1 / (sq / Double(d) + Double(Self.layerNormEps)).squareRoot()
-            for c in 0..<d { o[c] = Float((Double(o[c]) - mean) * inv) }
-        }
+        tsum.data.withUnsafeBufferPointer { tn.update(from: $0.baseAddress!, count: batch * d) }
         // Student side: y = s̄ Pᵀ (B×d).
         let q = projection.value
         q.withUnsafeBufferPointer { qp in

@@ -19,6 +19,25 @@ import NN
     #expect(abs(v2 - 1) < 1e-4)
 }
 
+@Test func vkdTeacherSummaryIsLayerNormedSpatialMean() {
+    // t̄ over 2 pixels = (2, 0, −2); LN: mean 0, variance 8/3 ⇒ t̄/√(8/3 + 1e-5).
+    let t = Tensor(shape: [1, 1, 2, 3], data: [1, 0, -3, 3, 0, -1])
+    let v = VkDLoss.summarizer(teacherChannels: 3).teacherSummary(t)
+    #expect(v.shape == [1, 1, 1, 3])
+    let scale = 1 / (8.0 / 3 + 1e-5).squareRoot()
+    for (got, want) in zip(v.data, [2 * scale, 0, -2 * scale]) { #expect(abs(Double(got) - want) < 1e-6) }
+    // The cached path (summary first) is the loss itself, bit for bit.
+    var rng = RNG(seed: 3)
+    let loss = VkDLoss(name: "v", teacherChannels: 6, studentChannels: 4, rng: &rng)
+    let tt = randomTensor([3, 2, 2, 6], rng: &rng), ss = randomTensor([3, 2, 2, 4], rng: &rng)
+    let a = loss.forwardBackward(teacher: tt, student: ss, training: true, computeGradient: true)
+    let gradA = loss.projection.raw.grad
+    loss.projection.raw.zeroGrad()
+    let b = loss.forwardBackward(teacherSummary: VkDLoss.summarizer(teacherChannels: 6).teacherSummary(tt), student: ss,
+                                 training: true, computeGradient: true)
+    #expect(a.loss == b.loss && a.gradStudent!.data == b.gradStudent!.data && gradA == loss.projection.raw.grad)
+}
+
 @Test func vkdProjectionIsOrthonormalAndGradientsMatch() {
     var rng = RNG(seed: 2)
     for (d, k) in [(6, 4), (3, 5), (4, 4)] {
