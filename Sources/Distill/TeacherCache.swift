@@ -58,11 +58,11 @@ public struct TeacherMapRequest {
     /// Keep only the attention map q(t) (B×H×W×1) after pooling.
     public var attention: AttentionLoss?
     /// Keep only VkD's teacher side LN(t̄) (B×1×1×d) after pooling.
-    public var vkdSummary: VkDLoss?
+    public var vkdSummary: Bool
 
     public init(tap: String, poolTo: (h: Int, w: Int)?, projection: SubDistillLoss? = nil,
-                attention: AttentionLoss? = nil, vkdSummary: VkDLoss? = nil) {
-        precondition([projection != nil, attention != nil, vkdSummary != nil].filter { $0 }.count <= 1,
+                attention: AttentionLoss? = nil, vkdSummary: Bool = false) {
+        precondition([projection != nil, attention != nil, vkdSummary].filter { $0 }.count <= 1,
                      "TeacherMapRequest: one transform at most")
         self.tap = tap
         self.poolTo = poolTo
@@ -142,7 +142,7 @@ public struct TeacherOutputs {
                 item[2] = proj.studentChannels
             }
             if r.attention != nil { item[2] = 1 }
-            if r.vkdSummary != nil { item[0] = 1; item[1] = 1 }
+            if r.vkdSummary { item[0] = 1; item[1] = 1 }
             maps.append(CachedRows(itemShape: item, count: n))
         }
         var logits = CachedRows(itemShape: [c], count: n)
@@ -164,7 +164,7 @@ public struct TeacherOutputs {
                 if let p = r.poolTo { t = adaptiveAvgPoolNHWC(t, toH: p.h, toW: p.w) }
                 if let proj = r.projection { t = proj.projectTeacher(t) }
                 if let att = r.attention { t = att.teacherAttention(t) }
-                if let vk = r.vkdSummary { t = vk.teacherSummary(t) }
+                if r.vkdSummary { t = VkDLoss.teacherSummary(t) }
                 maps[k].store(t, at: start)
             }
             start = end

@@ -279,7 +279,7 @@ public final class DistillTrainer {
                     requests.append(TeacherMapRequest(tap: p.teacher, poolTo: kind == .spkd ? nil : (ss[0], ss[1]),
                                                       projection: projection,
                                                       attention: kind == .attention ? AttentionLoss() : nil,
-                                                      vkdSummary: kind == .vkd ? VkDLoss.summarizer(teacherChannels: ts[2]) : nil))
+                                                      vkdSummary: kind == .vkd))
                 }
             } else if let given = config.pairs, !given.isEmpty {
                 throw DistillError("--pairs given, but \(method.rawValue) has no layer loss")

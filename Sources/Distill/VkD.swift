@@ -79,20 +79,13 @@ public final class VkDLoss: LayerLoss {
         }
     }
 
-    /// A loss object only to summarise teacher maps for the cache (its
-    /// projection is never used; the teacher side has no parameters).
-    public static func summarizer(teacherChannels d: Int) -> VkDLoss {
-        var rng = RNG(seed: 0)
-        return VkDLoss(name: "cache", teacherChannels: d, studentChannels: 1, initialization: .identity, rng: &rng)
-    }
-
     /// The teacher side LN(t̄): spatial mean over H×W, then layer norm over
     /// the d channels without affine parameters (in Double). Fixed for a
     /// frozen teacher, so the training loop caches it per image.
     // t: B×H×W×d → B×1×1×d
-    public func teacherSummary(_ t: Tensor) -> Tensor {
-        let d = teacherChannels
-        precondition(t.rank == 4 && t.shape[3] == d, "VkDLoss: teacher map \(t.shape) must be B×H×W×\(d)")
+    public static func teacherSummary(_ t: Tensor) -> Tensor {
+        precondition(t.rank == 4, "VkDLoss: teacher map \(t.shape) must be B×H×W×d")
+        let d = t.shape[3]
         let batch = t.shape[0], pt = t.shape[1] * t.shape[2]
         var out = Tensor(shape: [batch, 1, 1, d])
         out.data.withUnsafeMutableBufferPointer { o in
@@ -117,7 +110,7 @@ public final class VkDLoss: LayerLoss {
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == teacherChannels && t.shape[0] == s.shape[0],
                      "VkDLoss: shapes teacher \(t.shape) student \(s.shape) do not fit d=\(teacherChannels) k=\(studentChannels)")
-        return forwardBackward(teacherSummary: teacherSummary(t), student: s, training: training,
+        return forwardBackward(teacherSummary: Self.teacherSummary(t), student: s, training: training,
                                computeGradient: computeGradient)
     }
 

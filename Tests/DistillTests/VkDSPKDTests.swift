@@ -22,7 +22,7 @@ import NN
 @Test func vkdTeacherSummaryIsLayerNormedSpatialMean() {
     // t̄ over 2 pixels = (2, 0, −2); LN: mean 0, variance 8/3 ⇒ t̄/√(8/3 + 1e-5).
     let t = Tensor(shape: [1, 1, 2, 3], data: [1, 0, -3, 3, 0, -1])
-    let v = VkDLoss.summarizer(teacherChannels: 3).teacherSummary(t)
+    let v = VkDLoss.teacherSummary(t)
     #expect(v.shape == [1, 1, 1, 3])
     let scale = 1 / (8.0 / 3 + 1e-5).squareRoot()
     for (got, want) in zip(v.data, [2 * scale, 0, -2 * scale]) { #expect(abs(Double(got) - want) < 1e-6) }
@@ -33,7 +33,7 @@ import NN
     let a = loss.forwardBackward(teacher: tt, student: ss, training: true, computeGradient: true)
     let gradA = loss.projection.raw.grad
     loss.projection.raw.zeroGrad()
-    let b = loss.forwardBackward(teacherSummary: VkDLoss.summarizer(teacherChannels: 6).teacherSummary(tt), student: ss,
+    let b = loss.forwardBackward(teacherSummary: VkDLoss.teacherSummary(tt), student: ss,
                                  training: true, computeGradient: true)
     #expect(a.loss == b.loss && a.gradStudent!.data == b.gradStudent!.data && gradA == loss.projection.raw.grad)
 }
