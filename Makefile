@@ -1,13 +1,31 @@
-# SubDistill study as a Make DAG.
-#
-#   make                      set-up, build, run pipelines/$(PIPELINE).mk (default: quick)
-#   make test                 set-up, build, run the tests
-#   make PIPELINE=paper       another pipeline
-#   make list                 what the pipeline runs and what is already done
-#   make LAUNCH='srun -n1 -c2' -j8   every stage command through a launcher
-#   make test-cluster         the tiny pipeline under a throwaway local Slurm cluster (root)
-#   make bench                artifact I/O, network core (vs PyTorch when importable), distillation epochs
-#
+## SubDistill study as a Make DAG (GNU Make >= 4.3).
+##
+## Targets:
+##   make                    set-up, build, run pipelines/$(PIPELINE).mk (default: quick)
+##   make test               set-up, build, run the tests (pipeline DAG, every method, unit tests)
+##   make build              install missing system libraries (root), build the tools (release)
+##   make setup              install missing system libraries only (OpenBLAS, zlib)
+##   make list               what the pipeline runs and which runs are finished
+##   make list-pipelines     the pipelines in pipelines/
+##   make report             the pipeline's report (runs what it still needs first)
+##   make -n                 print the pipeline's commands; writes nothing but the tools under .build/
+##   make clean-<pipeline>   delete artifacts/<pipeline>/
+##   make clean              delete every pipeline's artifacts (artifacts/*, README kept)
+##   make distclean          clean, and delete the build (.build/)
+##   make test-cluster       the tiny pipeline under a throwaway local Slurm cluster (root)
+##   make bench              artifact I/O, network core (vs PyTorch when importable), distillation epochs
+##   make help               this text
+##
+## Variables:
+##   PIPELINE=name           pipelines/<name>.mk (quick, tiny, paper, digit-aware, longtail, ...)
+##   ARTIFACTS=dir           where artifacts go (default: artifacts)
+##   LAUNCH='srun -n1 -c2'   prefix every stage command with a launcher (use with -jN)
+##   -j2                     run independent stages in parallel
+##   SWIFT=swift             the Swift toolchain driver
+## A pipeline file sets RHOS, SEEDS, METHODS, SUBTASKS, TEACHERS, STUDENT_ARCH,
+## *_ARGS (per-stage options) and per-name overrides such as DISTILL_ARGS_<method>;
+## any of them can also be given on the command line (make RHOS='0 1').
+
 # Stage rules are generic; pipelines/<name>.mk hold only parameters. Each
 # artifact depends on its inputs and on a small parameter file holding its
 # own stage's arguments, rewritten only when they change: changing a
@@ -25,6 +43,11 @@ A        := $(ARTIFACTS)/$(PIPELINE)
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .SUFFIXES:
+
+# Grouped targets (`a b &: c`) need GNU Make 4.3.
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU Make >= 4.3 is needed (grouped targets); this is $(MAKE_VERSION). Install a newer GNU make, e.g. apt-get install make)
+endif
 
 # ---------------------------------------------------------------- defaults
 TEACHERS       ?= teacher
@@ -45,7 +68,7 @@ REPORT_ARGS    ?=
 
 # Pipeline parameters are read (and parameter files written) only when a
 # goal needs the DAG.
-NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean-% test-cluster
+NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean clean-% distclean test-cluster
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NON_PIPELINE_GOALS),$(MAKECMDGOALS)),all),)
 ifeq ($(wildcard pipelines/$(PIPELINE).mk),)
 $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make list-pipelines))
@@ -59,7 +82,7 @@ TOOLS := synthesize train-teacher extract-subspace distill evaluate report tenso
 TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
 SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
 
-.PHONY: all setup build test test-cluster bench help list list-pipelines report
+.PHONY: all setup build test test-cluster bench help list list-pipelines report clean distclean
 setup:
 	@bash scripts/setup.sh
 
@@ -85,17 +108,29 @@ test-cluster: $(BIN)/.built
 	bash scripts/test-cluster.sh
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n 's/^## \{0,1\}//p' Makefile
 
 # ------------------------------------------------------- parameter files
 # $(call params,FILE,TEXT): FILE holds TEXT; rewritten (new mtime) only when
 # TEXT changed, so the targets depending on FILE rebuild exactly then.
+# Under `make -n` nothing is written: the files are named, not made.
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+ifeq ($(DRY_RUN),)
 params = $(shell mkdir -p $(dir $1) && { [ -f $1 ] && [ "$$(cat $1)" = "$(strip $2)" ]; } || printf '%s\n' "$(strip $2)" > $1)$1
+else
+params = $1
+%.args: ;
+endif
 
 # Per-name overrides: $(call get,VAR,name) is VAR_name when set, else VAR.
 get = $(if $(filter undefined,$(origin $1_$2)),$($1),$($1_$2))
 # A method variant's method: METHOD_<variant> when set, else the variant name.
 method = $(if $(filter undefined,$(origin METHOD_$1)),$1,$(METHOD_$1))
+# Which methods read a subspace basis is the tool's answer, not a name match:
+# $(BIN)/methods.mk holds SUBSPACE_BASIS_<method> := <basis> for each, written
+# from `distill --list-methods` (Make remakes it, and restarts, when the tools
+# change; `make -n` therefore builds the tools first, under .build/ only).
+needs_subspace = $(SUBSPACE_BASIS_$(call method,$1))
 
 # ------------------------------------------------------- stage rules
 # BASIS_SPLITS: extra splits to estimate subspaces on (e.g. distill-train-clean);
@@ -143,11 +178,11 @@ endef
 # A student run: teacher $1, subtask $2, rho $3, seed $4, method variant $5
 # (METHOD_<variant> names the method when the variant name is not one).
 define run_rules
-$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
+$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
 
-$(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(if $(findstring subdistill,$(call method,$5)),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(if $(findstring subdistill,$(call method,$5)),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(EVAL_ARGS) $(EVAL_ARGS_$1)
+$(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(if $(call needs_subspace,$5),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(if $(call needs_subspace,$5),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(EVAL_ARGS) $(EVAL_ARGS_$1)
 
 ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
 endef
@@ -157,6 +192,9 @@ empty :=
 space := $(empty) $(empty)
 
 ifdef WITH_DAG
+-include $(BIN)/methods.mk
+$(BIN)/methods.mk: $(BIN)/.built
+	$(BIN)/distill --list-methods | awk -F'\t' '$$2 != "-" { print "SUBSPACE_BASIS_" $$1 " := " $$2 }' > $@
 $(foreach t,$(TEACHERS),$(eval $(call teacher_rules,$t)))
 $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
   $(eval $(call cell_rules,$t,$u,$r,$s))))))
@@ -165,9 +203,11 @@ $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,
 endif
 
 REPORT := $(A)/report/summary.md
+ifdef WITH_DAG
 $(REPORT): $(ALL_METRICS) $(call params,$(A)/report/report.args,$(REPORT_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report --methods $(subst $(space),$(comma),$(strip $(METHODS))) $(REPORT_ARGS)
 	@echo "make: $(PIPELINE) pipeline done; report in $(A)/report/"
+endif
 
 # No recipe: `make -q` then answers for the report and everything under it.
 all: $(REPORT)
@@ -185,3 +225,9 @@ list-pipelines:
 
 clean-%:
 	rm -rf $(ARTIFACTS)/$*
+
+clean:
+	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .build

@@ -18,7 +18,9 @@ BIN=.build/release
 T=$(mktemp -d "${TMPDIR:-/tmp}/subdistill-methods.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 THRESHOLD=0.5
-METHODS="label-only kd kd+ce fitnet attention vid vkd spkd dkd subdistill subdistill-pca subdistill-gradpca subdistill-prca subdistill-random"
+# Every registered method (distill --list-methods), unless METHODS names some.
+METHODS=${METHODS:-$($BIN/distill --list-methods | cut -f1)}
+[ -n "$METHODS" ] || { echo "FAIL: distill --list-methods listed no method"; echo "methods: 0 passed, 1 failed"; exit 1; }
 
 run() { "$@" >"$T/last.log" 2>&1 || { echo "FAIL command: $*"; tail -5 "$T/last.log"; echo "methods: 0 passed, 1 failed"; exit 1; }; }
 run $BIN/synthesize --out "$T/data" --splits teacher-train,teacher-val,distill-train,distill-val \

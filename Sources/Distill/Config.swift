@@ -1,7 +1,7 @@
 import NN
 import TensorIO
 
-/// What the groups of a robust objective are (METHODS.md, robust objectives).
+/// What the groups of a robust objective are (docs/methods.md, "Robust objectives").
 public enum RobustGroups: String, CaseIterable, Sendable {
     /// The classes (worst-class objective).
     case `class`
@@ -13,7 +13,7 @@ public enum RobustGroups: String, CaseIterable, Sendable {
 }
 
 /// Every hyper-parameter of one distillation run. `init(method:)` fills the
-/// defaults of METHODS.md (its table and "Training defaults").
+/// defaults of docs/methods.md ("Methods" and "Training defaults").
 public struct DistillConfig: Equatable {
     public var method: DistillMethod
     /// λ_task · CE(z_s, y).
@@ -28,11 +28,12 @@ public struct DistillConfig: Equatable {
     public var pairs: [LayerPair]?
     /// N of the SubDistill loss.
     public var normalization: StudentNormalization = .standardize
-    /// ReLU after the FitNet regressor (the authors' CNN runs); off as in the spec.
-    public var fitnetReLU = false
     /// DKD's α (TCKD) and β (NCKD).
     public var dkdAlpha: Float = 1
     public var dkdBeta: Float = 8
+    /// DKD's linear warm-up in epochs; nil: a twelfth of the epochs
+    /// (mdistiller's 20 of 240), 0: none.
+    public var dkdWarmupEpochs: Double?
     /// Student robust objective: `std`, `balanced`, `dro`.
     public var objective: RobustMode = .std
     /// β of w_y = ((1 − β)π_y + βλ_y)/π_y; the default 1 makes `balanced` plain logit adjustment.
@@ -63,11 +64,15 @@ public struct DistillConfig: Equatable {
 
     public init(method: DistillMethod) {
         self.method = method
-        lambdaTask = method.defaultLambdaTask
-        lambdaKD = method.defaultLambdaKD
-        lambdaLayers = [method.defaultLambdaLayer]
-        temperature = method.defaultTemperature
+        let d = method.defaults
+        lambdaTask = d.lambdaTask
+        lambdaKD = d.lambdaKD
+        lambdaLayers = [d.lambdaLayer]
+        temperature = d.temperature
     }
+
+    /// DKD's warm-up in epochs with the default resolved.
+    public var resolvedDKDWarmup: Double { dkdWarmupEpochs ?? Double(epochs) / 12 }
 
     /// Checks ranges; the message names the option.
     public func validate() throws {
@@ -83,6 +88,7 @@ public struct DistillConfig: Equatable {
         try finite(temperature, "--temperature", positive: true)
         try finite(dkdAlpha, "--dkd-alpha")
         try finite(dkdBeta, "--dkd-beta")
+        if let w = dkdWarmupEpochs, !(w >= 0 && w.isFinite) { throw DistillError("--dkd-warmup must be ≥ 0 and finite, got \(w)") }
         try finite(learningRate, "--lr", positive: true)
         try finite(weightDecay, "--weight-decay")
         guard epochs > 0 else { throw DistillError("--epochs must be positive, got \(epochs)") }
@@ -92,24 +98,24 @@ public struct DistillConfig: Equatable {
         guard eta >= 0, eta.isFinite else { throw DistillError("--eta must be ≥ 0, got \(eta)") }
         guard droEvery > 0 else { throw DistillError("--dro-every must be positive, got \(droEvery)") }
         guard droBatch > 0 else { throw DistillError("--dro-batch must be positive, got \(droBatch)") }
-        if method == .labelOnly && lambdaKD > 0 {
-            throw DistillError("label-only has no teacher: --lambda-kd must be 0")
+        if !method.usesTeacher && lambdaKD > 0 {
+            throw DistillError("\(method.name) has no teacher: --lambda-kd must be 0")
         }
-        if method.layerLoss == nil && lambdaLayers.contains(where: { $0 != 0 }) {
-            throw DistillError("\(method.rawValue) has no layer loss: --lambda-layer must be 0")
+        if !method.hasLayerTerm && lambdaLayers.contains(where: { $0 != 0 }) {
+            throw DistillError("\(method.name) has no layer loss: --lambda-layer must be 0")
         }
         if !method.usesLabels && lambdaTask > 0 {
-            throw DistillError("\(method.rawValue) is teacher-only (no ground-truth labels reach its loss): --lambda-task must be 0; use kd+ce for KD with labels")
+            throw DistillError("\(method.name) is teacher-only (no ground-truth labels reach its loss): --lambda-task must be 0; use kd+ce for KD with labels")
         }
-        if method == .labelOnly && calibratedTeacher {
-            throw DistillError("--calibrated-teacher needs a teacher-based method, not label-only")
+        if !method.usesTeacher && calibratedTeacher {
+            throw DistillError("--calibrated-teacher needs a teacher-based method, not \(method.name)")
         }
     }
 
     /// All parameters, for the artifact's metadata (and the run fingerprint).
     public var parameters: [String: JSON] {
         var p: [String: JSON] = [
-            "method": .string(method.rawValue),
+            "method": .string(method.name),
             "lambda_task": .number(Double(lambdaTask)),
             "lambda_kd": .number(Double(lambdaKD)),
             "lambda_layer": .array(lambdaLayers.map { .number(Double($0)) }),
@@ -133,12 +139,7 @@ public struct DistillConfig: Equatable {
             "drop_last": true,
         ]
         if let pairs { p["pairs"] = .array(pairs.map { .string($0.description) }) }
-        if method.layerLoss == .subdistill { p["normalization"] = .string(normalization.rawValue) }
-        if method.layerLoss == .fitnet { p["fitnet_relu"] = .bool(fitnetReLU) }
-        if method == .dkd {
-            p["dkd_alpha"] = .number(Double(dkdAlpha))
-            p["dkd_beta"] = .number(Double(dkdBeta))
-        }
+        p.merge(method.spec.parameters(self)) { _, own in own }
         return p
     }
 }

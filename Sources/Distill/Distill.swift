@@ -4,11 +4,15 @@ import Subspace
 /// Namespace of the distillation stage (stage 4, `distill`).
 ///
 /// Files of the stage:
-/// - `Methods.swift`: the method names of METHODS.md, their λ defaults, layer pairs;
+/// - `Method.swift`: what a method is (`DistillationMethod`), its defaults,
+///   pairing, teacher transform, logit term;
+/// - `Registry.swift`: every method, in one list (`MethodRegistry.all`);
+/// - `Methods/`: one file per method: its type and its loss with gradient;
+/// - `LayerLoss.swift`: the layer-term protocol and shared kernels;
 /// - `Config.swift`: every hyper-parameter (`DistillConfig`) and its metadata form;
 /// - `TeacherCache.swift`: the frozen teacher's outputs, computed once before training;
-/// - `Trainer.swift`: the training loop (all methods, robust objectives, λ_layer list,
-///   best-on-validation checkpoint, resumable epochs);
+/// - `Trainer.swift`: set-up and the candidate/epoch loop; `TrainerStep.swift`:
+///   one step, one epoch; `TrainerCheckpoint.swift`: state and resumable checkpoints;
 /// - `Stage.swift`: input checks, artifact layout of `student.npz`.
 public enum Distill {
     /// RNG streams (all from the run's seed) so that each random choice is

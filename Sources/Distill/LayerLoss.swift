@@ -1,14 +1,16 @@
 import COpenBLAS
 import NN
 
-/// A distillation term L_l(t_l, s_l) on one paired layer (METHODS.md, the
-/// table's `L_l` column), with its own learned parts (regressors, rotations)
-/// and state (running statistics, orthogonal bases).
+/// A distillation term L_l(t_l, s_l) on one paired layer (docs/methods.md,
+/// "Methods"), with its own learned parts (regressors, rotations) and state
+/// (running statistics, orthogonal bases).
 ///
-/// Maps are NHWC: the teacher map `t` is B×H×W×d, the student map `s`
-/// B×H×W×k. Unless `poolsTeacherToStudentSize` is false, `t` must already be
-/// at the student's spatial size (`adaptiveAvgPoolNHWC`), as in the authors'
-/// `LayerPolicy.align_spatial_dimensions`; the student map is never resized.
+/// Maps are NHWC: the student map `s` is B×H×W×k (B×k for the embedding).
+/// The teacher side arrives as the loss caches it: the teacher map, pooled to
+/// the student's H×W unless the method says otherwise (as in the authors'
+/// `LayerPolicy.align_spatial_dimensions`), then put through
+/// `teacherTransform` (identity for most; a projection, an attention map or
+/// a summary for the others). The student map is never resized.
 public protocol LayerLoss: AnyObject {
     /// Trainable parameters owned by the loss; `forwardBackward` ACCUMULATES into their `grad`.
     var parameters: [Parameter] { get }
@@ -16,17 +18,19 @@ public protocol LayerLoss: AnyObject {
     var stateBuffers: [(String, [Int], [Float])] { get }
     /// Restores `stateBuffers`; throws on missing names or wrong shapes.
     func loadStateBuffers(_ buffers: [(String, [Int], [Float])]) throws
-    /// Whether the teacher map must be brought to the student's H×W first.
-    /// False only for SPKD, whose batch Gram matrix works at any size (the
-    /// authors' SPKD skips the pooling).
-    var poolsTeacherToStudentSize: Bool { get }
-    /// Checks map shapes once (e.g. before training) with a readable error.
-    func validate(teacherShape: [Int], studentShape: [Int]) throws
+    /// Values derived from the state that the student artifact records for a
+    /// reader (`method/<pair>.<name>`): VID's variances, SubDistill's Q, VkD's P.
+    var exportedValues: [(String, [Int], [Float])] { get }
+    /// The fixed teacher side: raw teacher map → what `forwardBackward` reads.
+    var teacherTransform: any TeacherTransform { get }
+    /// Checks the cached teacher side's and the student map's shapes once,
+    /// with a readable error (batch included: B×…).
+    func validate(cachedTeacherShape: [Int], studentShape: [Int]) throws
     /// Loss value and, if `computeGradient`, ∂L/∂s (same shape as `s`);
     /// parameter gradients are accumulated when `computeGradient` is true.
     /// `training` selects batch statistics (and updates running ones) where
     /// the loss has any.
-    func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+    func forwardBackward(cachedTeacher t: Tensor, student s: Tensor, training: Bool,
                          computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?)
 }
 
@@ -37,7 +41,25 @@ extension LayerLoss {
             throw LayerLossError("\(type(of: self)) has no state buffers, got \(buffers.map { $0.0 })")
         }
     }
-    public var poolsTeacherToStudentSize: Bool { true }
+    public var exportedValues: [(String, [Int], [Float])] { [] }
+    public var teacherTransform: any TeacherTransform { IdentityTransform() }
+
+    /// The loss on a raw (pooled) teacher map: its teacher side computed on the fly.
+    // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
+    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
+        forwardBackward(cachedTeacher: teacherTransform(t), student: s, training: training,
+                        computeGradient: computeGradient)
+    }
+
+    /// `validate(cachedTeacherShape:studentShape:)` for a raw teacher map (B×H×W×d).
+    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
+        guard teacherShape.count >= 2 else {
+            throw LayerLossError("teacher map must have a batch axis, got \(teacherShape)")
+        }
+        let item = Array(teacherShape.dropFirst())
+        try validate(cachedTeacherShape: [teacherShape[0]] + teacherTransform.outputShape(item), studentShape: studentShape)
+    }
 }
 
 /// A readable error for bad loss configuration or checkpoint state.
@@ -79,7 +101,7 @@ public func adaptiveAvgPoolNHWC(_ t: Tensor, toH: Int, toW: Int) -> Tensor {
 /// Dead-channel counter: the number of channels of an NHWC map (B×H×W×k)
 /// whose activation is zero (|x| ≤ `threshold`, default 1e-8) at every
 /// position of every image of the batch. Logged per paired layer because the
-/// SubDistill scale trap (METHODS.md) shows up as dead student channels.
+/// SubDistill scale trap (docs/methods.md, "SubDistill layer loss") shows up as dead student channels.
 public func deadChannelCount(_ s: Tensor, threshold: Float = 1e-8) -> Int {
     var meter = DeadChannelMeter(channels: s.shape.last ?? 0)
     meter.observe(s, threshold: threshold)

@@ -62,11 +62,11 @@ public enum DistillStage {
         try requireFile(o.valPath, role: "validation split (--val)")
         if method.basisKind != nil {
             guard let s = o.subspacePath else {
-                throw DistillError("method \(method.rawValue) needs --subspace (the relevant subspace written by extract-subspace for this teacher and student)")
+                throw DistillError("method \(method.name) needs --subspace (the relevant subspace written by extract-subspace for this teacher and student)")
             }
             try requireFile(s, role: "subspace")
         } else if o.subspacePath != nil {
-            hooks.log("distill: note: --subspace is only read by the subdistill methods; ignored for \(method.rawValue)")
+            hooks.log("distill: note: --subspace is only read by the subdistill methods; ignored for \(method.name)")
         }
         try ensureDirectory(forFile: o.outPath)
 
@@ -108,7 +108,7 @@ public enum DistillStage {
             }
             guard !bases.isEmpty else {
                 let have = stored.map { "\($0.layer)/\($0.kind.rawValue)" }.joined(separator: ", ")
-                throw DistillError("subspace '\(path)' holds no \(kind.rawValue) basis (method \(method.rawValue)); it has: \(have.isEmpty ? "none" : have)")
+                throw DistillError("subspace '\(path)' holds no \(kind.rawValue) basis (method \(method.name)); it has: \(have.isEmpty ? "none" : have)")
             }
         }
 

@@ -48,27 +48,18 @@ public struct CachedRows: Equatable {
 
 /// What the training loop needs from a teacher map of one paired layer.
 public struct TeacherMapRequest {
-    /// The teacher's tap (`stage1`, …).
+    /// The teacher's tap (`stage1`, …, or `Model.embeddingTap`).
     public var tap: String
     /// Pool to this H×W (the student's) with `adaptiveAvgPoolNHWC`; nil keeps
-    /// the map as it is (SPKD compares unpooled maps).
+    /// the map as it is.
     public var poolTo: (h: Int, w: Int)?
-    /// Project with SubDistill's fixed teacher side t̃ = U_kᵀ(t − μ) after pooling.
-    public var projection: SubDistillLoss?
-    /// Keep only the attention map q(t) (B×H×W×1) after pooling.
-    public var attention: AttentionLoss?
-    /// Keep only VkD's teacher side LN(t̄) (B×1×1×d) after pooling.
-    public var vkdSummary: Bool
+    /// The method's fixed teacher side, applied after pooling.
+    public var transform: any TeacherTransform
 
-    public init(tap: String, poolTo: (h: Int, w: Int)?, projection: SubDistillLoss? = nil,
-                attention: AttentionLoss? = nil, vkdSummary: Bool = false) {
-        precondition([projection != nil, attention != nil, vkdSummary].filter { $0 }.count <= 1,
-                     "TeacherMapRequest: one transform at most")
+    public init(tap: String, poolTo: (h: Int, w: Int)?, transform: any TeacherTransform = IdentityTransform()) {
         self.tap = tap
         self.poolTo = poolTo
-        self.projection = projection
-        self.attention = attention
-        self.vkdSummary = vkdSummary
+        self.transform = transform
     }
 }
 
@@ -76,14 +67,16 @@ public struct TeacherMapRequest {
 /// ONCE before training (teacher in evaluation mode, batched) and reused by
 /// every epoch and every λ_layer candidate: the subtask logits and, per
 /// paired layer, the map in the form its loss consumes (pooled to the
-/// student's size; then SubDistill-projected to k channels, or reduced to the
-/// attention map q(t) for attention transfer, or to VkD's layer-normed
-/// spatial mean; unpooled for SPKD).
+/// student's size unless the method compares maps of any size, then put
+/// through the method's `TeacherTransform`).
 public struct TeacherOutputs {
     /// z_t cut to the subtask classes (label i ↔ teacher class `classIndices[i]`), N×C.
     public var logits: CachedRows
     /// One per paired layer, in pair order.
     public var maps: [CachedRows]
+    /// Per paired layer, the teacher tap's per-image shape before pooling
+    /// and transform ([H, W, d], or [d] for the embedding).
+    public var tapShapes: [[Int]]
     /// The teacher's logit shift s_t = log w_t cut to the subtask classes
     /// (zeros for an `erm` teacher); used by `--calibrated-teacher`.
     public var logShift: [Float]
@@ -91,9 +84,10 @@ public struct TeacherOutputs {
     public var classes: Int { logits.itemShape[0] }
     public var count: Int { logits.count }
 
-    public init(logits: CachedRows, maps: [CachedRows], logShift: [Float]) {
+    public init(logits: CachedRows, maps: [CachedRows], tapShapes: [[Int]] = [], logShift: [Float]) {
         self.logits = logits
         self.maps = maps
+        self.tapShapes = tapShapes
         self.logShift = logShift
     }
 
@@ -127,23 +121,18 @@ public struct TeacherOutputs {
         }
         var maps: [CachedRows] = []
         for r in requests {
-            guard teacher.tapNames.contains(r.tap) else {
+            guard teacher.hasTap(r.tap) else {
                 throw DistillError("the teacher has no layer '\(r.tap)' (its paired layers: \(teacher.tapNames.joined(separator: ", ")))")
             }
-            let s = teacher.tapShape(r.tap)
-            var item = [r.poolTo?.h ?? s[0], r.poolTo?.w ?? s[1], s[2]]
-            if let p = r.poolTo, p.h > s[0] || p.w > s[1] {
-                throw DistillError("teacher layer \(r.tap) (\(s[0])×\(s[1])) is smaller than the student's \(p.h)×\(p.w); the student map is never resized")
-            }
-            if let proj = r.projection {
-                guard proj.teacherChannels == s[2] else {
-                    throw DistillError("teacher layer \(r.tap) has \(s[2]) channels, its subspace basis \(proj.teacherChannels)")
+            var item = teacher.tapShape(r.tap)
+            if let p = r.poolTo {
+                guard item.count == 3 else { throw DistillError("teacher layer \(r.tap) is not a spatial map (\(item)); it cannot be pooled") }
+                guard p.h <= item[0], p.w <= item[1] else {
+                    throw DistillError("teacher layer \(r.tap) (\(item[0])×\(item[1])) is smaller than the student's \(p.h)×\(p.w); the student map is never resized")
                 }
-                item[2] = proj.studentChannels
+                item = [p.h, p.w, item[2]]
             }
-            if r.attention != nil { item[2] = 1 }
-            if r.vkdSummary { item[0] = 1; item[1] = 1 }
-            maps.append(CachedRows(itemShape: item, count: n))
+            maps.append(CachedRows(itemShape: r.transform.outputShape(item), count: n))
         }
         var logits = CachedRows(itemShape: [c], count: n)
         var x = Tensor(shape: [0])
@@ -162,14 +151,12 @@ public struct TeacherOutputs {
             for (k, r) in requests.enumerated() {
                 var t = teacher.activation(tap: r.tap)
                 if let p = r.poolTo { t = adaptiveAvgPoolNHWC(t, toH: p.h, toW: p.w) }
-                if let proj = r.projection { t = proj.projectTeacher(t) }
-                if let att = r.attention { t = att.teacherAttention(t) }
-                if r.vkdSummary { t = VkDLoss.teacherSummary(t) }
-                maps[k].store(t, at: start)
+                maps[k].store(r.transform(t), at: start)
             }
             start = end
             progress(start, n)
         }
-        return TeacherOutputs(logits: logits, maps: maps, logShift: classIndices.map { logShift[$0] })
+        return TeacherOutputs(logits: logits, maps: maps, tapShapes: requests.map { teacher.tapShape($0.tap) },
+                              logShift: classIndices.map { logShift[$0] })
     }
 }

@@ -3,22 +3,36 @@ import Distill
 import Foundation
 import NN
 import StageKit
+import Subspace
 
-/// `distill`: stage 4, train a student from the frozen teacher (METHODS.md).
+extension DistillMethod: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(parsing: argument) }
+    public static var allValueStrings: [String] { MethodRegistry.names }
+}
+extension StudentNormalization: ExpressibleByArgument {}
+extension RobustMode: ExpressibleByArgument {}
+extension RobustGroups: ExpressibleByArgument {}
+
+/// `distill`: stage 4, train a student from the frozen teacher (docs/methods.md).
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "Distil a small student from the frozen teacher on the distillation split.",
-        discussion: "Methods: " + DistillMethod.allCases.map { $0.rawValue }.joined(separator: ", ")
-            + ". λ and T default to the METHODS.md table for the chosen method. Resumes from <out>.ckpt.npz"
-            + " when it holds the same run; writes <out> (student, method state, log, metadata) atomically.")
+        discussion: "λ and T default to the chosen method's published values (distill --list-methods; the formulas"
+            + " and sources: docs/methods.md). Resumes from <out>.ckpt.npz when it holds the same run; writes <out>"
+            + " (student, method state, log, metadata) atomically.")
 
-    @Option(help: "Teacher artifact (train-teacher).") var teacher: String
-    @Option(help: "Distillation training split (synthesize distill-train.npz).") var train: String
-    @Option(help: "Validation split, true labels (distill-val.npz).") var val: String
-    @Option(help: "Relevant subspace (extract-subspace); required by the subdistill methods.") var subspace: String?
-    @Option(help: "Output student artifact (.npz).") var out: String
-    @Option(help: "Distillation method.") var method: String
+    @Flag(name: .customLong("list-methods"), help: "List every method: name, subspace basis it reads (- for none), defaults, source; then exit.")
+    var listMethods = false
+    @Option(name: .customLong("needs-subspace"), help: ArgumentHelp("Print the subspace basis METHOD reads (nothing if none) and exit (for Make).", valueName: "method"))
+    var needsSubspace: DistillMethod?
+
+    @Option(help: "Teacher artifact (train-teacher). Required.") var teacher: String?
+    @Option(help: "Distillation training split (synthesize distill-train.npz). Required.") var train: String?
+    @Option(help: "Validation split, true labels (distill-val.npz). Required.") var val: String?
+    @Option(help: "Relevant subspace (extract-subspace); required by the methods that read a basis.") var subspace: String?
+    @Option(help: "Output student artifact (.npz). Required.") var out: String?
+    @Option(help: "Distillation method. Required.") var method: DistillMethod?
     @Option(help: "Student architecture string.") var arch: String = "c8,p,c16,p,c16,p,gap,fc5"
     @Option(help: "Seed of the student's initialisation and batches.") var seed: UInt64 = 0
     @Option(help: "Epochs.") var epochs: Int = DistillConfig.defaultEpochs
@@ -27,29 +41,51 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.") var weightDecay: Float = 0
     @Option(name: .customLong("lambda-task"), help: "λ_task (default: the method's).") var lambdaTask: Float?
     @Option(name: .customLong("lambda-kd"), help: "λ_kd (default: the method's).") var lambdaKD: Float?
-    @Option(name: .customLong("lambda-layer"), help: "λ_layer, or a comma list: one student per value, the best on validation is kept.")
+    @Option(name: .customLong("lambda-layer"), help: "λ_layer, or a comma list: one student per value, the best on validation is kept (default: the method's).")
     var lambdaLayer: String?
-    @Option(help: "Distillation temperature T (default 4; 1 for dkd).") var temperature: Float?
-    @Option(help: "Paired layers teacherTap:studentTap,... (default stage i with stage i).") var pairs: String?
-    @Option(help: "SubDistill student normalisation: standardize or center.") var normalization: String = "standardize"
-    @Flag(name: .customLong("fitnet-relu"), help: "ReLU after the FitNet regressor (the authors' CNN runs).") var fitnetReLU = false
+    @Option(help: "Distillation temperature T (default: the method's, 4).") var temperature: Float?
+    @Option(help: "Paired layers teacherTap:studentTap,... (default: the method's pairing, stage i with stage i).") var pairs: String?
+    @Option(help: "SubDistill student normalisation.") var normalization: StudentNormalization = .standardize
     @Option(name: .customLong("dkd-alpha"), help: "DKD weight of TCKD.") var dkdAlpha: Float = 1
     @Option(name: .customLong("dkd-beta"), help: "DKD weight of NCKD.") var dkdBeta: Float = 8
-    @Option(help: "Student objective: std, balanced or dro.") var objective: String = "std"
+    @Option(name: .customLong("dkd-warmup"), help: "DKD linear warm-up in epochs (default: a twelfth of --epochs; 0: none).") var dkdWarmup: Double?
+    @Option(help: "Student objective.") var objective: RobustMode = .std
     @Option(help: "Robust β in [0, 1]: w = ((1−β)π + βλ)/π.") var beta: Double = 1
     @Option(help: "DRO step size η.") var eta: Double = 0.1
     @Option(name: .customLong("dro-every"), help: "DRO: update λ every K steps.") var droEvery: Int = 32
     @Option(name: .customLong("dro-batch"), help: "DRO: validation images per λ update.") var droBatch: Int = 128
-    @Option(help: "Robust groups: class or group (class × artifact).") var groups: String = "class"
+    @Option(help: "Robust groups: class, or group (class × artifact).") var groups: RobustGroups = .class
     @Flag(name: .customLong("calibrated-teacher"), help: "Undo a robust teacher's logit shift before distilling.") var calibratedTeacher = false
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false
     @Option(help: "Threads (default: all cores; SLURM_CPUS_PER_TASK wins).") var threads: Int?
 
+    /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
+    static func methodTable() -> String {
+        MethodRegistry.all.map { m in
+            let d = m.defaults
+            func f(_ x: Float) -> String { String(format: "%g", Double(x)) }
+            return [m.name, m.basis?.rawValue ?? "-",
+                    "task=\(f(d.lambdaTask)) kd=\(f(d.lambdaKD)) layer=\(f(d.lambdaLayer)) T=\(f(d.temperature))",
+                    m.summary].joined(separator: "\t")
+        }.joined(separator: "\n")
+    }
+
+    mutating func validate() throws {
+        if listMethods || needsSubspace != nil { return }
+        let missing = [("--teacher", teacher), ("--train", train), ("--val", val), ("--out", out)]
+            .filter { $0.1 == nil }.map(\.0) + (method == nil ? ["--method"] : [])
+        guard missing.isEmpty else { throw ValidationError("missing \(missing.joined(separator: ", "))") }
+    }
+
     func run() throws {
+        if listMethods { print(Self.methodTable()); return }
+        if let m = needsSubspace {
+            if let b = m.basisKind { print(b.rawValue) }
+            return
+        }
         Threads.configure(requested: threads)
         do {
-            let m = try DistillMethod(parsing: method)
-            var c = DistillConfig(method: m)
+            var c = DistillConfig(method: method!)
             if let v = lambdaTask { c.lambdaTask = v }
             if let v = lambdaKD { c.lambdaKD = v }
             if let v = lambdaLayer {
@@ -62,22 +98,16 @@ struct DistillCommand: ParsableCommand {
             }
             if let v = temperature { c.temperature = v }
             if let p = pairs { c.pairs = try LayerPair.parseList(p) }
-            guard let n = StudentNormalization(rawValue: normalization) else {
-                throw DistillError("--normalization must be standardize or center, got '\(normalization)'")
-            }
-            c.normalization = n
-            c.fitnetReLU = fitnetReLU
+            c.normalization = normalization
             c.dkdAlpha = dkdAlpha
             c.dkdBeta = dkdBeta
-            c.objective = try RobustMode(parsing: objective)
+            c.dkdWarmupEpochs = dkdWarmup
+            c.objective = objective
             c.robustBeta = beta
             c.eta = eta
             c.droEvery = droEvery
             c.droBatch = droBatch
-            guard let g = RobustGroups(rawValue: groups) else {
-                throw DistillError("--groups must be class or group, got '\(groups)'")
-            }
-            c.groups = g
+            c.groups = groups
             c.calibratedTeacher = calibratedTeacher
             c.architecture = arch
             c.batchNorm = !noBatchNorm
@@ -90,10 +120,10 @@ struct DistillCommand: ParsableCommand {
             hooks.progress = ProgressLine()
             hooks.log = { StageKit.log($0) }
             hooks.warn = { StageKit.log("distill: warning: \($0)") }
-            let r = try DistillStage.run(DistillStageOptions(teacherPath: teacher, trainPath: train, valPath: val,
-                                                             subspacePath: subspace, outPath: out, config: c), hooks: hooks)
+            let r = try DistillStage.run(DistillStageOptions(teacherPath: teacher!, trainPath: train!, valPath: val!,
+                                                             subspacePath: subspace, outPath: out!, config: c), hooks: hooks)
             let chosen = r.candidates[r.chosen]
-            StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out,
+            StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out!,
                                 chosen.bestValAccuracy, chosen.bestEpoch + 1, Double(r.chosenLambdaLayer)))
         } catch let e as TrainError {
             throw DistillError(e.message)

@@ -70,7 +70,7 @@ public struct NetworkEvaluation {
     public var seconds: Double
 }
 
-/// Stage 5a, `evaluate` (EXPERIMENT.md "Metrics per student"): the student
+/// Stage 5a, `evaluate` (docs/protocol.md, "Metrics"): the student
 /// and, for reference, the teacher on the subtask, both in evaluation mode.
 ///
 /// Metrics of each network (fractions in [0, 1]):

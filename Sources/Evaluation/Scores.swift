@@ -1,8 +1,8 @@
 import Foundation
 import NN
 
-/// The classification scores of the `evaluate` stage (EXPERIMENT.md,
-/// "Metrics per student"), computed on prediction arrays so that each one
+/// The classification scores of the `evaluate` stage (docs/protocol.md,
+/// "Metrics"), computed on prediction arrays so that each one
 /// can be checked by hand. Predictions are argmax indices over the subtask
 /// classes 0..K−1 (first index on ties, as `Loss.argmax`). All scores are
 /// fractions in [0, 1]; a score over an empty set is NaN (written as "NaN"

@@ -8,7 +8,7 @@ import StageKit
 struct ExtractSubspace: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "extract-subspace",
-        abstract: "Relevant subspace of each teacher layer (METHODS.md \"Relevant subspace\"), written as subspace.npz.",
+        abstract: "Relevant subspace of each teacher layer (docs/methods.md, \"Relevant subspace\"), written as subspace.npz.",
         discussion: """
         For every image of --data: the teacher in evaluation mode, f = top-1 minus top-2 of its \
         subtask logits, c = df/da at each chosen layer by back-propagation, --positions random \

@@ -12,7 +12,7 @@ public struct BasisAtKRow: Equatable {
     public var accuracy: Double
 }
 
-/// The "basis@k" check (METHODS.md, "Relevant subspace", last paragraph):
+/// The "basis@k" check (docs/methods.md, "Relevant subspace", basis@k check):
 /// the teacher's subtask accuracy when ONE layer's activation is replaced by
 /// its rank-k reconstruction U_k U_kᵀ (a − μ) + μ (`SubspaceProjector.reconstruct`)
 /// and the rest of the network runs on it; one row per (layer, basis, k).

@@ -9,7 +9,7 @@ public struct ExtractionOptions: Equatable {
     /// k per layer (the paired student layer's channel count).
     public var k: [String: Int]
     public var bases: [BasisKind]
-    /// Spatial positions drawn per image (METHODS.md step 4).
+    /// Spatial positions drawn per image (docs/methods.md, "Relevant subspace", step 4).
     public var positions: Int
     public var seed: UInt64
     /// Images per forward/backward batch (results do not depend on it beyond float rounding).
@@ -57,7 +57,7 @@ public struct ExtractionResult {
     }
 }
 
-/// Stage 3's data pass (METHODS.md, "Relevant subspace", steps 1–9) over a
+/// Stage 3's data pass (docs/methods.md, "Relevant subspace", steps 1–9) over a
 /// frozen teacher in evaluation mode:
 ///   1. forward a batch, keep each chosen tap's activation a (after its ReLU
 ///      and pooling: the tap is the stage's output);

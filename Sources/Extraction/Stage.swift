@@ -37,7 +37,7 @@ public struct ExtractSubspaceConfig {
     }
 }
 
-/// Stage 3, `extract-subspace` (METHODS.md, "Relevant subspace"): the
+/// Stage 3, `extract-subspace` (docs/methods.md, "Relevant subspace"): the
 /// relevant subspace of each chosen teacher layer, estimated on the
 /// distillation training split, written as `subspace.npz`.
 ///

@@ -1,6 +1,6 @@
 import NN
 
-/// The scalar the relevant subspace explains (METHODS.md, "Relevant
+/// The scalar the relevant subspace explains (docs/methods.md, "Relevant
 /// subspace", step 2): f = z_(1) − z_(2), the largest minus the second
 /// largest of the teacher's SUBTASK logits, i.e. of its logits cut to the
 /// subtask's classes. No labels are used.

@@ -1,7 +1,7 @@
 import NN
 
 /// Running a teacher from one of its taps onwards, for the "basis@k" check
-/// (METHODS.md, "Relevant subspace": the teacher's subtask accuracy when one
+/// (docs/methods.md, "Relevant subspace": the teacher's subtask accuracy when one
 /// layer is replaced by its rank-k reconstruction U_k U_kᵀ (a − μ) + μ).
 ///
 /// The layers after a tap's layer (`Model.tapLayerIndex`) are exactly the

@@ -20,7 +20,7 @@ public struct TrainError: Error, CustomStringConvertible, Equatable {
 ///   `reduction="mean"` / `"batchmean"` does), and `grad` is dLoss/dlogits of
 ///   that averaged loss, same shape as the logits;
 /// - `logShift` s (length C) is the per-class logit shift of the robust
-///   objectives (METHODS.md, "Robust objectives"): s_c = log w_c and the loss
+///   objectives (docs/methods.md, "Robust objectives"): s_c = log w_c and the loss
 ///   sees the logits z − s. `nil` means no shift;
 /// - `weights` (length B) are optional per-example weights ω_b; the loss is
 ///   then (1/B) Σ_b ω_b ℓ_b (still divided by B, not by Σω, so the weights'
@@ -104,7 +104,7 @@ public enum Loss {
     ///     ∂L/∂z_bj = ω_b (softmax(z_b − s)_j − [j = y_b]) / B
     ///
     /// with s = `logShift` = log w (nil: s = 0, the plain CE(z_s, y) of
-    /// METHODS.md). Logits B×C, labels B → loss, grad B×C.
+    /// docs/methods.md, "Objective"). Logits B×C, labels B → loss, grad B×C.
     public static func crossEntropy(_ logits: Tensor, labels: [Int], logShift: [Float]? = nil,
                                     weights: [Float]? = nil) throws -> (loss: Float, grad: Tensor) {
         let (b, c) = try checkLogits(logits, "crossEntropy")
@@ -185,7 +185,7 @@ public enum Loss {
 
     // MARK: - Knowledge distillation
 
-    /// The KD term of METHODS.md (Hinton et al. 2015), mean over the batch:
+    /// The KD term of docs/methods.md, "Objective" (Hinton et al. 2015), mean over the batch:
     ///
     ///     L = (1/B) Σ_b ω_b · T² · KL( softmax(z_t/T) ‖ softmax((z_s − s)/T) )
     ///     ∂L/∂z_s,bj = ω_b · T · (q_bj · Σ_k p_bk − p_bj) / B
@@ -291,7 +291,7 @@ public enum Loss {
     ///     ℓ(d) = 0.5 d²/β  if |d| < β,  else |d| − 0.5 β;   L = (1/N) Σ_i ℓ(a_i − b_i)
     ///     ∂L/∂a_i = (d/β if |d| < β, else sign(d)) / N
     ///
-    /// Used by `vkd` (METHODS.md) with β = 1. Any shape → loss, grad (shape of a).
+    /// Used by `vkd` (docs/methods.md, "vkd") with β = 1. Any shape → loss, grad (shape of a).
     public static func smoothL1(_ a: Tensor, _ b: Tensor, beta: Float = 1) throws -> (loss: Float, grad: Tensor) {
         guard a.shape == b.shape else {
             throw TrainError("smoothL1: shapes \(a.shape) and \(b.shape) differ")

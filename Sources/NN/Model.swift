@@ -1,6 +1,6 @@
 /// A sequential CNN described by a short architecture string, with named
 /// taps at the end of each stage (the paired layers of layer-wise
-/// distillation, EXPERIMENT.md "Models").
+/// distillation, docs/protocol.md, "Models and paired layers").
 ///
 /// Grammar (comma-separated tokens, spaces ignored):
 /// - `c<N>`: conv 3×3, stride 1, padding 1 → BN → ReLU (the conv has no bias
@@ -36,9 +36,16 @@ public final class Model {
     public var outputShape: [Int] { layerShapes.last ?? inputShape }
     public let parameters: [Parameter]
     public let buffers: [Buffer]
-    /// `stage1`, `stage2`, …: one per pooling token.
+    /// `stage1`, `stage2`, …: one per pooling token (the default paired layers).
     public let tapNames: [String]
-    /// Index in `layers` of the layer whose output is each tap.
+    /// The name of the penultimate embedding's tap: the input of the last
+    /// linear layer (the global-average-pool output in the default networks),
+    /// B×C. Readable with `activation(tap:)`, `tapShape`, `tapGradient` and
+    /// `backward(_:tapGradients:)` like a stage, but not among `tapNames`.
+    public static let embeddingTap = "embedding"
+    /// `tapNames`, then `embeddingTap` when the network ends in a linear layer.
+    private let allTapNames: [String]
+    /// Index in `layers` of the layer whose output is each tap (of `allTapNames`).
     private let tapLayers: [Int]
     /// Tap number whose output is layer i's output, or -1.
     private let tapOfLayer: [Int]
@@ -101,8 +108,14 @@ public final class Model {
         }
         self.layers = layers
         self.layerShapes = shapes
-        self.tapLayers = tapLayers
         self.tapNames = tapNames
+        var allTapNames = tapNames
+        if let last = layers.lastIndex(where: { $0 is Linear }), last > 0, !tapLayers.contains(last - 1) {
+            allTapNames.append(Self.embeddingTap)
+            tapLayers.append(last - 1)
+        }
+        self.allTapNames = allTapNames
+        self.tapLayers = tapLayers
         var tapOf = [Int](repeating: -1, count: layers.count)
         for (t, l) in tapLayers.enumerated() { tapOf[l] = t }
         self.tapOfLayer = tapOf
@@ -123,8 +136,8 @@ public final class Model {
     }
 
     private func tapIndex(_ name: String) -> Int {
-        guard let t = tapNames.firstIndex(of: name) else {
-            preconditionFailure("Model: no tap '\(name)'; taps are \(tapNames)")
+        guard let t = allTapNames.firstIndex(of: name) else {
+            preconditionFailure("Model: no tap '\(name)'; taps are \(allTapNames)")
         }
         return t
     }
@@ -132,10 +145,13 @@ public final class Model {
     /// Index in `layers` of the layer whose output is tap `name` (nil for an
     /// unknown tap): the layers after it are the rest of the network.
     public func tapLayerIndex(_ name: String) -> Int? {
-        tapNames.firstIndex(of: name).map { tapLayers[$0] }
+        allTapNames.firstIndex(of: name).map { tapLayers[$0] }
     }
 
-    /// Per-sample shape [H, W, C] (NHWC) of a tap.
+    /// Whether `name` is a tap of this network (a stage or the embedding).
+    public func hasTap(_ name: String) -> Bool { allTapNames.contains(name) }
+
+    /// Per-sample shape [H, W, C] (NHWC) of a tap ([C] for the embedding).
     public func tapShape(_ name: String) -> [Int] { layerShapes[tapLayers[tapIndex(name)]] }
 
     // x: B×H×W×C → logits B×classes
@@ -181,7 +197,7 @@ public final class Model {
                          inputGradient: Bool = false) -> Tensor? {
         precondition(layers.last.map { gradLogits.shape == $0.output.shape } ?? true,
                      "Model: logits gradient shape \(gradLogits.shape) ≠ logits shape \(layers.last?.output.shape ?? [])")
-        var injected = [Tensor?](repeating: nil, count: tapNames.count)
+        var injected = [Tensor?](repeating: nil, count: allTapNames.count)
         for (name, g) in tapGradients { injected[tapIndex(name)] = g }
         var g = gradLogits
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
@@ -191,7 +207,7 @@ public final class Model {
                 tapGrads[t].reuse(shape: shape)
                 if let extra = injected[t] {
                     precondition(extra.shape == shape,
-                                 "Model: tap \(tapNames[t]) gradient shape \(extra.shape) ≠ activation shape \(shape)")
+                                 "Model: tap \(allTapNames[t]) gradient shape \(extra.shape) ≠ activation shape \(shape)")
                     tapGrads[t].data.withUnsafeMutableBufferPointer { dst in
                         g.data.withUnsafeBufferPointer { a in
                             extra.data.withUnsafeBufferPointer { b in

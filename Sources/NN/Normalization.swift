@@ -293,7 +293,7 @@ public final class BatchNorm: Layer, RetainsBackwardState {
 }
 
 /// Per-channel standardisation without affine parameters, N(s) of the
-/// SubDistill layer loss (METHODS.md, "SubDistill layer loss"), over the
+/// SubDistill layer loss (docs/methods.md, "SubDistill layer loss"), over the
 /// last (channel) axis:
 ///   `standardize` (default, what the authors' code does):
 ///     training:   y = (x − μ)/√(σ² + ε) with batch mean and biased variance;

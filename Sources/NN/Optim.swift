@@ -231,7 +231,7 @@ public class Adam: Optimizer {
 /// AdamW (Loshchilov & Hutter 2019), PyTorch semantics (`torch.optim.AdamW`):
 /// Adam with decoupled weight decay θ ← θ − lr·wd·θ applied before the
 /// moment update, only to parameters with `decays == true`. PyTorch's
-/// default wd is 0.01; the reference setup of METHODS.md uses lr 1e-3, wd 0.
+/// default wd is 0.01; the reference setup (docs/methods.md, "Training defaults") uses lr 1e-3, wd 0.
 public final class AdamW: Adam {
     public init(parameters: [Parameter], learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                 epsilon: Float = 1e-8, weightDecay: Float = 0.01) throws {
@@ -258,7 +258,7 @@ public struct StepLR: Equatable {
         self.gamma = gamma
     }
 
-    /// The reference setup of METHODS.md: ×γ (0.5) every quarter of the
+    /// The reference setup (docs/methods.md, "Training defaults"): ×γ (0.5) every quarter of the
     /// epochs, stepSize = ⌈epochs / 4⌉, so a run sees the rates
     /// base, base·γ, base·γ², base·γ³ in (about) four equal parts.
     public static func quarterly(baseLearningRate: Float, epochs: Int, gamma: Float = 0.5) throws -> StepLR {

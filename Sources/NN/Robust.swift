@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 #endif
 
-/// Which objective a network is trained with (METHODS.md, "Robust
+/// Which objective a network is trained with (docs/methods.md, "Robust
 /// objectives"). Teacher objectives are `erm`, `balanced`, `dro`; student
 /// objectives `std`, `balanced`, `dro`; `erm` and `std` are the same thing
 /// (no shift) and both spellings parse.
@@ -44,7 +44,7 @@ public enum RobustMode: String, CaseIterable, Sendable {
 /// Costs. With group priors π_g (training frequencies) the objective
 /// (1 − β)·(average error) + β·Σ_g λ_g·err_g gives every example of group g
 /// the cost w_g = ((1 − β)·π_g + β·λ_g) / π_g. For groups = classes this
-/// is the margin (logit-adjusted) form of METHODS.md: the loss sees z − log w,
+/// is the margin (logit-adjusted) form (docs/methods.md, "Robust objectives"): the loss sees z − log w,
 /// ℓ(y, z) = −log softmax(z − log w)_y (`logShift()`), not a re-weighting.
 ///
 /// Groups beyond classes. A logit shift can only depend on the class, while
@@ -324,14 +324,14 @@ public enum Robust {
     }
 
     /// Worst-class accuracy: the minimum per-class recall over the classes
-    /// present (METHODS.md metrics).
+    /// present (docs/methods.md, "Robust objectives", metrics).
     public static func worstClassAccuracy(predictions: [Int], labels: [Int], classes: Int) throws -> Double {
         let r = try perClassRecall(predictions: predictions, labels: labels, classes: classes).compactMap { $0 }
         guard let m = r.min() else { throw TrainError("worstClassAccuracy: no examples") }
         return m
     }
 
-    /// The `calibrated` teacher (METHODS.md): undo the teacher's training
+    /// The `calibrated` teacher (docs/methods.md, "Robust objectives"): undo the teacher's training
     /// shift before distilling, so the student receives estimates of P(y|x).
     ///
     /// A teacher trained with ℓ(y, z) = −log softmax(z − log w_t)_y reaches
@@ -341,9 +341,9 @@ public enum Robust {
     ///
     ///     p_t = softmax((z_t − log w_t) / T)
     ///
-    /// METHODS.md writes p_t ∝ softmax(z_t + log w_t); with its own loss
-    /// convention (the loss sees z − log w) that sign would double the shift
-    /// instead of undoing it, so we implement the inverse of the training
+    /// The shift is subtracted (docs/methods.md, "Robust objectives"): the
+    /// loss sees z − log w, so adding log w_t would double the shift instead
+    /// of undoing it; this is the inverse of the training
     /// shift, and the tests check it by training logits with the shifted loss
     /// and recovering the target distribution. `teacherLogShift` is the
     /// teacher's s = log w_t (`RobustObjective.logShift()` at the end of its

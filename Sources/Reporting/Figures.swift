@@ -6,7 +6,7 @@ import Foundation
 
 public enum Figures {
     /// Share of the image covered by the artifact patch: a quarter of the side, so 1/16 of the area
-    /// (EXPERIMENT.md). Uniformly spread relevance would put this share inside the patch.
+    /// (docs/protocol.md, "Spurious artifact and ρ"). Uniformly spread relevance would put this share inside the patch.
     public static let patchAreaShare = 1.0 / 16.0
 
     /// x axis shared by the ρ figures: the measured ρ values as ticks when there are few.

@@ -10,7 +10,7 @@ public struct RunInfo: Codable, Equatable, Hashable, Sendable {
     public var pipeline: String?
     /// Subtask family, e.g. "gratings".
     public var subtask: String?
-    /// Distillation method name as in METHODS.md, e.g. "kd", "subdistill".
+    /// Distillation method name as in docs/methods.md, "Methods", e.g. "kd", "subdistill".
     public var method: String
     /// ρ: fraction of distillation images carrying the spurious artifact.
     public var rho: Double

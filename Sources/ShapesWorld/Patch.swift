@@ -31,7 +31,7 @@ public enum GlyphSource: Sendable {
     case mnist(MNISTDigits)
 }
 
-/// The spurious artifact (EXPERIMENT.md): an opaque black square of side
+/// The spurious artifact (docs/protocol.md, "Spurious artifact and ρ"): an opaque black square of side
 /// `image side / 4` in the top-left corner with a white digit in it.
 /// Font glyphs are scaled by the largest integer factor that fits (1 at
 /// 8 × 8), centred, shifted by a jitter of ±1 px per axis (kept inside the

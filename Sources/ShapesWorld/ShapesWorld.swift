@@ -1,6 +1,6 @@
 import SeededRNG
 
-/// The synthetic image world of the study (EXPERIMENT.md, "Default data"):
+/// The synthetic image world of the study (docs/protocol.md, "Synthetic world"):
 /// 20 classes of parametric shapes in 4 families of 5. The class id is
 /// `family index · 5 + member`, families in the order stars, polygons,
 /// gratings, dots. Everything else (position, size, rotation, colours,

@@ -1,7 +1,7 @@
 import COpenBLAS
 import SeededRNG
 
-/// Which matrix the basis diagonalises (METHODS.md step 7).
+/// Which matrix the basis diagonalises (docs/methods.md, "Relevant subspace", step 7).
 public enum BasisKind: String, CaseIterable, Codable, Sendable {
     /// SubDistill's: M = (Σac + Σacᵀ) + 2·√(tr Σc / tr Σa)·Σa + 2·√(tr Σa / tr Σc)·Σc, positive semi-definite.
     case prcaposdef
@@ -13,15 +13,6 @@ public enum BasisKind: String, CaseIterable, Codable, Sendable {
     case gradpca
     /// A seeded Haar-random orthogonal basis (no matrix).
     case random
-
-    /// The basis a distillation method uses: `subdistill` → prcaposdef,
-    /// `subdistill-<kind>` → kind; nil for methods without a subspace.
-    public init?(method: String) {
-        if method == "subdistill" { self = .prcaposdef; return }
-        let prefix = "subdistill-"
-        guard method.hasPrefix(prefix), let k = BasisKind(rawValue: String(method.dropFirst(prefix.count))) else { return nil }
-        self = k
-    }
 }
 
 /// The relevant subspace of one teacher layer: everything the SubDistill loss
@@ -87,7 +78,7 @@ public struct SubspaceBasis: Equatable {
 
 /// Counts, for each direction u_j of a basis, how many centred samples have
 /// a positive projection (a − μ)ᵀu_j, to fix the sign of u_j so that most
-/// projections are positive (METHODS.md step 8; the authors'
+/// projections are positive (docs/methods.md, "Relevant subspace", step 8; the authors'
 /// `adjust_basis_vectors_to_positive_direction`, which keeps u_j iff the
 /// fraction of strictly positive projections is > ½ and negates it otherwise,
 /// ties included).
@@ -97,8 +88,7 @@ public struct SubspaceBasis: Equatable {
 public struct SignVote {
     public let channels: Int
     public let k: Int
-    private let ukF: [Float]
-    private let offset: [Float]
+    private let projector: SubspaceProjector
     public private(set) var positives: [Int]
     public private(set) var total: Int = 0
     private var proj: [Float] = []
@@ -106,15 +96,7 @@ public struct SignVote {
     public init(basis: SubspaceBasis) {
         channels = basis.channels
         k = basis.k
-        ukF = basis.uk.map { Float($0) }
-        // μᵀU_k in double, so the only float32 rounding is in the product with a.
-        var off = [Float](repeating: 0, count: basis.k)
-        for j in 0..<basis.k {
-            var s = 0.0
-            for i in 0..<basis.channels { s += basis.mean[i] * basis.uk[i * basis.k + j] }
-            off[j] = Float(-s)
-        }
-        offset = off
+        projector = SubspaceProjector(basis)
         positives = [Int](repeating: 0, count: basis.k)
     }
 
@@ -128,14 +110,8 @@ public struct SignVote {
         if proj.count < rows * k { proj = [Float](repeating: 0, count: rows * k) }
         let kk = k
         proj.withUnsafeMutableBufferPointer { p in
-            for r in 0..<rows { for j in 0..<kk { p[r * kk + j] = offset[j] } }
-            // (a − μ)ᵀU_k = aᵀU_k − μᵀU_k, one sgemm onto the pre-filled offset.
-            activations.withUnsafeBufferPointer { a in
-                ukF.withUnsafeBufferPointer { u in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(kk), Int32(d),
-                                1, a.baseAddress, Int32(d), u.baseAddress, Int32(kk), 1, p.baseAddress, Int32(kk))
-                }
-            }
+            // (a − μ)ᵀU_k per row.
+            activations.withUnsafeBufferPointer { a in projector.project(a, rows: rows, into: p) }
             positives.withUnsafeMutableBufferPointer { pos in
                 for r in 0..<rows { for j in 0..<kk where p[r * kk + j] > 0 { pos[j] += 1 } }
             }
@@ -147,7 +123,7 @@ public struct SignVote {
     public var flips: [Bool] { positives.map { 2 * $0 <= total } }
 }
 
-/// Builds the basis matrices and solves for U_k (METHODS.md steps 7–9).
+/// Builds the basis matrices and solves for U_k (docs/methods.md, "Relevant subspace", steps 7–9).
 public enum SubspaceSolver {
     /// The symmetric matrix M a basis kind diagonalises (d×d row-major); nil for `random`.
     public static func basisMatrix(_ kind: BasisKind, _ cov: Covariances) throws -> [Double]? {

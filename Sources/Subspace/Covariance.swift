@@ -1,7 +1,7 @@
 import COpenBLAS
 import SeededRNG
 
-/// The second moments of one layer's sampled (a, c) pairs (METHODS.md steps 5–6).
+/// The second moments of one layer's sampled (a, c) pairs (docs/methods.md, "Relevant subspace", steps 5–6).
 /// All matrices d×d row-major, float64, exactly symmetric where they should be.
 public struct Covariances: Equatable {
     public var channels: Int

@@ -1,6 +1,8 @@
 import COpenBLAS
 
-/// The fixed teacher-side maps of a basis, in float32 for the training loop:
+/// The fixed teacher-side maps of a basis, in float32 for the training loop
+/// (the one implementation of the projection: the SubDistill loss, the
+/// subspace stage's sign vote and basis@k check, and evaluation use it):
 ///   projection      t̃ = U_kᵀ (t − μ)                 (SubDistill layer loss, teacher side)
 ///   reconstruction  U_k U_kᵀ (a − μ) + μ            (the "basis@k" check)
 /// applied at every pixel of an NHWC map, i.e. to the (B·H·W)×d matrix of its
@@ -16,14 +18,31 @@ public struct SubspaceProjector {
     public let offset: [Float]
 
     public init(_ basis: SubspaceBasis) {
-        channels = basis.channels
-        k = basis.k
-        ukF = basis.uk.map { Float($0) }
-        meanF = basis.mean.map { Float($0) }
-        var off = [Float](repeating: 0, count: basis.k)
-        for j in 0..<basis.k {
+        self.init(channels: basis.channels, k: basis.k, uk: basis.uk, mean: basis.mean)
+    }
+
+    /// From U_k and μ first rounded to float32 (the values the products use),
+    /// the offset −μᵀU_k then summed in double from those: the teacher side of
+    /// the SubDistill loss. Summing the offset from the double basis instead
+    /// (`init(_:)`) moves trained students by float rounding (measured: up to
+    /// 1.2e-7 in a weight after 2 epochs).
+    public init(float32Of basis: SubspaceBasis) {
+        self.init(channels: basis.channels, k: basis.k, uk: basis.uk.map { Double(Float($0)) },
+                  mean: basis.mean.map { Double(Float($0)) })
+    }
+
+    /// From U_k (d×k row-major) and μ (d); the offset −μᵀU_k is summed in double.
+    public init(channels: Int, k: Int, uk: [Double], mean: [Double]) {
+        precondition(channels > 0 && k > 0 && uk.count == channels * k && mean.count == channels,
+                     "SubspaceProjector: U_k must be d×k and μ d long (d = \(channels), k = \(k))")
+        self.channels = channels
+        self.k = k
+        ukF = uk.map { Float($0) }
+        meanF = mean.map { Float($0) }
+        var off = [Float](repeating: 0, count: k)
+        for j in 0..<k {
             var s = 0.0
-            for i in 0..<basis.channels { s += basis.mean[i] * basis.uk[i * basis.k + j] }
+            for i in 0..<channels { s += mean[i] * uk[i * k + j] }
             off[j] = Float(-s)
         }
         offset = off

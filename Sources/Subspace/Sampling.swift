@@ -14,8 +14,8 @@ public struct SampledPairs: Equatable {
     public var sourceIndex: [Int]
 }
 
-/// Per-image uniform draw of spatial positions (METHODS.md step 4: "Per image
-/// draw 20 spatial positions uniformly at random (seeded)").
+/// Per-image uniform draw of spatial positions (docs/methods.md, "Relevant
+/// subspace", step 4: a seeded draw of 20 positions per image by default).
 ///
 /// WITHOUT replacement, as the authors' `subsample_tensors` does
 /// (`rng.permutation(h*w)[:num_locations]` per image): P distinct positions

@@ -1,5 +1,5 @@
 // Stage 3's linear algebra: the relevant subspace of a teacher layer
-// (METHODS.md, "Relevant subspace").
+// (docs/methods.md, "Relevant subspace").
 //
 // Pipeline, for one teacher layer with d channels:
 //   PositionSampler      NHWC (a, c) batch -> N_b×d pairs (20 positions per image)
@@ -18,7 +18,7 @@ public struct SubspaceError: Error, CustomStringConvertible, Equatable {
 
 /// Namespace kept for source compatibility with the package skeleton.
 public enum Subspace {
-    /// Default number of spatial positions drawn per image (METHODS.md step 4).
+    /// Default number of spatial positions drawn per image (docs/methods.md, "Relevant subspace", step 4).
     public static let defaultPositionsPerImage = 20
 }
 

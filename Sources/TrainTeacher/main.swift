@@ -35,7 +35,7 @@ struct TrainTeacher: ParsableCommand {
         with the default --epochs 5 (the same number of steps) reaches 91.5 % on teacher-val \
         and 99.8 % / 99.9 % on the gratings subtask's test-clean / test-conflict.
 
-        Robust objectives (METHODS.md): the loss sees z - log w with \
+        Robust objectives (docs/methods.md, "Robust objectives"): the loss sees z - log w with \
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
         errors on a validation batch, lambda <- lambda * exp(eta * err).

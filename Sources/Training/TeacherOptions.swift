@@ -6,8 +6,8 @@ import TensorIO
 public enum OptimizerKind: String, CaseIterable, Sendable {
     case adam, adamw, sgd
 
-    /// The default base learning rate: 1e-3 for Adam/AdamW (METHODS.md,
-    /// training defaults), 0.05 for SGD with momentum 0.9.
+    /// The default base learning rate: 1e-3 for Adam/AdamW (docs/methods.md,
+    /// "Training defaults"), 0.05 for SGD with momentum 0.9.
     public var defaultLearningRate: Float { self == .sgd ? 0.05 : 1e-3 }
 }
 
@@ -62,13 +62,14 @@ public struct Augmentation: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Every option of `train-teacher` (defaults from METHODS.md / issue 5).
+/// Every option of `train-teacher` (defaults: docs/methods.md, "Training defaults"; issue 5).
 public struct TeacherOptions: Sendable {
     public var trainPath: String
     public var valPath: String
     public var outPath: String
-    /// The teacher of EXPERIMENT.md: conv3×3 32-32, pool, 64-64, pool,
-    /// 128-128, pool, global average pool, linear → 20.
+    /// The default teacher (docs/protocol.md, "Models and paired layers"):
+    /// conv3×3 32-32, pool, 64-64, pool, 128-128, pool, global average pool,
+    /// linear → 20.
     public var architecture = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
     public var batchNorm = true
     public var epochs = 5

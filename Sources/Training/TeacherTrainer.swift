@@ -38,7 +38,7 @@ extension Training {
     /// Trains the teacher (stage 2) and writes `options.outPath`.
     ///
     /// Objective: cross-entropy on the logits shifted by the robust
-    /// objective's s = log w (METHODS.md, "Robust objectives"):
+    /// objective's s = log w (docs/methods.md, "Robust objectives"):
     /// ℓ(y, z) = −log softmax(z − log w)_y, with w ≡ 1 for `erm`, w_y =
     /// ((1 − β)π_y + β/C)/π_y for `balanced`, and λ updated every K steps
     /// from a validation batch's group errors for `dro`

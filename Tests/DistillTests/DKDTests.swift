@@ -59,7 +59,7 @@ private func referenceDKD(_ zs: [Double], _ zt: [Double], labels: [Int], classes
     // p_y of the student ≈ 1 − e⁻²⁰⁰: a naive log(1 − p_y) would be log 0.
     let zs = Tensor(shape: [1, 3], data: [200, 0, 0])
     let zt = Tensor(shape: [1, 3], data: [1, 0, 0.5])
-    let (v2, _, _, g2) = DKDLoss().forwardBackward(studentLogits: zs, teacherLogits: zt, labels: [0], computeGradient: true)
+    let (v2, _, _, g2) = DKDLoss(temperature: 1).forwardBackward(studentLogits: zs, teacherLogits: zt, labels: [0], computeGradient: true)
     #expect(v2.isFinite && v2 > 90)   // ≈ 97.9: TCKD ≈ b_t,2·(log b_t,2 − log 2 + 200)
     #expect(g2!.data.allSatisfy { $0.isFinite })
 }
@@ -80,4 +80,30 @@ private func referenceDKD(_ zs: [Double], _ zt: [Double], labels: [Int], classes
         let err = relativeError(num, g.data.map(Double.init))
         #expect(err < 1e-3, "T=\(temp): relative error \(err)")
     }
+}
+
+/// `dkd` runs mdistiller's small-image recipe: CE weight 1, α 1, β 8, T 4,
+/// and the DKD term scaled by min((epoch + 1) / w, 1), w = a twelfth of the
+/// epochs (20 of 240 there); the parts are logged unscaled.
+@Test func dkdRecipeAndLinearWarmUp() {
+    var c = DistillConfig(method: .dkd)
+    #expect(c.lambdaTask == 1 && c.lambdaKD == 0 && c.temperature == 4 && c.dkdAlpha == 1 && c.dkdBeta == 8)
+    c.epochs = 24
+    #expect(c.resolvedDKDWarmup == 2)
+    let term = DKD().makeLogitLoss(config: c) as! DKDTerm
+    #expect(term.factor(epoch: 0) == 0.5 && term.factor(epoch: 1) == 1 && term.factor(epoch: 20) == 1)
+    var rng = RNG(seed: 3)
+    let zs = randomTensor([4, 5], rng: &rng, scale: 2), zt = randomTensor([4, 5], rng: &rng, scale: 2)
+    let labels = [0, 3, 1, 4]
+    let a = term.forwardBackward(studentLogits: zs, teacherLogits: zt, labels: labels, epoch: 0)
+    let b = term.forwardBackward(studentLogits: zs, teacherLogits: zt, labels: labels, epoch: 5)
+    #expect(a.terms == b.terms && b.loss > 0)
+    #expect(abs(a.loss - 0.5 * b.loss) < 1e-12)
+    for i in 0..<a.gradStudent.count { #expect(a.gradStudent.data[i] == 0.5 * b.gradStudent.data[i]) }
+    // Unscaled, the term is α·TCKD + β·NCKD at T = 4.
+    let plain = DKDLoss(alpha: 1, beta: 8, temperature: 4).forwardBackward(studentLogits: zs, teacherLogits: zt,
+                                                                          labels: labels, computeGradient: false)
+    #expect(abs(b.loss - Double(plain.loss)) < 1e-9)
+    c.dkdWarmupEpochs = 0
+    #expect((DKD().makeLogitLoss(config: c) as! DKDTerm).factor(epoch: 0) == 1)
 }

@@ -20,11 +20,8 @@ import Subspace
 @Test(arguments: DistillMethod.allCases)
 func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     var c = Fixture.config(method, epochs: 6)
-    switch method.layerLoss {
-    case .fitnet?: c.lambdaLayers = [0.01]
-    case .subdistill?: c.lambdaLayers = [0.1]
-    case .some: c.lambdaLayers = [1]
-    case nil: break
+    if method.hasLayerTerm {
+        c.lambdaLayers = [method.name.hasPrefix("fitnet") ? 0.01 : method.basisKind != nil ? 0.1 : 1]
     }
     if method == .dkd { c.dkdBeta = 1 }
     let trainer = try Fixture.trainer(c)
@@ -36,12 +33,15 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     #expect(abs(Fixture.accuracy(r.student, Fixture.val) - best) < 1e-9)
     #expect(log.epochs == 6)
     var expected = ["loss_total"]
-    if method.defaultLambdaTask > 0 { expected.append("loss_task") }
-    if method.defaultLambdaKD > 0 { expected.append("loss_kd") }
+    if method.defaults.lambdaTask > 0 { expected.append("loss_task") }
+    if method.defaults.lambdaKD > 0 { expected.append("loss_kd") }
     if method == .dkd { expected += ["loss_dkd/tckd", "loss_dkd/nckd"] }
     let labels = r.pairs.map(\.label)
-    if method.layerLoss != nil {
+    if method.spec.pairing == .stages {
         #expect(labels == ["stage1-stage1", "stage2-stage2", "stage3-stage3"])
+        expected += labels.map { "loss_layer/\($0)" } + labels.map { "dead_channels/\($0)" }
+    } else if method.spec.pairing == .embedding {
+        #expect(labels == ["embedding-embedding"])
         expected += labels.map { "loss_layer/\($0)" } + labels.map { "dead_channels/\($0)" }
     } else {
         #expect(labels.isEmpty)
@@ -54,11 +54,11 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     // The method's own state is exported.
     let names = Set(r.methodState.map(\.0))
     #expect(names.contains("robust/log_shift"))
-    switch method.layerLoss {
-    case .fitnet?: #expect(names.contains("stage1-stage1.regressor.weight") && names.contains("stage3-stage3.regressor.bias"))
-    case .vid?: #expect(names.contains("stage2-stage2.variance") && names.contains("stage2-stage2.log_scale"))
-    case .vkd?: #expect(names.contains("stage1-stage1.projection.P") && names.contains("stage1-stage1.projection.base"))
-    case .subdistill?:
+    switch method.spec {
+    case is FitNet: #expect(names.contains("stage1-stage1.regressor.weight") && names.contains("stage3-stage3.regressor.bias"))
+    case is VID: #expect(names.contains("stage2-stage2.variance") && names.contains("stage2-stage2.log_scale"))
+    case is VkD: #expect(names.contains("stage1-stage1.projection.P") && names.contains("stage1-stage1.projection.base"))
+    case is SubDistill:
         for l in labels {
             #expect(names.isSuperset(of: ["\(l).rotation", "\(l).rotation.Q", "\(l).runningMean", "\(l).runningVar", "\(l).rotation.base"]))
         }
@@ -82,7 +82,7 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     var scrambled = Fixture.train
     scrambled.labels = scrambled.labels.map { ($0 + 2) % 5 }
     var c = Fixture.config(method, epochs: 1)
-    c.lambdaLayers = [method.defaultLambdaLayer]
+    c.lambdaLayers = [method.defaults.lambdaLayer]
     let a = try Fixture.trainer(c).run()
     let b = try Fixture.trainer(c, train: scrambled).run()
     let same = Fixture.flat(a.student) == Fixture.flat(b.student)
@@ -110,9 +110,7 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     }
     // Stage 2 of the teacher is 4×4×16, the student's stage-2 size: projected to k = 8.
     let s2 = t.activation(tap: "stage2")
-    var rng = RNG(seed: 0)
-    let proj = try DistillTrainer.subDistillLoss(name: "p", basis: bases["stage2"]!, normalization: .standardize,
-                                                 initialization: .identity, rng: &rng).projectTeacher(s2)
+    let proj = SubspaceProjector(float32Of: bases["stage2"]!)(s2)
     let m = cache.maps[1]
     #expect(m.itemShape == [4, 4, 8])
     for (j, i) in idx.enumerated() {
@@ -126,7 +124,7 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     let fa = try DistillTrainer.prepare(config: Fixture.config(.attention), teacher: t, teacherLogShift: nil,
                                         classIndices: Fixture.subtask, train: Fixture.train, val: Fixture.val)
     _ = t.forward(x, training: false)
-    let q3 = AttentionLoss().teacherAttention(t.activation(tap: "stage3"))
+    let q3 = AttentionLoss.attention(t.activation(tap: "stage3"))
     let am = fa.teacher!.maps[2]
     #expect(am.itemShape == [2, 2, 1])
     for (j, i) in idx.enumerated() {
@@ -151,7 +149,7 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
 @Test func teacherAttentionIsNormalisedMeanSquare() {
     var rng = RNG(seed: 4)
     let t = randomTensor([3, 4, 4, 6], rng: &rng)
-    let q = AttentionLoss().teacherAttention(t)
+    let q = AttentionLoss.attention(t)
     #expect(q.shape == [3, 4, 4, 1])
     let a0 = (0..<6).reduce(Float(0)) { $0 + t.data[$1] * t.data[$1] } / 6
     let n0 = (0..<16).map { p in (0..<6).reduce(Float(0)) { $0 + t.data[p * 6 + $1] * t.data[p * 6 + $1] } / 6 }

@@ -61,7 +61,7 @@ private func normalise(_ s: [Float], rows: Int, k: Int, standardize: Bool) -> [D
         let teacher = Tensor(shape: shape + [d], data: t)
         let loss = try SubDistillLoss(name: "l", basis: u, mean: mu, variances: sigma2, teacherChannels: d,
                                       studentChannels: k, normalization: mode, initialization: .identity, rng: &rng)
-        let projected = loss.projectTeacher(teacher)
+        let projected = loss.projector(teacher)
         #expect(projected.shape == shape + [k])
         for i in 0..<(rows * k) { #expect(abs(Double(projected.data[i]) - xhat[i]) < 1e-5) }
         let (v, g) = loss.forwardBackward(teacher: teacher, student: s, training: true, computeGradient: true)
@@ -121,7 +121,7 @@ private func normalise(_ s: [Float], rows: Int, k: Int, standardize: Bool) -> [D
         // Eval on another batch: x̂ from the running statistics, not the batch's.
         let s2 = randomTensor(shape + [k], rng: &rng)
         let rm = loss.runningMean, rv = loss.runningVar, q = loss.rotation.value
-        let tp = loss.projectTeacher(t)
+        let tp = loss.projector(t)
         var sum = 0.0
         for r in 0..<rows {
             var xh = [Double](repeating: 0, count: k)
@@ -140,7 +140,7 @@ private func normalise(_ s: [Float], rows: Int, k: Int, standardize: Bool) -> [D
         #expect(abs(Double(v) - expected) < 1e-5 * max(1, expected), "\(mode): \(v) vs \(expected)")
         #expect(loss.runningMean == rm && loss.runningVar == rv, "eval must not update running statistics")
         // The precomputed-projection path gives the same value.
-        let v2 = loss.forwardBackward(projectedTeacher: tp, student: s2, training: false, computeGradient: false).loss
+        let v2 = loss.forwardBackward(cachedTeacher: tp, student: s2, training: false, computeGradient: false).loss
         #expect(v2 == v)
     }
 }
@@ -172,5 +172,5 @@ private func normalise(_ s: [Float], rows: Int, k: Int, standardize: Bool) -> [D
         try SubDistillLoss(name: "l", basis: u, mean: mu, variances: [1, -1], teacherChannels: d, studentChannels: k, rng: &rng)
     }
     #expect(throws: LayerLossError.self) { try a.validate(teacherShape: [2, 2, 2, k], studentShape: [2, 2, 2, k]) }
-    #expect(throws: Never.self) { try a.validate(projectedTeacherShape: [2, 2, 2, k], studentShape: [2, 2, 2, k]) }
+    #expect(throws: Never.self) { try a.validate(cachedTeacherShape: [2, 2, 2, k], studentShape: [2, 2, 2, k]) }
 }

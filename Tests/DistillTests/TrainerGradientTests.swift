@@ -16,9 +16,9 @@ func combinedLossGradientMatchesFiniteDifferences(_ method: DistillMethod) throw
     let t = try Fixture.trainer(c)
     try t.setUpCandidate(0)
     let idx = [0, 40, 70, 100, 130, 150, 9, 77][...]
-    var meters = t.studentShapes.map { DeadChannelMeter(channels: $0[2]) }, hits = 0
+    var meters = t.contexts.map { DeadChannelMeter(channels: $0.studentChannels) }, hits = 0
     func loss() -> Double {
-        var m = t.studentShapes.map { DeadChannelMeter(channels: $0[2]) }, h = 0
+        var m = t.contexts.map { DeadChannelMeter(channels: $0.studentChannels) }, h = 0
         return try! t.step(idx, update: false, meters: &m, hits: &h).total
     }
     // Move the rotations away from their base so the Cayley gradient is generic.

@@ -203,3 +203,17 @@ enum Fixture {
         Dictionary(uniqueKeysWithValues: m.state.map { ($0.name, $0.values) })
     }
 }
+
+/// Registered methods by name, for the tests' arguments.
+extension DistillMethod {
+    static func named(_ n: String) -> DistillMethod { try! DistillMethod(parsing: n) }
+    static let labelOnly = named("label-only")
+    static let kd = named("kd")
+    static let fitnet = named("fitnet")
+    static let fitnetNoAct = named("fitnet-noact")
+    static let attention = named("attention")
+    static let dkd = named("dkd")
+    static let subdistill = named("subdistill")
+    static let subdistillPCA = named("subdistill-pca")
+    static let subdistillRandom = named("subdistill-random")
+}

@@ -33,7 +33,7 @@ import NN
     let a = loss.forwardBackward(teacher: tt, student: ss, training: true, computeGradient: true)
     let gradA = loss.projection.raw.grad
     loss.projection.raw.zeroGrad()
-    let b = loss.forwardBackward(teacherSummary: VkDLoss.teacherSummary(tt), student: ss,
+    let b = loss.forwardBackward(cachedTeacher: VkDLoss.teacherSummary(tt), student: ss,
                                  training: true, computeGradient: true)
     #expect(a.loss == b.loss && a.gradStudent!.data == b.gradStudent!.data && gradA == loss.projection.raw.grad)
 }

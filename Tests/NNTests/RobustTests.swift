@@ -29,7 +29,7 @@ import Testing
         let lam = [0.343404368866461, 0.3299392909656645, 0.32665634016787454]
         let w = r.classWeights()
         for y in 0..<3 { #expect(abs(w[y] - (0.5 * pi[y] + 0.5 * lam[y]) / pi[y]) < 1e-12) }
-        // β = 0: w ≡ 1 whatever λ (the formula of METHODS.md gives plain ERM).
+        // β = 0: w ≡ 1 whatever λ (the formula of docs/methods.md, "Robust objectives", gives plain ERM).
         var r0 = try RobustObjective(mode: .dro, classes: 3, groupPriors: pi, beta: 0)
         try r0.update(groupErrors: [1, 0, 0])
         #expect(r0.logShift() == [0, 0, 0])

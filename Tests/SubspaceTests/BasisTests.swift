@@ -282,8 +282,4 @@ private struct Planted {
         try SubspaceSolver.solve(layer: "l", kind: .pca, covariances: cov, k: 1, seed: 0, capAtContextRank: true)
     }
     #expect(SubspaceSolver.numericalRank(eigenvalues: [1, 1e-3, 1e-7, -1e-9]) == 2)
-    #expect(BasisKind(method: "subdistill") == .prcaposdef)
-    #expect(BasisKind(method: "subdistill-gradpca") == .gradpca)
-    #expect(BasisKind(method: "subdistill-random") == .random)
-    #expect(BasisKind(method: "fitnet") == nil && BasisKind(method: "subdistill-foo") == nil)
 }

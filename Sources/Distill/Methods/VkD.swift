@@ -1,6 +1,27 @@
 import NN
 
-/// `vkd` layer loss (VkD, orthogonal projections, Miles et al. 2024):
+/// `vkd`: VkD (Miles et al. 2024), an orthogonal projection of the student's
+/// pooled features onto the teacher's layer-normed ones. docs/methods.md, "vkd".
+public struct VkD: DistillationMethod {
+    public init() {}
+    public var name: String { "vkd" }
+    public var summary: String { "smooth-L1 between an orthogonal projection of the student's spatial mean and the teacher's layer-normed mean (Miles et al. 2024)" }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    public func teacherTransform(_ p: PairContext) throws -> any TeacherTransform { VkDTeacherSummary() }
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss {
+        VkDLoss(name: p.label, teacherChannels: p.teacherChannels, studentChannels: p.studentChannels, rng: &rng)
+    }
+}
+
+/// LN(t̄), the teacher side of VkD, cached once per image.
+public struct VkDTeacherSummary: TeacherTransform {
+    public init() {}
+    public func outputShape(_ input: [Int]) -> [Int] { [1, 1, input[input.count - 1]] }
+    // t: B×H×W×d → B×1×1×d
+    public func callAsFunction(_ t: Tensor) -> Tensor { VkDLoss.teacherSummary(t) }
+}
+
+/// The VkD layer term:
 ///
 ///     s̄ = mean_hw s  (B×k),   t̄ = mean_hw t  (B×d)
 ///     teacher side: LN(t̄) = (t̄ − mean_c t̄) / √(var_c t̄ + 1e-5)    (layer norm, no affine, biased var)
@@ -32,6 +53,13 @@ public final class VkDLoss: LayerLoss {
 
     public var parameters: [Parameter] { [projection.raw] }
 
+    public var teacherTransform: any TeacherTransform { VkDTeacherSummary() }
+
+    /// `projection.P`: P as a d×k matrix.
+    public var exportedValues: [(String, [Int], [Float])] {
+        [("projection.P", [teacherChannels, studentChannels], projectionMatrix)]
+    }
+
     public var stateBuffers: [(String, [Int], [Float])] {
         projection.stateBuffers.map { ("projection.\($0.0)", $0.1, $0.2) }
     }
@@ -52,12 +80,8 @@ public final class VkDLoss: LayerLoss {
         return p
     }
 
-    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
-        try checkMaps("vkd", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
-    }
-
     /// `validate` for the cached teacher side LN(t̄), B×1×1×d.
-    public func validate(teacherSummaryShape t: [Int], studentShape s: [Int]) throws {
+    public func validate(cachedTeacherShape t: [Int], studentShape s: [Int]) throws {
         guard t.count == 4, t[1] == 1, t[2] == 1 else {
             throw LayerLossError("vkd: the teacher summary must be B×1×1×d, got \(t)")
         }
@@ -105,18 +129,9 @@ public final class VkDLoss: LayerLoss {
         return out
     }
 
-    // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
-                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
-        precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == teacherChannels && t.shape[0] == s.shape[0],
-                     "VkDLoss: shapes teacher \(t.shape) student \(s.shape) do not fit d=\(teacherChannels) k=\(studentChannels)")
-        return forwardBackward(teacherSummary: Self.teacherSummary(t), student: s, training: training,
-                               computeGradient: computeGradient)
-    }
-
     /// The loss given the teacher side LN(t̄) already computed (`teacherSummary`).
     // tn: B×1×1×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacherSummary tsum: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher tsum: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let d = teacherChannels, k = studentChannels
         precondition(tsum.shape == [s.shape[0], 1, 1, d] && s.rank == 4 && s.shape[3] == k,

@@ -1,7 +1,20 @@
 import Foundation
 import NN
 
-/// `vid` layer loss (variational information distillation, Ahn et al. 2019):
+/// `vid`: variational information distillation (Ahn et al. 2019), a
+/// three-layer 1×1 regressor with a learned per-channel variance.
+/// docs/methods.md, "vid".
+public struct VID: DistillationMethod {
+    public init() {}
+    public var name: String { "vid" }
+    public var summary: String { "Gaussian likelihood of the teacher map under a 3-layer 1x1 regressor, learned variance (Ahn et al. 2019)" }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss {
+        VIDLoss(name: p.label, teacherChannels: p.teacherChannels, studentChannels: p.studentChannels, rng: &rng)
+    }
+}
+
+/// The VID layer term:
 ///
 ///     r(s) = W₃ᵀ·ReLU(W₂ᵀ·ReLU(W₁ᵀ s))      (1×1 convs k→d, d→d, d→d, no biases; per pixel)
 ///     σ²_c = softplus(α_c) + 1e-5           (per teacher channel; α init so σ²_c = 5)
@@ -35,7 +48,12 @@ public final class VIDLoss: LayerLoss {
 
     public var parameters: [Parameter] { [w1, w2, w3, alpha] }
 
-    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
+    /// `variance`: σ² per teacher channel.
+    public var exportedValues: [(String, [Int], [Float])] {
+        [("variance", [teacherChannels], alpha.value.map { Self.softplus($0) + Self.eps })]
+    }
+
+    public func validate(cachedTeacherShape teacherShape: [Int], studentShape: [Int]) throws {
         try checkMaps("vid", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
     }
 
@@ -52,7 +70,7 @@ public final class VIDLoss: LayerLoss {
     // Every row (pixel) is independent given σ², so each chunk of rows runs
     // forward, loss and backward on its own; only Σ(r − t)²/σ² per channel
     // and the weight gradients are reduced, in chunk order, after the join.
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let d = teacherChannels, k = studentChannels
         precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == d && s.shape[3] == k

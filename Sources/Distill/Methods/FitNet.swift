@@ -1,13 +1,34 @@
 import NN
 
-/// `fitnet` layer loss (Romero et al. 2015, single-stage variant of Ahn et al. 2019):
+/// `fitnet` and `fitnet-noact` (Romero et al. 2015, single-stage as in Ahn et
+/// al. 2019): a 1×1 regressor from the student map to the teacher map, then
+/// (for `fitnet`) a ReLU, fitted by mean squared error. `fitnet` is the form
+/// the SubDistill authors run on CNN teachers (`fitnet-relu` in their lambda
+/// table, `tests/cross-check-lambda-layers.py`); `fitnet-noact` is their form
+/// for NFNet/ViT teachers. docs/methods.md, "fitnet, fitnet-noact".
+public struct FitNet: DistillationMethod {
+    /// ReLU after the regressor.
+    public let relu: Bool
+    public init(relu: Bool) { self.relu = relu }
+    public var name: String { relu ? "fitnet" : "fitnet-noact" }
+    public var summary: String {
+        relu ? "1x1 regressor + ReLU to the teacher map, MSE (Romero et al. 2015; SubDistill authors' fitnet-relu)"
+             : "1x1 regressor to the teacher map, MSE, no activation (Romero et al. 2015)"
+    }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss {
+        FitNetLoss(name: p.label, teacherChannels: p.teacherChannels, studentChannels: p.studentChannels,
+                   relu: relu, rng: &rng)
+    }
+}
+
+/// The FitNet layer term:
 ///
 ///     r(s) = s·W + b                         (1×1 conv k→d with bias; a GEMM over B·H·W rows)
 ///     L    = (1/B) Σ_b Σ_c mean_hw (r(s) − t)²  =  Σ (r − t)² / (B·H·W)
 ///
-/// With `relu: true` the regressor is followed by a ReLU, r = max(s·W + b, 0):
-/// the authors' `fitnet-relu`, which their lambda table uses for CNN teachers
-/// (`fitnet-noact`, the METHODS.md form, for NFNet/ViT). Default: no ReLU.
+/// With `relu: true` (`fitnet`) the regressor is followed by a ReLU,
+/// r = max(s·W + b, 0); without (`fitnet-noact`), r = s·W + b.
 ///
 /// Weight layout: W is k×d row-major (input-major), so r = s·W needs no transpose.
 /// Init: PyTorch's Conv2d default, U(±1/√k) for W and b.
@@ -36,7 +57,7 @@ public final class FitNetLoss: LayerLoss {
 
     public var parameters: [Parameter] { [weight, bias] }
 
-    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
+    public func validate(cachedTeacherShape teacherShape: [Int], studentShape: [Int]) throws {
         try checkMaps("fitnet", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
     }
 
@@ -47,7 +68,7 @@ public final class FitNetLoss: LayerLoss {
     //
     // Rows are independent: each chunk runs forward, loss and backward alone;
     // the loss, ∂L/∂W and ∂L/∂b are reduced in chunk order after the join.
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let d = teacherChannels, k = studentChannels
         precondition(t.rank == 4 && s.rank == 4 && t.shape[3] == d && s.shape[3] == k

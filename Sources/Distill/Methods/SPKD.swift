@@ -1,6 +1,18 @@
 import NN
 
-/// `spkd` layer loss (similarity-preserving KD, Tung & Mori 2019):
+/// `spkd`: similarity-preserving KD (Tung & Mori 2019), the batch's
+/// image-by-image similarities of teacher and student maps. docs/methods.md, "spkd".
+public struct SPKD: DistillationMethod {
+    public init() {}
+    public var name: String { "spkd" }
+    public var summary: String { "row-normalised batch Gram matrices of teacher and student maps, Frobenius distance (Tung & Mori 2019)" }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    /// The authors' SPKD compares the raw maps: no pooling.
+    public var poolsTeacherToStudentSize: Bool { false }
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss { SPKDLoss() }
+}
+
+/// The SPKD layer term:
 ///
 ///     G(F) = row-ℓ2-normalised(F Fᵀ)     (B×B; F = the batch flattened to B×(h·w·c))
 ///     L    = ‖G(t) − G(s)‖_F / B²         (`.frobenius`, default)
@@ -9,13 +21,13 @@ import NN
 /// Which norm: Tung & Mori's eq. 4 and the reference implementations
 /// (RepDistiller, mdistiller, torchdistill) use the SQUARED Frobenius norm.
 /// The authors' code (p16i/subdistill `spkd.py`: `torch.norm(G_t − G_s, p="fro") / b**2`)
-/// and METHODS.md use the plain norm; the default follows them so numbers are
+/// and this project (docs/methods.md, "spkd") use the plain norm; the default follows them so numbers are
 /// comparable with the published setup, `.squaredFrobenius` gives the paper's.
 ///
 /// Row normalisation as F.normalize (÷ max(‖row‖, 1e-12)). G is invariant to
 /// the order of features within a row, so NHWC flattening gives the same G as
 /// NCHW. No spatial alignment: the authors' SPKD compares the raw maps
-/// (`poolsTeacherToStudentSize` is false). No parameters.
+/// (`SPKD.poolsTeacherToStudentSize` is false). No parameters.
 public final class SPKDLoss: LayerLoss {
     public enum Norm { case frobenius, squaredFrobenius }
     public let norm: Norm
@@ -25,9 +37,8 @@ public final class SPKDLoss: LayerLoss {
     public init(norm: Norm = .frobenius) { self.norm = norm }
 
     public var parameters: [Parameter] { [] }
-    public var poolsTeacherToStudentSize: Bool { false }
 
-    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
+    public func validate(cachedTeacherShape teacherShape: [Int], studentShape: [Int]) throws {
         guard teacherShape.count == 4, studentShape.count == 4 else {
             throw LayerLossError("spkd: maps must be NHWC rank 4, got teacher \(teacherShape) student \(studentShape)")
         }
@@ -53,7 +64,7 @@ public final class SPKDLoss: LayerLoss {
     }
 
     // t: B×(any), s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher t: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let batch = s.shape[0]
         precondition(t.shape[0] == batch && batch > 0, "SPKDLoss: teacher \(t.shape) and student \(s.shape) differ in batch")

@@ -1,4 +1,6 @@
 import NN
+import Subspace
+import TensorIO
 
 /// Student-side normalisation N of the SubDistill loss.
 public enum StudentNormalization: String, CaseIterable {
@@ -10,7 +12,68 @@ public enum StudentNormalization: String, CaseIterable {
     case center
 }
 
-/// `subdistill` layer loss, the relevant-subspace loss (Chormai et al. 2026):
+/// `subdistill` and its basis ablations `subdistill-pca`, `-gradpca`,
+/// `-prca`, `-random` (Chormai et al. 2026): the student's standardised,
+/// rotated map matched to the teacher's map projected onto the relevant
+/// subspace of its layer (`extract-subspace`). docs/methods.md,
+/// "SubDistill layer loss" and "Relevant subspace".
+public struct SubDistill: DistillationMethod {
+    /// The basis the method reads from the subspace artifact.
+    public let kind: BasisKind
+    public init(basis: BasisKind) { kind = basis }
+    public var name: String { kind == .prcaposdef ? "subdistill" : "subdistill-\(kind.rawValue)" }
+    public var summary: String {
+        kind == .prcaposdef ? "relevant-subspace loss on the teacher's prcaposdef basis (Chormai et al. 2026)"
+                            : "relevant-subspace loss on a \(kind.rawValue) basis (ablation)"
+    }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    public var basis: BasisKind? { kind }
+
+    /// t̃ = U_kᵀ(t − μ), the one `SubspaceProjector`.
+    public func teacherTransform(_ p: PairContext) throws -> any TeacherTransform {
+        SubspaceProjector(float32Of: try Self.checkedBasis(p))
+    }
+
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss {
+        let b = try Self.checkedBasis(p)
+        do {
+            return try SubDistillLoss(name: p.label, basis: b, normalization: config.normalization, rng: &rng)
+        } catch let e as LayerLossError {
+            throw DistillError("subspace basis of \(b.layer) (\(b.kind.rawValue)): \(e.message)")
+        }
+    }
+
+    public func parameters(_ config: DistillConfig) -> [String: JSON] {
+        ["normalization": .string(config.normalization.rawValue)]
+    }
+
+    /// The pair's basis, checked against both layers.
+    static func checkedBasis(_ p: PairContext) throws -> SubspaceBasis {
+        guard let b = p.basis else { throw DistillError("no subspace basis for teacher layer \(p.pair.teacher)") }
+        guard b.channels == p.teacherChannels else {
+            throw DistillError("the subspace basis of \(p.pair.teacher) has d = \(b.channels), the teacher layer \(p.teacherChannels) channels")
+        }
+        guard b.k == p.studentChannels else {
+            throw DistillError("subspace basis of teacher layer \(p.pair.teacher) has k = \(b.k) directions, the student layer \(p.pair.student) has \(p.studentChannels) channels (extract the subspace with this --student-arch)")
+        }
+        return b
+    }
+}
+
+/// t̃ = U_kᵀ(t − μ) as the cached teacher side of the SubDistill loss.
+extension SubspaceProjector: TeacherTransform {
+    public func outputShape(_ input: [Int]) -> [Int] { Array(input.dropLast()) + [k] }
+    // t: B×H×W×d → B×H×W×k
+    public func callAsFunction(_ t: Tensor) -> Tensor {
+        precondition(t.rank == 4 && t.shape[3] == channels, "SubspaceProjector: teacher map \(t.shape) has not d=\(channels) channels")
+        let rows = t.count / channels
+        var out = [Float](repeating: 0, count: rows * k)
+        t.data.withUnsafeBufferPointer { tp in out.withUnsafeMutableBufferPointer { project(tp, rows: rows, into: $0) } }
+        return Tensor(shape: [t.shape[0], t.shape[1], t.shape[2], k], data: out)
+    }
+}
+
+/// The SubDistill layer term, the relevant-subspace loss:
 ///
 ///     teacher side (fixed):   t̃ = U_kᵀ (t − μ)          at every pixel (1×1 projection d → k)
 ///     student side (learned): s̃ = Q · N(s)              at every pixel
@@ -27,22 +90,20 @@ public enum StudentNormalization: String, CaseIterable {
 /// Authors' code, for the record: in eval mode their `Centering2D` passes a
 /// fresh ones-vector as running variance, so at evaluation it only centres
 /// (÷√(1+ε)) even though training standardises. Here `standardize` uses the
-/// tracked running variance at evaluation, as METHODS.md says. The layer
+/// tracked running variance at evaluation (docs/methods.md, "SubDistill layer loss"). The layer
 /// loss's eval mode affects only logged validation losses, never the student.
 ///
-/// Precomputed projection: `projectTeacher(_:)` gives t̃ once per image so a
-/// training loop can cache it and call `forwardBackward(projectedTeacher:…)`;
-/// `forwardBackward(teacher:…)` (the `LayerLoss` entry) projects on the fly.
+/// The teacher side t̃ is cached once per image (`SubspaceProjector`);
+/// `forwardBackward(cachedTeacher:…)` reads it, `forwardBackward(teacher:…)`
+/// projects on the fly.
 public final class SubDistillLoss: LayerLoss {
     public static let momentum: Float = 0.1
     public static let eps: Float = 1e-5
     public let teacherChannels: Int
     public let studentChannels: Int
     public let normalization: StudentNormalization
-    /// U_k, d×k row-major.
-    public let basis: [Float]
-    /// μ, d.
-    public let mean: [Float]
+    /// t ↦ U_kᵀ(t − μ).
+    public let projector: SubspaceProjector
     /// σ², k.
     public let variances: [Float]
     /// Σ_i σ²_i, the loss's denominator.
@@ -51,7 +112,6 @@ public final class SubDistillLoss: LayerLoss {
     public let rotation: OrthogonalParameter
     public private(set) var runningMean: [Float]
     public private(set) var runningVar: [Float]
-    private let muU: [Float]             // μᵀ U_k, k
     private let ws = Workspace(), ws2 = Workspace()
 
     /// - Throws: `LayerLossError` if U, μ, σ² do not have shapes d×k, d, k, or
@@ -83,24 +143,32 @@ public final class SubDistillLoss: LayerLoss {
         teacherChannels = d
         studentChannels = k
         self.normalization = normalization
-        self.basis = basis
-        self.mean = mean
+        projector = SubspaceProjector(channels: d, k: k, uk: basis.map(Double.init), mean: mean.map(Double.init))
         self.variances = variances
         varianceSum = Float(total)
         rotation = OrthogonalParameter(name: "\(name).rotation", rows: k, cols: k,
                                        initialization: initialization, rng: &rng)
         runningMean = [Float](repeating: 0, count: k)
         runningVar = [Float](repeating: 1, count: k)
-        var mu = [Float](repeating: 0, count: k)
-        for j in 0..<k {
-            var s = 0.0
-            for i in 0..<d { s += Double(mean[i]) * Double(basis[i * k + j]) }
-            mu[j] = Float(s)
-        }
-        muU = mu
+    }
+
+    /// From a basis of the subspace stage (U_k, μ, σ² in double).
+    public convenience init(name: String, basis b: SubspaceBasis, normalization: StudentNormalization = .standardize,
+                            initialization: OrthogonalInit = .random, rng: inout RNG) throws {
+        try self.init(name: name, basis: b.uk.map { Float($0) }, mean: b.mean.map { Float($0) },
+                      variances: b.sigma2.map { Float($0) }, teacherChannels: b.channels, studentChannels: b.k,
+                      normalization: normalization, initialization: initialization, rng: &rng)
     }
 
     public var parameters: [Parameter] { [rotation.raw] }
+
+    public var teacherTransform: any TeacherTransform { projector }
+
+    /// `rotation.Q` (k×k) and `teacher_variances` (σ², k).
+    public var exportedValues: [(String, [Int], [Float])] {
+        let k = studentChannels
+        return [("rotation.Q", [k, k], rotation.value), ("teacher_variances", [k], variances)]
+    }
 
     public var stateBuffers: [(String, [Int], [Float])] {
         let k = studentChannels
@@ -121,42 +189,14 @@ public final class SubDistillLoss: LayerLoss {
         try checkMaps("subdistill", teacher: teacherShape, student: studentShape, d: teacherChannels, k: studentChannels)
     }
 
-    /// Checks a precomputed-projection pair (t̃ B×H×W×k, s B×H×W×k).
-    public func validate(projectedTeacherShape: [Int], studentShape: [Int]) throws {
-        try checkMaps("subdistill (projected teacher)", teacher: projectedTeacherShape, student: studentShape,
+    /// Checks a cached pair (t̃ B×H×W×k, s B×H×W×k).
+    public func validate(cachedTeacherShape: [Int], studentShape: [Int]) throws {
+        try checkMaps("subdistill (projected teacher)", teacher: cachedTeacherShape, student: studentShape,
                       d: studentChannels, k: studentChannels)
     }
 
-    /// t̃ = U_kᵀ (t − μ) per pixel = t·U_k − 1·(μᵀU_k). B×H×W×d → B×H×W×k.
-    public func projectTeacher(_ t: Tensor) -> Tensor {
-        let d = teacherChannels, k = studentChannels
-        precondition(t.rank == 4 && t.shape[3] == d, "SubDistillLoss: teacher map \(t.shape) has not d=\(d) channels")
-        let rows = t.count / d
-        var out = [Float](repeating: 0, count: rows * k)
-        out.withUnsafeMutableBufferPointer { o in
-            muU.withUnsafeBufferPointer { m in
-                for i in 0..<rows {
-                    for j in 0..<k { o[i * k + j] = -m[j] }
-                }
-            }
-            t.data.withUnsafeBufferPointer { tp in
-                basis.withUnsafeBufferPointer { u in
-                    sgemm(false, false, rows, k, d, 1, tp.baseAddress!, d, u.baseAddress!, k, 1, o.baseAddress!, k)
-                }
-            }
-        }
-        return Tensor(shape: [t.shape[0], t.shape[1], t.shape[2], k], data: out)
-    }
-
-    // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
-                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
-        forwardBackward(projectedTeacher: projectTeacher(t), student: s, training: training,
-                        computeGradient: computeGradient)
-    }
-
     // t̃: B×H×W×k, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(projectedTeacher tp: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher tp: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         let k = studentChannels
         precondition(tp.shape == s.shape && s.rank == 4 && s.shape[3] == k,

@@ -1,6 +1,25 @@
 import NN
 
-/// `attention` layer loss (attention transfer, Zagoruyko & Komodakis 2017):
+/// `attention`: attention transfer (Zagoruyko & Komodakis 2017), the
+/// normalised spatial energy maps of teacher and student. docs/methods.md, "attention".
+public struct AttentionTransfer: DistillationMethod {
+    public init() {}
+    public var name: String { "attention" }
+    public var summary: String { "squared error of l2-normalised spatial attention maps mean_c F^2 (Zagoruyko & Komodakis 2017)" }
+    public var defaults: MethodDefaults { MethodDefaults(lambdaLayer: 100) }
+    public func teacherTransform(_ p: PairContext) throws -> any TeacherTransform { AttentionMap() }
+    public func makeLayerLoss(_ p: PairContext, config: DistillConfig, rng: inout RNG) throws -> LayerLoss { AttentionLoss() }
+}
+
+/// q(F), the teacher side of attention transfer, cached once per image.
+public struct AttentionMap: TeacherTransform {
+    public init() {}
+    public func outputShape(_ input: [Int]) -> [Int] { [input[0], input[1], 1] }
+    // t: B×H×W×d → B×H×W×1
+    public func callAsFunction(_ t: Tensor) -> Tensor { AttentionLoss.attention(t) }
+}
+
+/// The attention-transfer layer term:
 ///
 ///     q(F) = ℓ2-normalise(flatten(mean over channels of F²))     (one H·W vector per image)
 ///     L    = mean over batch and positions of (q(t) − q(s))²
@@ -8,8 +27,8 @@ import NN
 /// Normalisation as F.normalize: q = a / max(‖a‖, 1e-12). The mean over
 /// positions (not a sum) follows the reference code (and the authors'), not
 /// eq. 2 of the paper. No parameters; teacher and student channel counts may differ.
-/// `teacherAttention(_:)` gives q(t) once for a frozen teacher (the training
-/// loop caches it), `forwardBackward(teacherAttention:…)` uses it.
+/// The teacher side q(t) is cached once per image (`AttentionMap`);
+/// `forwardBackward(cachedTeacher:…)` reads it.
 public final class AttentionLoss: LayerLoss {
     static let eps: Float = 1e-12
     private let ws = Workspace()
@@ -18,12 +37,16 @@ public final class AttentionLoss: LayerLoss {
 
     public var parameters: [Parameter] { [] }
 
-    public func validate(teacherShape: [Int], studentShape: [Int]) throws {
-        guard teacherShape.count == 4, studentShape.count == 4, teacherShape[3] > 0, studentShape[3] > 0 else {
-            throw LayerLossError("attention: maps must be NHWC rank 4, got teacher \(teacherShape) student \(studentShape)")
+    public var teacherTransform: any TeacherTransform { AttentionMap() }
+
+    /// The cached q(t) must be B×H×W×1 at the student's B×H×W.
+    public func validate(cachedTeacherShape t: [Int], studentShape s: [Int]) throws {
+        guard t.count == 4, s.count == 4, s[3] > 0 else {
+            throw LayerLossError("attention: maps must be NHWC rank 4, got teacher attention \(t) student \(s)")
         }
-        try checkMaps("attention", teacher: teacherShape, student: studentShape,
-                      d: teacherShape[3], k: studentShape[3])
+        guard t == [s[0], s[1], s[2], 1] else {
+            throw LayerLossError("attention: the teacher attention map is \(t), expected \([s[0], s[1], s[2], 1]) at the student's size (pool the teacher first)")
+        }
     }
 
     /// q(F) for every image into `q` (B×P); returns nothing. F: B×P×C.
@@ -47,10 +70,10 @@ public final class AttentionLoss: LayerLoss {
         }
     }
 
-    /// q(t) of every image, B×H×W×1: what the loss needs of a frozen teacher,
-    /// so a training loop can compute it once per image and call
-    /// `forwardBackward(teacherAttention:…)` (d times less to store and read).
-    public func teacherAttention(_ t: Tensor) -> Tensor {
+    /// q(t) of every image, B×H×W×1: what the loss needs of a frozen teacher
+    /// (`AttentionMap`, d times less to store and read than t).
+    // t: B×H×W×d → B×H×W×1
+    public static func attention(_ t: Tensor) -> Tensor {
         precondition(t.rank == 4, "AttentionLoss: teacher map must be NHWC, got \(t.shape)")
         let batch = t.shape[0], positions = t.shape[1] * t.shape[2]
         var q = [Float](repeating: 0, count: batch * positions)
@@ -66,15 +89,8 @@ public final class AttentionLoss: LayerLoss {
         return Tensor(shape: [batch, t.shape[1], t.shape[2], 1], data: q)
     }
 
-    // t: B×H×W×d, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacher t: Tensor, student s: Tensor, training: Bool,
-                                computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
-        forwardBackward(teacherAttention: teacherAttention(t), student: s, training: training,
-                        computeGradient: computeGradient)
-    }
-
     // q(t): B×H×W×1, s: B×H×W×k → L, ∂L/∂s: B×H×W×k
-    public func forwardBackward(teacherAttention qtT: Tensor, student s: Tensor, training: Bool,
+    public func forwardBackward(cachedTeacher qtT: Tensor, student s: Tensor, training: Bool,
                                 computeGradient: Bool) -> (loss: Float, gradStudent: Tensor?) {
         precondition(qtT.rank == 4 && s.rank == 4 && Array(qtT.shape[0..<3]) == Array(s.shape[0..<3]) && qtT.shape[3] == 1,
                      "AttentionLoss: teacher attention \(qtT.shape) must be B×H×W×1 at the student's \(s.shape)")
