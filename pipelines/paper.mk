@@ -5,6 +5,6 @@ STUDENT_ARCH_stars  := c16,p,c32,p,c32,p,gap,fc5
 RHOS                := 0 0.125 0.25 0.5 0.75 1
 SEEDS               := 1 2 3
 METHODS             := label-only kd kd+ce fitnet attention vid vkd spkd dkd \
-                       subdistill subdistill-pca subdistill-gradpca subdistill-prca subdistill-random
+                       rkd subdistill subdistill-pca subdistill-gradpca subdistill-prca subdistill-random
 SUBSPACE_ARGS       := --bases prcaposdef,pca,gradpca,prca,random
 DISTILL_ARGS        := --epochs 40

@@ -15,6 +15,7 @@ public enum MethodRegistry {
         VkD(),
         SPKD(),
         DKD(),
+        RKD(),
         SubDistill(basis: .prcaposdef),
         SubDistill(basis: .pca),
         SubDistill(basis: .gradpca),

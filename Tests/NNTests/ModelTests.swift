@@ -90,13 +90,17 @@ func modelGradientsWithInjectedTapAndInputGradient(_ batchNorm: Bool) throws {
     let logits0 = model.forward(x, training: true)
     let wL = randomTensor(logits0.shape, seed: 7)
     let w1 = randomTensor([3] + model.tapShape("stage1"), seed: 8)
+    // The penultimate embedding (gap output) is a tap too, outside the default pairs.
+    #expect(model.tapNames == ["stage1", "stage2"] && model.tapShape(Model.embeddingTap) == [6])
+    let wE = randomTensor([3, 6], seed: 9)
     func loss(_ x: Tensor) -> Double {
         let z = model.forward(x, training: true)
         return weightedSum(z, wL) + weightedSum(model.activation(tap: "stage1"), w1)
+            + weightedSum(model.activation(tap: Model.embeddingTap), wE)
     }
     model.zeroGrad()
     _ = model.forward(x, training: true)
-    let dx = try #require(model.backward(wL, tapGradients: ["stage1": w1], inputGradient: true))
+    let dx = try #require(model.backward(wL, tapGradients: ["stage1": w1, Model.embeddingTap: wE], inputGradient: true))
     #expect(dx.shape == x.shape)
     let grads = model.parameters.map(\.grad)
     let h: Float = 1e-3
