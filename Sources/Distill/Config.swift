@@ -50,6 +50,8 @@ public struct DistillConfig: Equatable {
     /// Student architecture (NN's architecture string).
     public var architecture = "c8,p,c16,p,c16,p,gap,fc5"
     public var batchNorm = true
+    /// How the student's convolutions and linear layers start.
+    public var weightInit: WeightInit = .pytorch
     public var seed: UInt64 = 0
     public var epochs = DistillConfig.defaultEpochs
     public var batchSize = 32
@@ -129,6 +131,7 @@ public struct DistillConfig: Equatable {
             "calibrated_teacher": .bool(calibratedTeacher),
             "arch": .string(architecture),
             "batch_norm": .bool(batchNorm),
+            "init": .string(weightInit.rawValue),
             "seed": .number(Double(seed)),
             "epochs": .number(Double(epochs)),
             "batch": .number(Double(batchSize)),

@@ -437,7 +437,8 @@ extension DistillConfig {
     /// same weights); a bad architecture string is a `DistillError`.
     func makeStudent(inputShape: [Int]) throws -> Model {
         do {
-            return try Model(architecture: architecture, inputShape: inputShape, batchNorm: batchNorm, seed: seed)
+            return try Model(architecture: architecture, inputShape: inputShape, batchNorm: batchNorm, seed: seed,
+                             weightInit: weightInit)
         } catch let e as NNError {
             throw DistillError("student architecture '\(architecture)': \(e.message)")
         }

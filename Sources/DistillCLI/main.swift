@@ -12,6 +12,7 @@ extension DistillMethod: ExpressibleByArgument {
 extension StudentNormalization: ExpressibleByArgument {}
 extension RobustMode: ExpressibleByArgument {}
 extension RobustGroups: ExpressibleByArgument {}
+extension WeightInit: ExpressibleByArgument {}
 
 /// `distill`: stage 4, train a student from the frozen teacher (docs/methods.md).
 struct DistillCommand: ParsableCommand {
@@ -57,6 +58,8 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Robust groups: class, or group (class × artifact).") var groups: RobustGroups = .class
     @Flag(name: .customLong("calibrated-teacher"), help: "Undo a robust teacher's logit shift before distilling.") var calibratedTeacher = false
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false
+    @Option(name: .customLong("init"), help: "Initialisation of the student's convolutions and linear layers (docs/methods.md, \"Initialisation\").")
+    var weightInit: WeightInit = .pytorch
     @Option(help: "Threads (default: all cores; SLURM_CPUS_PER_TASK wins).") var threads: Int?
 
     /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
@@ -111,6 +114,7 @@ struct DistillCommand: ParsableCommand {
             c.calibratedTeacher = calibratedTeacher
             c.architecture = arch
             c.batchNorm = !noBatchNorm
+            c.weightInit = weightInit
             c.seed = seed
             c.epochs = epochs
             c.batchSize = batch

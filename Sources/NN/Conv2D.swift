@@ -139,7 +139,8 @@ public final class Conv2D: Layer, RetainsBackwardState {
     static let maxChunks = 8
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int = 3,
-                stride: Int = 1, padding: Int? = nil, bias: Bool = true, rng: inout RNG) {
+                stride: Int = 1, padding: Int? = nil, bias: Bool = true, weightInit: WeightInit = .pytorch,
+                rng: inout RNG) {
         precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0,
                      "Conv2D \(name): sizes must be positive")
         self.name = name
@@ -150,9 +151,9 @@ public final class Conv2D: Layer, RetainsBackwardState {
         self.padding = padding ?? (kernel - 1) / 2
         let fanIn = kernel * kernel * inChannels
         weight = Parameter(name: name + ".weight", shape: [kernel, kernel, inChannels, outChannels],
-                           value: heNormal(count: fanIn * outChannels, fanIn: fanIn, rng: &rng))
+                           value: weightInit.weights(count: fanIn * outChannels, fanIn: fanIn, rng: &rng))
         self.bias = bias ? Parameter(name: name + ".bias", shape: [outChannels],
-                                     value: [Float](repeating: 0, count: outChannels), decays: false) : nil
+                                     value: weightInit.bias(count: outChannels, fanIn: fanIn, rng: &rng), decays: false) : nil
     }
 
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }

@@ -112,11 +112,45 @@ public final class Workspace<T> {
 
 // MARK: - Initialisation
 
-/// He/Kaiming normal initialisation (He et al. 2015, fan-in mode, ReLU gain):
-/// w ~ N(0, 2 / fan_in). Keeps the second moment of activations constant
-/// through conv-ReLU stacks at initialisation. (PyTorch's default for
-/// nn.Conv2d is a uniform variant with a smaller scale; with batch norm the
-/// difference washes out.)
+/// How convolutions and linear layers start (docs/methods.md, "Initialisation").
+public enum WeightInit: String, CaseIterable, Sendable {
+    /// PyTorch's default (`kaiming_uniform_(a = √5)` for the weight, the same
+    /// bound for the bias): w, b ~ U(−1/√fan_in, 1/√fan_in). What
+    /// PyTorch-based distillation code inherits, so results line up with that
+    /// literature.
+    case pytorch
+    /// He/Kaiming normal (He et al. 2015, fan-in mode, ReLU gain):
+    /// w ~ N(0, 2/fan_in), bias 0; about 2.45× PyTorch's scale.
+    case he
+
+    /// Weight values (count of them) for a layer of `fanIn` inputs per output.
+    func weights(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
+        switch self {
+        case .pytorch: return uniformFanIn(count: count, fanIn: fanIn, rng: &rng)
+        case .he: return heNormal(count: count, fanIn: fanIn, rng: &rng)
+        }
+    }
+
+    /// Bias values, drawn after the weights.
+    func bias(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
+        switch self {
+        case .pytorch: return uniformFanIn(count: count, fanIn: fanIn, rng: &rng)
+        case .he: return [Float](repeating: 0, count: count)
+        }
+    }
+}
+
+/// U(−1/√fan_in, 1/√fan_in).
+func uniformFanIn(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
+    let bound = 1 / Double(max(fanIn, 1)).squareRoot()
+    var w = [Float](repeating: 0, count: count)
+    w.withUnsafeMutableBufferPointer { p in
+        for i in 0..<count { p[i] = Float(rng.uniform(-bound, bound)) }
+    }
+    return w
+}
+
+/// He/Kaiming normal initialisation: w ~ N(0, 2 / fan_in).
 func heNormal(count: Int, fanIn: Int, rng: inout RNG) -> [Float] {
     let std = (2.0 / Double(max(fanIn, 1))).squareRoot()
     var w = [Float](repeating: 0, count: count)

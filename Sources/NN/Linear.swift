@@ -18,15 +18,16 @@ public final class Linear: Layer {
     /// Copy of the last input, for dW.
     private var input = Tensor(shape: [0])
 
-    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout RNG) {
+    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, weightInit: WeightInit = .pytorch,
+                rng: inout RNG) {
         precondition(inFeatures > 0 && outFeatures > 0, "Linear \(name): sizes must be positive")
         self.name = name
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         weight = Parameter(name: name + ".weight", shape: [inFeatures, outFeatures],
-                           value: heNormal(count: inFeatures * outFeatures, fanIn: inFeatures, rng: &rng))
+                           value: weightInit.weights(count: inFeatures * outFeatures, fanIn: inFeatures, rng: &rng))
         self.bias = bias ? Parameter(name: name + ".bias", shape: [outFeatures],
-                                     value: [Float](repeating: 0, count: outFeatures), decays: false) : nil
+                                     value: weightInit.bias(count: outFeatures, fanIn: inFeatures, rng: &rng), decays: false) : nil
     }
 
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }

@@ -19,7 +19,8 @@
 ///
 /// Shapes: input B×H×W×C (NHWC); logits B×classes; taps NHWC, and
 /// `tapShape` gives the per-sample [H, W, C].
-/// Initialisation: layer i draws from `RNG(seed: seed, stream: i)`, so the
+/// Initialisation: `weightInit` (PyTorch's default U(±1/√fan_in) unless
+/// told `.he`; batch norm γ = 1, β = 0); layer i draws from `RNG(seed: seed, stream: i)`, so the
 /// same seed gives identical weights and editing one token leaves the other
 /// layers' draws unchanged.
 public final class Model {
@@ -58,7 +59,8 @@ public final class Model {
     /// reads the batch norm's output, the pre-activations.)
     private let fusedBatchNorm: [BatchNorm?]
 
-    public init(architecture: String, inputShape: [Int], batchNorm: Bool = true, seed: UInt64) throws {
+    public init(architecture: String, inputShape: [Int], batchNorm: Bool = true, seed: UInt64,
+                weightInit: WeightInit = .pytorch) throws {
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 }) else {
             throw NNError("model input shape must be [H, W, C] with positive sizes, got \(inputShape)")
         }
@@ -88,7 +90,7 @@ public final class Model {
                     throw NNError("architecture token '\(token)': a convolution needs a spatial input, got \(shape)")
                 }
                 try add(Conv2D(name: prefix + ".conv", inChannels: shape[2], outChannels: out, kernel: k,
-                               stride: s, padding: (k - 1) / 2, bias: !batchNorm, rng: &rng), token)
+                               stride: s, padding: (k - 1) / 2, bias: !batchNorm, weightInit: weightInit, rng: &rng), token)
                 if batchNorm { try add(BatchNorm(name: prefix + ".bn", channels: out), token) }
                 try add(ReLU(name: prefix + ".relu"), token)
             case .maxPool:
@@ -103,7 +105,8 @@ public final class Model {
                 try add(GlobalAvgPool(name: prefix + ".gap"), token)
             case let .linear(out):
                 if shape.count != 1 { try add(Flatten(name: prefix + ".flatten"), token) }
-                try add(Linear(name: prefix + ".fc", inFeatures: shape[0], outFeatures: out, rng: &rng), token)
+                try add(Linear(name: prefix + ".fc", inFeatures: shape[0], outFeatures: out, weightInit: weightInit,
+                               rng: &rng), token)
             }
         }
         self.layers = layers

@@ -4,6 +4,8 @@ import NN
 import StageKit
 import Training
 
+extension WeightInit: ExpressibleByArgument {}
+
 /// `train-teacher`: stage 2 of the pipeline (issue 5). The training loop,
 /// checks and checkpointing live in `Training.trainTeacher`; this file maps
 /// options onto `TeacherOptions` and reports errors.
@@ -51,6 +53,8 @@ struct TrainTeacher: ParsableCommand {
     var arch: String = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
     @Flag(help: "Convolutions without batch normalisation (conv with bias → ReLU).")
     var noBatchNorm = false
+    @Option(name: .customLong("init"), help: "Initialisation of convolutions and linear layers (docs/methods.md, \"Initialisation\").")
+    var weightInit: WeightInit = .pytorch
     @Option(help: "Epochs.")
     var epochs: Int = 5
     @Option(help: "Mini-batch size (the last incomplete batch of an epoch is dropped).")
@@ -100,6 +104,7 @@ struct TrainTeacher: ParsableCommand {
             var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
             o.architecture = arch
             o.batchNorm = !noBatchNorm
+            o.weightInit = weightInit
             o.epochs = epochs
             o.batch = batch
             guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {

@@ -72,6 +72,8 @@ public struct TeacherOptions: Sendable {
     /// linear → 20.
     public var architecture = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
     public var batchNorm = true
+    /// How convolutions and linear layers start (PyTorch default or He-normal).
+    public var weightInit: WeightInit = .pytorch
     public var epochs = 5
     public var batch = 64
     public var optimizer = OptimizerKind.adamw
@@ -144,6 +146,7 @@ public struct TeacherOptions: Sendable {
         [
             "arch": .string(architecture),
             "batch_norm": .bool(batchNorm),
+            "init": .string(weightInit.rawValue),
             "epochs": .number(Double(epochs)),
             "batch": .number(Double(batch)),
             "optimizer": .string(optimizer.rawValue),

@@ -85,7 +85,8 @@ extension Training {
 
         let model: Model
         do {
-            model = try Model(architecture: o.architecture, inputShape: train.imageShape, batchNorm: o.batchNorm, seed: o.seed)
+            model = try Model(architecture: o.architecture, inputShape: train.imageShape, batchNorm: o.batchNorm, seed: o.seed,
+                              weightInit: o.weightInit)
         } catch let e as NNError {
             throw StageError("--arch '\(o.architecture)': \(e.message)")
         }

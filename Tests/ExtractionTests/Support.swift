@@ -21,8 +21,10 @@ enum Fixture {
     /// The teacher after two training-mode passes (running statistics moved
     /// off 0/1) and with random BN scales and shifts, so an evaluation-mode
     /// BN differs from a training-mode one in both value and derivative.
+    /// He-normal weights: the finite-difference tolerances of these tests were
+    /// set on that scale (the margin's kinks sit elsewhere under PyTorch's init).
     static func teacher(seed: UInt64 = 7) throws -> Model {
-        let m = try Model(architecture: teacherArch, inputShape: inputShape, seed: seed)
+        let m = try Model(architecture: teacherArch, inputShape: inputShape, seed: seed, weightInit: .he)
         for s in 0..<2 {
             let x = Tensor(shape: [16] + inputShape, data: randomImages(16, seed: 100 + UInt64(s)).map { $0 * 1.5 + 0.3 })
             _ = m.forward(x, training: true)

@@ -38,13 +38,39 @@ func naiveConv(_ x: Tensor, _ w: [Float], bias: [Float]?, k: Int, s: Int, p: Int
 
 @Test func convHeInitHasFanInVariance() {
     var rng = RNG(seed: 22)
-    let conv = Conv2D(name: "c", inChannels: 32, outChannels: 64, rng: &rng)
+    let conv = Conv2D(name: "c", inChannels: 32, outChannels: 64, bias: true, weightInit: .he, rng: &rng)
+    #expect(conv.bias!.value.allSatisfy { $0 == 0 })
     let w = conv.weight.value.map(Double.init)
     let mean = w.reduce(0, +) / Double(w.count)
     let variance = w.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(w.count)
     // N(0, 2/288): 18 432 draws, variance within ±5 %.
     #expect(abs(mean) < 0.01)
     #expect(abs(variance / (2.0 / 288) - 1) < 0.05)
+}
+
+/// PyTorch's default: weights and biases U(±1/√fan_in), variance 1/(3·fan_in),
+/// for convolutions (fan_in = k·k·in) and linear layers (fan_in = in).
+@Test func pytorchInitIsUniformWithinFanInBound() {
+    var rng = RNG(seed: 23)
+    let conv = Conv2D(name: "c", inChannels: 32, outChannels: 64, bias: true, rng: &rng)
+    let fc = Linear(name: "f", inFeatures: 400, outFeatures: 50, rng: &rng)
+    for (w, b, fanIn) in [(conv.weight.value, conv.bias!.value, 288.0), (fc.weight.value, fc.bias!.value, 400.0)] {
+        let bound = 1 / fanIn.squareRoot()
+        #expect((w + b).allSatisfy { abs(Double($0)) <= bound })
+        let x = w.map(Double.init)
+        let mean = x.reduce(0, +) / Double(x.count)
+        let variance = x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(x.count)
+        #expect(abs(mean) < 0.02 * bound)
+        #expect(abs(variance / (1 / (3 * fanIn)) - 1) < 0.05)   // 18 432 / 20 000 draws
+        #expect(b.contains { $0 != 0 } && b.map { abs(Double($0)) }.max()! > bound / 2)
+    }
+    // A model passes its choice to every layer; batch norm starts at γ = 1, β = 0.
+    let m = try! Model(architecture: "c4,p,gap,fc3", inputShape: [8, 8, 2], seed: 1)
+    let he = try! Model(architecture: "c4,p,gap,fc3", inputShape: [8, 8, 2], seed: 1, weightInit: .he)
+    let w0 = m.parameters[0].value, w1 = he.parameters[0].value
+    #expect(w0.allSatisfy { abs(Double($0)) <= 1 / 18.0.squareRoot() } && w1.contains { abs(Double($0)) > 1 / 18.0.squareRoot() })
+    #expect(m.parameters.first { $0.name == "l0.bn.weight" }!.value.allSatisfy { $0 == 1 })
+    #expect(m.parameters.first { $0.name == "l0.bn.bias" }!.value.allSatisfy { $0 == 0 })
 }
 
 @Test func batchNormTrainingStatisticsAndRunningUpdate() {

@@ -85,7 +85,8 @@ import Testing
 /// the ~1e-7·|L|/h kind through BN.
 @Test(arguments: [true, false])
 func modelGradientsWithInjectedTapAndInputGradient(_ batchNorm: Bool) throws {
-    let model = try Model(architecture: "c4,p,c6s2,a,gap,fc3", inputShape: [8, 8, 2], batchNorm: batchNorm, seed: 5)
+    let model = try Model(architecture: "c4,p,c6s2,a,gap,fc3", inputShape: [8, 8, 2], batchNorm: batchNorm, seed: 5,
+                          weightInit: .he)
     let x = randomTensor([3, 8, 8, 2], seed: 6)
     let logits0 = model.forward(x, training: true)
     let wL = randomTensor(logits0.shape, seed: 7)
