@@ -61,6 +61,15 @@ SYNTH_ARGS     ?=
 RHOS           ?= 0 0.5 1
 SEEDS          ?= 1 2
 METHODS        ?= label-only kd subdistill
+# Tuning protocol (docs/methods.md, "Tuning protocol"): for each method in
+# TUNED, its grid (distill --list-tuning) is trained at rho TUNE_RHO on the
+# TUNE_SEEDS worlds (seeds apart from SEEDS), select-hparams picks the best
+# mean distill-val accuracy into <teacher>/<subtask>/tune/<method>/tune.json,
+# and variant <method>-tuned runs the sweep with those values (distill
+# --tuned) beside the published defaults.
+TUNED          ?=
+TUNE_SEEDS     ?= 101
+TUNE_RHO       ?= 0
 SUBSPACE_ARGS  ?=
 DISTILL_ARGS   ?=
 EVAL_ARGS      ?=
@@ -75,10 +84,12 @@ $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make
 endif
 include pipelines/$(PIPELINE).mk
 WITH_DAG := 1
+# The tuned arm: variant <m>-tuned of each method in TUNED.
+METHODS += $(addsuffix -tuned,$(TUNED))
 endif
 
 # -------------------------------------------------------------- tools
-TOOLS := synthesize train-teacher extract-subspace distill evaluate report tensors
+TOOLS := synthesize train-teacher extract-subspace distill select-hparams evaluate report tensors
 TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
 SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
 
@@ -178,13 +189,28 @@ endef
 # A student run: teacher $1, subtask $2, rho $3, seed $4, method variant $5
 # (METHOD_<variant> names the method when the variant name is not one).
 define run_rules
-$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
+$(A)/$1/$2/rho$3/seed$4/$5/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(if $(TUNED_ARM_$5),$(call tune_file,$1,$2,$(call method,$5))) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/distill.args,--method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$3/seed$4/data/distill-train.npz --val $(A)/$1/$2/rho$3/seed$4/data/distill-val.npz $(if $(call needs_subspace,$5),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(if $(TUNED_ARM_$5),--tuned $(call tune_file,$1,$2,$(call method,$5))) --out $$@ --method $(call method,$5) --arch $(call get,STUDENT_ARCH,$2) --seed $4 $(DISTILL_ARGS) $(DISTILL_ARGS_$5)
 
 $(A)/$1/$2/rho$3/seed$4/$5/metrics.json: $(A)/$1/$2/rho$3/seed$4/$5/student.npz $(A)/$1/teacher.npz $(if $(call needs_subspace,$5),$(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(foreach s,test test-clean test-conflict,$(A)/$1/$2/rho$3/seed$4/data/$s.npz) $(call params,$(A)/$1/$2/rho$3/seed$4/$5/evaluate.args,$(EVAL_ARGS)) | $(BIN)/.built
 	$(LAUNCH) $(BIN)/evaluate --student $(A)/$1/$2/rho$3/seed$4/$5/student.npz --teacher $(A)/$1/teacher.npz --data $(A)/$1/$2/rho$3/seed$4/data --out $$@ --heatmap $(A)/$1/$2/rho$3/seed$4/$5/heatmap.png --set pipeline=$(PIPELINE) --set teacher=$1 --set subtask=$2 --set rho=$3 --set seed=$4 --set method=$5 --teacher-cache $(A)/$1/$2/rho$3/seed$4/data/teacher-eval.npz $(if $(call needs_subspace,$5),--subspace $(call subspace_file,$1,$2,$3,$4,$(BASIS_SPLIT_$5))) $(EVAL_ARGS) $(EVAL_ARGS_$1)
 
 ALL_METRICS += $(A)/$1/$2/rho$3/seed$4/$5/metrics.json
+endef
+
+# Tuning: teacher $1, subtask $2, tuning seed $3, method $4, grid point $5
+# (TUNE_POINTS_<m>, TUNE_ARGS_<m>_<point> from distill --list-tuning).
+tune_file = $(A)/$1/$2/tune/$3/tune.json
+define tune_run_rules
+$(A)/$1/$2/tune/$4/$5/seed$3/student.npz: $(A)/$1/teacher.npz $(A)/$1/$2/rho$(TUNE_RHO)/seed$3/data/distill-train.npz $(A)/$1/$2/rho$(TUNE_RHO)/seed$3/data/distill-val.npz $(if $(SUBSPACE_BASIS_$4),$(call subspace_file,$1,$2,$(TUNE_RHO),$3,)) $(call params,$(A)/$1/$2/tune/$4/$5/seed$3/distill.args,--method $4 --arch $(call get,STUDENT_ARCH,$2) --seed $3 $(DISTILL_ARGS) $(DISTILL_ARGS_$4-tuned) $(TUNE_ARGS_$4_$5)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/distill --teacher $(A)/$1/teacher.npz --train $(A)/$1/$2/rho$(TUNE_RHO)/seed$3/data/distill-train.npz --val $(A)/$1/$2/rho$(TUNE_RHO)/seed$3/data/distill-val.npz $(if $(SUBSPACE_BASIS_$4),--subspace $(call subspace_file,$1,$2,$(TUNE_RHO),$3,)) --out $$@ --method $4 --arch $(call get,STUDENT_ARCH,$2) --seed $3 $(DISTILL_ARGS) $(DISTILL_ARGS_$4-tuned) $(TUNE_ARGS_$4_$5)
+
+endef
+
+define tune_rules
+$(call tune_file,$1,$2,$3): $(foreach p,$(TUNE_POINTS_$3),$(foreach s,$(TUNE_SEEDS),$(A)/$1/$2/tune/$3/$p/seed$s/student.npz)) | $(BIN)/.built
+	$(LAUNCH) $(BIN)/select-hparams --method $3 --out $$@ $$^
+
 endef
 
 comma := ,
@@ -194,10 +220,22 @@ space := $(empty) $(empty)
 ifdef WITH_DAG
 -include $(BIN)/methods.mk
 $(BIN)/methods.mk: $(BIN)/.built
-	$(BIN)/distill --list-methods | awk -F'\t' '$$2 != "-" { print "SUBSPACE_BASIS_" $$1 " := " $$2 }' > $@
+	{ $(BIN)/distill --list-methods | awk -F'\t' '$$2 != "-" { print "SUBSPACE_BASIS_" $$1 " := " $$2 }'; \
+	  $(BIN)/distill --list-tuning | awk -F'\t' '{ print "TUNE_POINTS_" $$1 " += " $$2; print "TUNE_ARGS_" $$1 "_" $$2 " := " $$3 }'; } > $@
+ifneq ($(filter $(TUNE_SEEDS),$(SEEDS)),)
+$(error TUNE_SEEDS ($(TUNE_SEEDS)) must differ from SEEDS ($(SEEDS)): tuning never sees a sweep world)
+endif
+$(foreach m,$(TUNED),$(eval METHOD_$m-tuned := $m)$(eval TUNED_ARM_$m-tuned := 1))
 $(foreach t,$(TEACHERS),$(eval $(call teacher_rules,$t)))
 $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
   $(eval $(call cell_rules,$t,$u,$r,$s))))))
+ifneq ($(TUNED),)
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach s,$(TUNE_SEEDS),\
+  $(eval $(call cell_rules,$t,$u,$(TUNE_RHO),$s)))))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(TUNED),\
+  $(eval $(call tune_rules,$t,$u,$m))$(foreach p,$(TUNE_POINTS_$m),$(foreach s,$(TUNE_SEEDS),\
+  $(eval $(call tune_run_rules,$t,$u,$s,$m,$p)))))))
+endif
 $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),$(foreach m,$(METHODS),\
   $(eval $(call run_rules,$t,$u,$r,$s,$m)))))))
 endif

@@ -32,6 +32,7 @@ let package = Package(
         .executable(name: "train-teacher", targets: ["TrainTeacher"]),
         .executable(name: "extract-subspace", targets: ["ExtractSubspace"]),
         .executable(name: "distill", targets: ["DistillCLI"]),
+        .executable(name: "select-hparams", targets: ["SelectHParams"]),
         .executable(name: "evaluate", targets: ["Evaluate"]),
         .executable(name: "report", targets: ["Report"]),
         .executable(name: "bench-io", targets: ["BenchIO"]),
@@ -79,6 +80,9 @@ let package = Package(
         .executableTarget(name: "DistillCLI", dependencies: [
             "Distill", "StageKit", "NN", "TensorIO", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
+        .executableTarget(name: "SelectHParams", dependencies: [
+            "Distill", "StageKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "Evaluate", dependencies: [
             "Evaluation", "StageKit", "NN", "TensorIO", "Reporting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),

@@ -8,3 +8,6 @@ SEEDS              := 1
 METHODS            := label-only kd subdistill
 SUBSPACE_ARGS      := --positions 4
 DISTILL_ARGS       := --epochs 1 --batch 16
+# The tuning protocol end to end: kd's T grid and subdistill's λ_layer grid
+# on tuning seed 101 at ρ = 0, and the tuned arm beside the defaults.
+TUNED              := kd subdistill

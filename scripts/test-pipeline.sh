@@ -12,6 +12,8 @@
 #   6. estimating a variant's subspace on another split (BASIS_SPLITS,
 #      BASIS_SPLIT_<variant>) makes that split and subspace and re-runs only
 #      that variant's distillations, evaluations and the report
+#   7. the tuning step wrote, per tuned method, every grid point's score and
+#      the choice, and the tuned arm ran with the chosen values
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release
@@ -19,7 +21,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/subdistill-pipeline.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 MAKE="make --no-print-directory PIPELINE=tiny"
 # A stage command in make -n output (the build step does not count).
-STAGE_CMD="$BIN/(synthesize|train-teacher|extract-subspace|distill|evaluate|report) "
+STAGE_CMD="$BIN/(synthesize|train-teacher|extract-subspace|distill|select-hparams|evaluate|report) "
 pass=0; fail=0
 ok()   { echo "ok   $1"; pass=$((pass + 1)); }
 bad()  { echo "FAIL $1"; fail=$((fail + 1)); }
@@ -127,6 +129,31 @@ check "a basis split adds the split and its subspace only" \
 f=$(echo "$added" | grep subspace-distill-train-clean | head -1)
 check "the subspace records its basis split" \
     "python3 -c \"import json,sys,zipfile; p=json.loads(zipfile.ZipFile(sys.argv[1]).read('meta.json'))['parameters']; sys.exit(p.get('basis_split') != 'distill-train-clean')\" $A/$f"
+
+# 7.
+tuning_ok() {
+    python3 - "$T/ref-copy" <<'PY'
+import glob, json, sys, zipfile
+root = sys.argv[1]
+grids = {"kd": ("temperature", [1, 2, 4, 8]), "subdistill": ("lambda_layer", [0.1, 1, 10, 100])}
+for m, (key, values) in grids.items():
+    tunes = glob.glob(f"{root}/*/*/*/tune/{m}/tune.json")
+    assert len(tunes) == 1, (m, tunes)
+    t = json.load(open(tunes[0]))
+    got = [c["values"][key] for c in t["candidates"]]
+    assert got == values, (m, got)
+    for c in t["candidates"]:
+        assert len(c["val_accuracy"]) == 1 and 0 <= c["mean_val_accuracy"] <= 1, c
+    best = max(c["mean_val_accuracy"] for c in t["candidates"])
+    assert t["chosen_mean_val_accuracy"] == best and t["chosen"][key] in values, t["chosen"]
+    tuned = glob.glob(f"{root}/*/*/*/rho*/seed*/{m}-tuned/student.npz")
+    assert len(tuned) == 2, tuned
+    for s in tuned:
+        p = json.loads(zipfile.ZipFile(s).read("meta.json"))["parameters"]
+        assert abs(p[key] - t["chosen"][key]) < 1e-6 and p["tuned"].endswith(f"tune/{m}/tune.json"), p
+PY
+}
+check "the tuning step scores every grid point and the tuned arm uses the choice" tuning_ok
 
 echo "pipeline: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -41,6 +41,9 @@ public protocol DistillationMethod: Sendable {
     func makeLogitLoss(config: DistillConfig) -> LogitLoss?
     /// Method-specific entries of the student's metadata (`parameters`).
     func parameters(_ config: DistillConfig) -> [String: JSON]
+    /// The hyper-parameters the tuning protocol chooses, and their candidates
+    /// (docs/methods.md, "Tuning protocol"); empty: nothing to tune.
+    var tuningGrid: TuningGrid { get }
 }
 
 extension DistillationMethod {
@@ -53,6 +56,13 @@ extension DistillationMethod {
     }
     public func makeLogitLoss(config: DistillConfig) -> LogitLoss? { nil }
     public func parameters(_ config: DistillConfig) -> [String: JSON] { [:] }
+    /// λ_layer for a method with a layer term, T for the other KD methods,
+    /// nothing without a teacher.
+    public var tuningGrid: TuningGrid {
+        if !defaults.usesTeacher { return TuningGrid() }
+        if pairing != .none { return .lambdaLayer }
+        return defaults.lambdaKD > 0 ? .temperature : TuningGrid()
+    }
 }
 
 /// The published defaults of a method (docs/methods.md, "Methods").

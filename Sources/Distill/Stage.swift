@@ -12,15 +12,22 @@ public struct DistillStageOptions {
     public var subspacePath: String?
     public var outPath: String
     public var config: DistillConfig
+    /// A tuning artifact (`select-hparams`) whose chosen values override the
+    /// method's defaults; `explicit` names the hyper-parameters the user set
+    /// by option, which it must not contradict.
+    public var tunedPath: String?
+    public var explicit: Set<Hyperparameter> = []
 
     public init(teacherPath: String, trainPath: String, valPath: String, subspacePath: String?, outPath: String,
-                config: DistillConfig) {
+                config: DistillConfig, tunedPath: String? = nil, explicit: Set<Hyperparameter> = []) {
         self.teacherPath = teacherPath
         self.trainPath = trainPath
         self.valPath = valPath
         self.subspacePath = subspacePath
         self.outPath = outPath
         self.config = config
+        self.tunedPath = tunedPath
+        self.explicit = explicit
     }
 }
 
@@ -55,6 +62,21 @@ public enum DistillStage {
     @discardableResult
     public static func run(_ o: DistillStageOptions, hooks: Hooks = Hooks()) throws -> DistillResult {
         var config = o.config
+        var tuningDigest: String?
+        if let path = o.tunedPath {
+            try requireFile(path, role: "tuning artifact (--tuned)")
+            let (m, values) = try TuningResult.chosenValues(path: path)
+            guard m == config.method.name else {
+                throw DistillError("tuning artifact '\(path)' chose hyper-parameters for \(m), not \(config.method.name)")
+            }
+            for (h, v) in values {
+                guard !o.explicit.contains(h) else {
+                    throw DistillError("\(h.option) given and also chosen by the tuning artifact '\(path)'; drop one")
+                }
+                h.apply(v, to: &config)
+            }
+            tuningDigest = try sha256Hex(ofFile: path)
+        }
         try config.validate()
         let method = config.method
         try requireFile(o.teacherPath, role: "teacher")
@@ -77,6 +99,7 @@ public enum DistillStage {
             "train": try sha256Hex(ofFile: o.trainPath),
             "val": try sha256Hex(ofFile: o.valPath),
         ]
+        if let d = tuningDigest { digests["tuning"] = d }
 
         // The teacher (its network only when the method learns from it).
         var teacher: TeacherArtifact?
@@ -150,6 +173,7 @@ public enum DistillStage {
         for key in ["rho", "family"] { if let v = train.meta?.parameters[key] { params[key] = v } }
         params["pairs"] = .array(result.pairs.map { .string($0.description) })
         params["subtask_classes"] = .array(classIndices.map { .number(Double($0)) })
+        if let t = o.tunedPath { params["tuned"] = .string(t) }
         let chosen = result.candidates[result.chosen]
         // Dead student channels per paired layer during the kept epoch.
         let dead: [JSON] = result.pairs.map { p in

@@ -25,6 +25,8 @@ struct DistillCommand: ParsableCommand {
 
     @Flag(name: .customLong("list-methods"), help: "List every method: name, subspace basis it reads (- for none), defaults, source; then exit.")
     var listMethods = false
+    @Flag(name: .customLong("list-tuning"), help: "List every method's tuning grid, one candidate per line: method, name, distill options; then exit.")
+    var listTuning = false
     @Option(name: .customLong("needs-subspace"), help: ArgumentHelp("Print the subspace basis METHOD reads (nothing if none) and exit (for Make).", valueName: "method"))
     var needsSubspace: DistillMethod?
 
@@ -48,7 +50,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Paired layers teacherTap:studentTap,... (default: the method's pairing, stage i with stage i).") var pairs: String?
     @Option(help: "SubDistill student normalisation.") var normalization: StudentNormalization = .standardize
     @Option(name: .customLong("dkd-alpha"), help: "DKD weight of TCKD.") var dkdAlpha: Float = 1
-    @Option(name: .customLong("dkd-beta"), help: "DKD weight of NCKD.") var dkdBeta: Float = 8
+    @Option(name: .customLong("dkd-beta"), help: "DKD weight of NCKD (default 8).") var dkdBeta: Float?
     @Option(name: .customLong("dkd-warmup"), help: "DKD linear warm-up in epochs (default: a twelfth of --epochs; 0: none).") var dkdWarmup: Double?
     @Option(help: "Student objective.") var objective: RobustMode = .std
     @Option(help: "Robust β in [0, 1]: w = ((1−β)π + βλ)/π.") var beta: Double = 1
@@ -60,6 +62,8 @@ struct DistillCommand: ParsableCommand {
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false
     @Option(name: .customLong("init"), help: "Initialisation of the student's convolutions and linear layers (docs/methods.md, \"Initialisation\").")
     var weightInit: WeightInit = .pytorch
+    @Option(help: "Tuning artifact (select-hparams): its chosen hyper-parameters replace the method's defaults (docs/methods.md, \"Tuning protocol\").")
+    var tuned: String?
     @Option(help: "Threads (default: all cores; SLURM_CPUS_PER_TASK wins).") var threads: Int?
 
     /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
@@ -74,7 +78,7 @@ struct DistillCommand: ParsableCommand {
     }
 
     mutating func validate() throws {
-        if listMethods || needsSubspace != nil { return }
+        if listMethods || listTuning || needsSubspace != nil { return }
         let missing = [("--teacher", teacher), ("--train", train), ("--val", val), ("--out", out)]
             .filter { $0.1 == nil }.map(\.0) + (method == nil ? ["--method"] : [])
         guard missing.isEmpty else { throw ValidationError("missing \(missing.joined(separator: ", "))") }
@@ -82,6 +86,10 @@ struct DistillCommand: ParsableCommand {
 
     func run() throws {
         if listMethods { print(Self.methodTable()); return }
+        if listTuning {
+            for m in MethodRegistry.all { for p in m.tuningGrid.points { print("\(m.name)\t\(p.slug)\t\(p.arguments)") } }
+            return
+        }
         if let m = needsSubspace {
             if let b = m.basisKind { print(b.rawValue) }
             return
@@ -103,7 +111,7 @@ struct DistillCommand: ParsableCommand {
             if let p = pairs { c.pairs = try LayerPair.parseList(p) }
             c.normalization = normalization
             c.dkdAlpha = dkdAlpha
-            c.dkdBeta = dkdBeta
+            if let v = dkdBeta { c.dkdBeta = v }
             c.dkdWarmupEpochs = dkdWarmup
             c.objective = objective
             c.robustBeta = beta
@@ -120,12 +128,17 @@ struct DistillCommand: ParsableCommand {
             c.batchSize = batch
             c.learningRate = lr
             c.weightDecay = weightDecay
+            var explicit = Set<Hyperparameter>()
+            if lambdaLayer != nil { explicit.insert(.lambdaLayer) }
+            if temperature != nil { explicit.insert(.temperature) }
+            if dkdBeta != nil { explicit.insert(.dkdBeta) }
             var hooks = DistillStage.Hooks()
             hooks.progress = ProgressLine()
             hooks.log = { StageKit.log($0) }
             hooks.warn = { StageKit.log("distill: warning: \($0)") }
             let r = try DistillStage.run(DistillStageOptions(teacherPath: teacher!, trainPath: train!, valPath: val!,
-                                                             subspacePath: subspace, outPath: out!, config: c), hooks: hooks)
+                                                             subspacePath: subspace, outPath: out!, config: c,
+                                                             tunedPath: tuned, explicit: explicit), hooks: hooks)
             let chosen = r.candidates[r.chosen]
             StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out!,
                                 chosen.bestValAccuracy, chosen.bestEpoch + 1, Double(r.chosenLambdaLayer)))

@@ -14,6 +14,8 @@ public struct DKD: DistillationMethod {
     public var defaults: MethodDefaults {
         MethodDefaults(lambdaTask: 1, lambdaKD: 0, temperature: 4, usesLabels: true)
     }
+    /// T ∈ {1, 4} (Zhao et al.'s ImageNet and CIFAR values) × β ∈ {0.5, 2, 8}.
+    public var tuningGrid: TuningGrid { TuningGrid([(.temperature, [1, 4]), (.dkdBeta, [0.5, 2, 8])]) }
     public func makeLogitLoss(config: DistillConfig) -> LogitLoss? {
         DKDTerm(loss: DKDLoss(alpha: config.dkdAlpha, beta: config.dkdBeta, temperature: config.temperature),
                 warmupEpochs: config.resolvedDKDWarmup)
