@@ -17,7 +17,8 @@ public struct LoadedRun: Equatable, Sendable {
 
 // MARK: - Statistics
 
-/// Mean and sample standard deviation of a set of values (one per seed).
+/// Mean, sample standard deviation and 95 % confidence interval of the mean of a set of values
+/// (one per seed).
 public struct Stat: Equatable, Sendable {
     public var n: Int
     public var mean: Double
@@ -27,6 +28,28 @@ public struct Stat: Equatable, Sendable {
         self.n = n
         self.mean = mean
         self.std = std
+    }
+
+    /// Confidence level of `ciHalfWidth`.
+    public static let confidence = 0.95
+
+    /// Half-width of the 95 % confidence interval of the mean, t_{0.975, n−1} · s / √n (Student t
+    /// with n − 1 degrees of freedom, s the sample standard deviation); nil when n < 2.
+    public var ciHalfWidth: Double? {
+        guard n >= 2, let s = std else { return nil }
+        return studentTQuantile(0.5 + Stat.confidence / 2, df: n - 1) * s / Double(n).squareRoot()
+    }
+
+    /// The 95 % interval [mean − h, mean + h]; nil when n < 2.
+    public var ci: ClosedRange<Double>? {
+        guard let h = ciHalfWidth, h.isFinite else { return nil }
+        return (mean - h)...(mean + h)
+    }
+
+    /// Whether the two 95 % intervals share a point; nil when either has none (one seed).
+    public func ciOverlaps(_ other: Stat) -> Bool? {
+        guard let a = ci, let b = other.ci else { return nil }
+        return a.overlaps(b)
     }
 }
 
@@ -41,6 +64,61 @@ public func describe(_ values: [Double]) -> Stat? {
     // Two-pass formula: no cancellation for values close to each other (accuracies).
     let ss = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
     return Stat(n: xs.count, mean: mean, std: (ss / (n - 1)).squareRoot())
+}
+
+/// P(|T| ≤ t) for Student's t with `df` degrees of freedom (t ≥ 0), by the finite series for an
+/// integer df (Abramowitz & Stegun 26.7.3–4), with θ = atan(t / √df):
+/// odd df: (2/π)(θ + sin θ cos θ · [1 + (2/3) cos²θ + … + (2·4⋯(df−3))/(1·3⋯(df−2)) cos^(df−3) θ]);
+/// even df: sin θ · [1 + (1/2) cos²θ + … + (1·3⋯(df−3))/(2·4⋯(df−2)) cos^(df−2) θ].
+/// Exact up to rounding for every df.
+public func studentTTwoSided(_ t: Double, df: Int) -> Double {
+    precondition(df >= 1, "degrees of freedom must be ≥ 1")
+    guard t > 0 else { return 0 }
+    guard t.isFinite else { return 1 }
+    let theta = atan(t / Double(df).squareRoot())
+    let c2 = cos(theta) * cos(theta)
+    if df % 2 == 1 {
+        var sum = 0.0
+        if df > 1 {
+            var term = 1.0
+            sum = 1
+            var k = 2
+            while k <= df - 3 {                 // term ratio (k / (k + 1)) cos²θ, k = 2, 4, …
+                term *= Double(k) / Double(k + 1) * c2
+                sum += term
+                k += 2
+            }
+        }
+        return min(1, 2 / Double.pi * (theta + (df > 1 ? sin(theta) * cos(theta) * sum : 0)))
+    } else {
+        var term = 1.0, sum = 1.0
+        var k = 1
+        while k <= df - 3 {                     // term ratio (k / (k + 1)) cos²θ, k = 1, 3, …
+            term *= Double(k) / Double(k + 1) * c2
+            sum += term
+            k += 2
+        }
+        return min(1, sin(theta) * sum)
+    }
+}
+
+/// The p-quantile of Student's t with `df` degrees of freedom (0 < p < 1), e.g.
+/// `studentTQuantile(0.975, df: 4)` = 2.776: bisection on the exact distribution function
+/// (`studentTTwoSided`) to full double precision.
+public func studentTQuantile(_ p: Double, df: Int) -> Double {
+    precondition(p > 0 && p < 1, "p must lie in (0, 1)")
+    precondition(df >= 1, "degrees of freedom must be ≥ 1")
+    if p == 0.5 { return 0 }
+    if p < 0.5 { return -studentTQuantile(1 - p, df: df) }
+    let target = 2 * p - 1                      // P(|T| ≤ t)
+    var lo = 0.0, hi = 1.0
+    while studentTTwoSided(hi, df: df) < target && hi < 1e300 { lo = hi; hi *= 2 }
+    for _ in 0..<200 {
+        let mid = (lo + hi) / 2
+        if mid <= lo || mid >= hi { break }
+        if studentTTwoSided(mid, df: df) < target { lo = mid } else { hi = mid }
+    }
+    return (lo + hi) / 2
 }
 
 // MARK: - Fields and metrics
@@ -324,3 +402,4 @@ struct OptionalKey: Hashable, Sendable {
     var value: String?
     init(_ v: String?) { value = v }
 }
+

@@ -1,7 +1,7 @@
 import Foundation
 
-// results.csv (one row per run) and summary.md (methods × ρ tables of
-// mean ± std over seeds, plus the companion-study grids).
+// results.csv (one row per run) and summary.md (methods × ρ tables of the
+// mean and its 95 % confidence interval over seeds, plus the companion-study grids).
 
 // MARK: - results.csv
 
@@ -99,18 +99,38 @@ public struct Gaps: Sendable {
 }
 
 public enum SummaryMarkdown {
-    /// "91.2 ± 1.3" (percent for fractions), "91.2" for a single seed, "–" when missing;
-    /// with `showN`, the number of seeds is appended: "91.2 ± 1.3 (n=3)". `constantAsSingle` drops
-    /// a zero std (the teacher: one network repeated in every run).
+    /// "91.2 ± 1.3" (percent for fractions): the mean ± the half-width of its 95 % confidence
+    /// interval over seeds (`Stat.ciHalfWidth`); "91.2 ± –" for a single seed (no interval); "–" when
+    /// missing. With `showN`, the number of seeds is appended: "91.2 ± 1.3 (n=3)". `constantAsSingle`
+    /// prints the mean alone when the values do not vary or there is one (the teacher: one network
+    /// repeated in every run).
     public static func cell(_ s: Stat?, _ metric: Metric, showN: Bool, constantAsSingle: Bool = false) -> String {
         guard let s else { return "–" }
         let scale = metric.isFraction ? 100.0 : 1.0
         var text = String(format: "%.1f", s.mean * scale)
         // Rounding in the mean of identical values leaves a std of ~1e-17, not exactly 0.
-        if let sd = s.std, !(constantAsSingle && sd <= 1e-9 * max(1, abs(s.mean))) { text += " ± " + String(format: "%.1f", sd * scale) }
+        let constant = s.std.map { $0 <= 1e-9 * max(1, abs(s.mean)) } ?? true
+        if !(constantAsSingle && constant) {
+            text += " ± " + (s.ciHalfWidth.map { String(format: "%.1f", $0 * scale) } ?? "–")
+        }
         if showN { text += " (n=\(s.n))" }
         return text
     }
+
+    /// "71.2 [65.1, 77.3]": the mean and its 95 % interval (percent for fractions); "71.2 [–]" for a
+    /// single seed.
+    public static func interval(_ s: Stat, _ metric: Metric) -> String {
+        let scale = metric.isFraction ? 100.0 : 1.0
+        let mean = String(format: "%.1f", s.mean * scale)
+        guard let ci = s.ci else { return mean + " [–]" }
+        return mean + " [" + String(format: "%.1f", ci.lowerBound * scale) + ", " + String(format: "%.1f", ci.upperBound * scale) + "]"
+    }
+
+    /// Definition of the values in every table (summary.md's header).
+    public static let statisticsDefinition =
+        "Values are the mean over seeds ± the half-width of its 95 % confidence interval, "
+        + "t(0.975, n − 1) · s / √n (the 97.5 % quantile of Student's t with n − 1 degrees of freedom, "
+        + "s = sample standard deviation, n = seeds); with one seed there is no interval (`± –`); `–` = no value."
 
     /// ρ as a column header.
     static func rhoHeader(_ r: Double) -> String { "ρ = \(numberText(r))" }
@@ -161,7 +181,7 @@ public enum SummaryMarkdown {
             }
         }
         var out = "## \(metric.title)\n\n"
-        out += "`\(metric.rawValue)`, \(metric.unit); mean ± sample std over seeds"
+        out += "`\(metric.rawValue)`, \(metric.unit); mean ± 95 % confidence interval over seeds"
         if marked {
             out += "; cells marked (n=…) have other seeds than the rest, which have seeds {\(common.map(String.init).joined(separator: ", "))}"
         }
@@ -181,7 +201,7 @@ public enum SummaryMarkdown {
         let groups = d.objectiveGroups
         guard !groups.isEmpty else { return nil }
         var out = "## Companion study: teacher objective × student objective\n\n"
-        out += "Cells: student test accuracy / worst-class accuracy (%), mean ± sample std over seeds "
+        out += "Cells: student test accuracy / worst-class accuracy (%), mean ± 95 % confidence interval over seeds "
         out += "(n = runs); the last column is the teacher itself.\n\n"
         for g in groups {
             out += "### \(md(g.title))\n\n"
@@ -202,13 +222,9 @@ public enum SummaryMarkdown {
         return out
     }
 
-    /// Percent with one decimal, "mean ± std" over seeds, "–" when missing.
-    static func percent(_ s: Stat?) -> String {
-        guard let s else { return "–" }
-        var text = String(format: "%.1f", s.mean * 100)
-        if let sd = s.std { text += " ± " + String(format: "%.1f", sd * 100) }
-        return text
-    }
+    /// Percent with one decimal, "mean ± 95 % interval half-width" over seeds ("± –" for one seed),
+    /// "–" when missing.
+    static func percent(_ s: Stat?) -> String { cell(s, .accTest, showN: false) }
 
     /// The artifact probe (`evaluate`, issue 11), or nil when no run has one.
     ///
@@ -228,7 +244,7 @@ public enum SummaryMarkdown {
         out += "Image pairs that differ only in the corner patch"
         if !pairs.isEmpty { out += " (\(pairs.map { "`\(md($0))`" }.joined(separator: ", ")))" }
         out += "; Σ_digit = the part of the patch-driven covariance that differs between digits, "
-        out += "Σ_total = the layer's covariance on clean images. Percent, mean ± sample std over seeds; "
+        out += "Σ_total = the layer's covariance on clean images. Percent, mean ± 95 % confidence interval over seeds; "
         out += "every probe column is in `results.csv`.\n\n"
 
         let studentLayers = Set(probed.flatMap { ($0.metrics.probe?.studentDigitShare ?? [:]).keys }).sorted()
@@ -284,7 +300,7 @@ public enum SummaryMarkdown {
         if let k = d.numClasses {
             out += "K = \(k) classes (chance accuracy \(String(format: "%.1f", 100 / Double(k))) %).  \n"
         }
-        out += "Values are mean ± sample standard deviation over seeds; `–` = no value. "
+        out += statisticsDefinition + " "
         out += "Series are methods, split by any setting that varies within a method (shown in brackets).\n\n"
 
         if !gaps.missing.isEmpty || !gaps.unreadable.isEmpty {
