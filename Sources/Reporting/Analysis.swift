@@ -403,3 +403,98 @@ struct OptionalKey: Hashable, Sendable {
     init(_ v: String?) { value = v }
 }
 
+// MARK: - Comparisons at the largest ρ
+
+/// The methods of one problem (subtask, teacher, ...) at one ρ, for one metric: which 95 % intervals
+/// of the mean overlap. Higher is better (accuracies).
+public struct Comparison: Sendable {
+    /// One series with a value in the cell.
+    public struct Entry: Sendable {
+        public var series: SeriesInfo
+        /// The series' name without the settings that the comparison's title states.
+        public var name: String
+        public var stat: Stat
+    }
+
+    /// The settings shared by the compared series ("subtask = gratings, teacher = dro"); nil when the
+    /// runs have one problem only.
+    public var title: String?
+    public var metric: Metric
+    public var rho: Double
+    /// Series with a value, in display order.
+    public var entries: [Entry]
+
+    /// Entries with an interval (at least two seeds), in display order.
+    public var compared: [Entry] { entries.filter { $0.stat.ci != nil } }
+
+    /// Entries without an interval (one seed).
+    public var uncompared: [Entry] { entries.filter { $0.stat.ci == nil } }
+
+    /// Ids of the series with the highest mean among those with an interval (ties: all); empty when
+    /// fewer than two series have an interval (nothing to compare).
+    public var best: [String] {
+        let c = compared
+        guard c.count >= 2, let top = c.map(\.stat.mean).max() else { return [] }
+        return c.filter { $0.stat.mean == top }.map(\.series.id)
+    }
+
+    /// For a compared entry, the other compared entries whose interval overlaps its own, by descending mean.
+    public func overlapping(_ e: Entry) -> [Entry] {
+        Comparison.byMean(compared).filter { $0.series.id != e.series.id && e.stat.ciOverlaps($0.stat) == true }
+    }
+
+    /// Ids of the series, not the best, whose interval overlaps a best one's.
+    public var overlapsBest: [String] {
+        let b = Set(best)
+        let bests = compared.filter { b.contains($0.series.id) }
+        return compared.filter { e in
+            !b.contains(e.series.id) && bests.contains { e.stat.ciOverlaps($0.stat) == true }
+        }.map(\.series.id)
+    }
+
+    /// Entries by descending mean (ties keep display order).
+    static func byMean(_ es: [Entry]) -> [Entry] {
+        es.enumerated().sorted { a, b in
+            a.element.stat.mean != b.element.stat.mean ? a.element.stat.mean > b.element.stat.mean : a.offset < b.offset
+        }.map(\.element)
+    }
+}
+
+extension Dataset {
+    /// Settings that define the problem a method is compared on rather than the method itself.
+    public static let comparisonContext: [ConfigField] = [.pipeline, .subtask, .studentArch, .teacherObjective, .imbalance]
+
+    /// Context fields that vary over the runs (the split of the comparisons).
+    public var comparisonSplit: [ConfigField] {
+        Dataset.comparisonContext.filter { values(of: $0).count > 1 }
+    }
+
+    /// Metrics compared between methods: test accuracy, and conflict accuracy when measured.
+    public var comparedMetrics: [Metric] { has(.accConflict) ? [.accTest, .accConflict] : [.accTest] }
+
+    /// Student series compared at `rho` (default: the largest ρ of the runs) for `metric`, one
+    /// `Comparison` per problem (value of the varying context fields) in order of first appearance.
+    /// Problems where no series has a value are left out.
+    public func comparisons(_ metric: Metric, rho: Double? = nil) -> [Comparison] {
+        guard let rho = rho ?? rhos.last else { return [] }
+        let split = comparisonSplit
+        var keys: [[OptionalKey]] = []
+        var members: [[SeriesInfo]] = []
+        for s in series {
+            guard let first = s.runIndices.first else { continue }
+            let k = split.map { OptionalKey($0.value(runs[first].metrics.run)) }
+            if let j = keys.firstIndex(of: k) { members[j].append(s) } else { keys.append(k); members.append([s]) }
+        }
+        return zip(keys, members).compactMap { key, ss in
+            let entries = ss.compactMap { s -> Comparison.Entry? in
+                guard let st = studentStat(s, rho: rho, metric) else { return nil }
+                let rest = s.settings.filter { !Dataset.comparisonContext.contains($0.0) }
+                let name = rest.isEmpty ? s.method : "\(s.method) [" + rest.map { "\($0.0.short)=\($0.1 ?? "–")" }.joined(separator: ", ") + "]"
+                return Comparison.Entry(series: s, name: name, stat: st)
+            }
+            guard !entries.isEmpty else { return nil }
+            let title = split.isEmpty ? nil : zip(split, key).map { "\($0.short) = \($1.value ?? "–")" }.joined(separator: ", ")
+            return Comparison(title: title, metric: metric, rho: rho, entries: entries)
+        }
+    }
+}

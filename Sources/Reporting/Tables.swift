@@ -1,7 +1,8 @@
 import Foundation
 
 // results.csv (one row per run) and summary.md (methods × ρ tables of the
-// mean and its 95 % confidence interval over seeds, plus the companion-study grids).
+// mean and its 95 % confidence interval over seeds, the methods that cannot be
+// told apart at the largest ρ, plus the companion-study grids).
 
 // MARK: - results.csv
 
@@ -162,12 +163,18 @@ public enum SummaryMarkdown {
                                                                                 : b.key.lexicographicallyPrecedes(a.key))
         }?.key ?? []
         var marked = false
+        // At the largest ρ, for the compared metrics: the best method (bold) and those whose interval
+        // overlaps the best's (†), per problem.
+        let comparisons = d.comparedMetrics.contains(metric) ? d.comparisons(metric) : []
+        let best = Set(comparisons.flatMap(\.best)), tied = Set(comparisons.flatMap(\.overlapsBest))
         var rows: [[String]] = d.series.map { s in
             [md(s.name)] + d.rhos.map { r in
                 let seeds = d.seeds(s, rho: r, metric)
                 let showN = !seeds.isEmpty && seeds != common
                 marked = marked || showN
-                return cell(d.studentStat(s, rho: r, metric), metric, showN: showN)
+                let text = cell(d.studentStat(s, rho: r, metric), metric, showN: showN)
+                guard r == d.rhos.last else { return text }
+                return best.contains(s.id) ? "**\(text)**" : tied.contains(s.id) ? text + " †" : text
             }
         }
         if metric.hasTeacherRow && d.has(metric, teacher: true) {
@@ -187,6 +194,10 @@ public enum SummaryMarkdown {
         }
         out += ".\n\n"
         out += table(header: ["method"] + d.rhos.map(rhoHeader), rows: rows)
+        if !best.isEmpty, let last = d.rhos.last {
+            out += "\nAt ρ = \(numberText(last))\(perProblem(d)): **bold** = highest mean; † = its 95 % interval "
+            out += "overlaps the best one's (cannot be told apart, see “\(overlapTitle(d))”).\n"
+        }
         return out
     }
 
@@ -284,6 +295,59 @@ public enum SummaryMarkdown {
         return out
     }
 
+    /// " (per subtask and teacher)": the split of the comparisons, or "" when there is one problem.
+    static func perProblem(_ d: Dataset) -> String {
+        let split = d.comparisonSplit
+        return split.isEmpty ? "" : " (per " + split.map(\.short).joined(separator: " and ") + ")"
+    }
+
+    /// Title of the overlap section.
+    static func overlapTitle(_ d: Dataset) -> String {
+        "Methods that cannot be told apart at ρ = \(d.rhos.last.map(numberText) ?? "–")"
+    }
+
+    /// At the largest ρ, per problem and compared metric (test accuracy, conflict accuracy when
+    /// measured): for each method, the methods whose 95 % interval overlaps its own. Nil without
+    /// student values at that ρ.
+    public static func overlapSection(_ d: Dataset) -> String? {
+        guard let rho = d.rhos.last else { return nil }
+        let blocks = d.comparedMetrics.map { ($0, d.comparisons($0, rho: rho)) }.filter { !$0.1.isEmpty }
+        guard !blocks.isEmpty else { return nil }
+        var out = "## \(overlapTitle(d))\n\n"
+        let split = d.comparisonSplit
+        out += "At ρ = \(numberText(rho)), the largest ρ of the runs"
+        out += split.isEmpty ? "" : ", per " + split.map(\.short).joined(separator: " and ")
+        out += ": for each method, the methods whose 95 % confidence interval of the mean overlaps its own, "
+        out += "so that the two cannot be told apart; rows by descending mean. Overlapping intervals are a conservative heuristic: two methods whose "
+        out += "95 % intervals overlap can still differ significantly (a test on their difference is sharper), "
+        out += "while separate intervals do mean a difference.\n\n"
+        for (metric, comparisons) in blocks {
+            for c in comparisons {
+                out += "### \(metric.title)" + (c.title.map { ": " + md($0) } ?? "") + "\n\n"
+                let compared = Comparison.byMean(c.compared)
+                if compared.count < 2 {
+                    out += compared.isEmpty ? "No method has two or more seeds here: no intervals to compare.\n\n"
+                                            : "Only \(md(compared[0].name)) has two or more seeds here: nothing to compare.\n\n"
+                } else {
+                    let best = Set(c.best)
+                    let rows: [[String]] = compared.map { e in
+                        let others = c.overlapping(e)
+                        return [md(e.name) + (best.contains(e.series.id) ? " (best)" : ""),
+                                interval(e.stat, metric), String(e.stat.n),
+                                others.isEmpty ? "none" : others.map { md($0.name) }.joined(separator: ", ")]
+                    }
+                    out += table(header: ["method", "mean [95 % interval], \(metric.unit)", "seeds", "interval overlaps"],
+                                 rows: rows, alignRight: false) + "\n"
+                }
+                let single = c.uncompared
+                if !single.isEmpty && !compared.isEmpty {
+                    out += "Not compared (one seed, no interval): " + single.map { "\(md($0.name)) \(interval($0.stat, metric))" }.joined(separator: ", ") + ".\n\n"
+                }
+            }
+        }
+        return out
+    }
+
     /// The whole summary.md.
     public static func render(_ d: Dataset, root: String, gaps: Gaps, expected: Int?) -> String {
         var out = "# Report: `\(root)`\n\n"
@@ -325,6 +389,7 @@ public enum SummaryMarkdown {
         for m in Metric.allCases {
             if let t = metricTable(d, m) { out += t + "\n" }
         }
+        if let o = overlapSection(d) { out += o }
         if let c = companionSection(d) { out += c }
         if let p = probeSection(d) { out += p }
         while out.hasSuffix("\n\n") { out.removeLast() }

@@ -233,8 +233,9 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     let lines = table.split(separator: "\n").map(String.init)
     #expect(lines.contains("| method | ρ = 0 | ρ = 0.5 |"))
     // 95 % interval half-widths: t(0.975, 2) · 0.1 / √3 = 24.8; t(0.975, 1) · 0.0707 / √2 = 63.5.
-    #expect(lines.contains("| kd | 60.0 ± 24.8 | 90.0 ± 24.8 |"))
-    #expect(lines.contains("| subdistill | – | 80.0 ± 63.5 (n=2) |"))   // other seeds than {1,2,3}: n shown
+    // At the largest ρ kd is the best (bold) and subdistill's interval overlaps it (†).
+    #expect(lines.contains("| kd | 60.0 ± 24.8 | **90.0 ± 24.8** |"))
+    #expect(lines.contains("| subdistill | – | 80.0 ± 63.5 (n=2) † |"))   // other seeds than {1,2,3}: n shown
     #expect(lines.contains("| *teacher* | – | 90.0 |"))                   // one network: no "± 0.0"
     #expect(table.contains("seeds {1, 2, 3}"))
     // A metric nobody measured has no table.
@@ -253,8 +254,8 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
                            makeRun("vid", rho: 0, seed: 1, acc: 0.4), makeRun("vid", rho: 0, seed: 2, acc: 0.4)])
     let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
     #expect(!table.contains("n="))
-    #expect(table.contains("| kd | 60.0 ± 127.1 |"))         // t(0.975, 1) · 0.1414 / √2
-    #expect(table.contains("| vid | 40.0 ± 0.0 |"))        // a student's zero spread is shown
+    #expect(table.contains("| kd | **60.0 ± 127.1** |"))     // t(0.975, 1) · 0.1414 / √2
+    #expect(table.contains("| vid | 40.0 ± 0.0 † |"))        // a student's zero spread is shown
 }
 
 @Test func companionGridPerImbalance() throws {
@@ -568,7 +569,7 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(one.ciOverlaps(try #require(describe([0.8, 0.9]))) == nil)
     #expect(SummaryMarkdown.cell(one, .accTest, showN: false) == "90.0 ± –")
     #expect(SummaryMarkdown.interval(one, .accTest) == "90.0 [–]")
-    // A one-seed report: no error bars.
+    // A one-seed report: no marks, no comparison, no error bars.
     let d = Dataset(runs: [makeRun("kd", rho: 0, seed: 1, acc: 0.9, teacherAcc: 0.95),
                            makeRun("kd", rho: 1, seed: 1, acc: 0.6, teacherAcc: 0.95),
                            makeRun("subdistill", rho: 0, seed: 1, acc: 0.9, teacherAcc: 0.95),
@@ -576,10 +577,94 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
     #expect(table.contains("| kd | 90.0 ± – | 60.0 ± – |"))
     #expect(table.contains("| *teacher* | 95.0 | 95.0 |"))
+    #expect(!table.contains("†") && !table.contains("**"))
+    #expect(d.comparisons(.accTest).map(\.best) == [[]])
     let summary = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
+    #expect(summary.contains("## Methods that cannot be told apart at ρ = 1"))
+    #expect(summary.contains("No method has two or more seeds here: no intervals to compare."))
     #expect(summary.contains("95 % confidence interval"))
     #expect(!summary.contains("sample standard deviation over seeds"))
     let svg = Figures.accuracyVsRho(d)
     #expect(!svg.contains("class=\"error-bar\""))
     #expect(svg.contains("n = 1 seed per point: no intervals"))
+}
+
+/// Two subtasks, three seeds at ρ ∈ {0, 1}: at ρ = 1 on gratings, kd and fitnet overlap, label-only
+/// is apart and vid (one seed) is not compared; on stars all three overlap. Conflict accuracy is
+/// measured, so it is compared too.
+@Test func overlapSectionPerSubtaskAtTheLargestRho() throws {
+    // (subtask, method) → test accuracy per seed at ρ = 1; conflict = test − 0.3 except label-only.
+    let acc: [String: [String: [Double]]] = [
+        "gratings": ["label-only": [0.50, 0.51, 0.52], "kd": [0.88, 0.89, 0.90], "fitnet": [0.90, 0.91, 0.92],
+                     "vid": [0.95]],
+        "stars": ["label-only": [0.40, 0.45, 0.50], "kd": [0.42, 0.44, 0.46], "fitnet": [0.41, 0.45, 0.48]],
+    ]
+    var runs: [LoadedRun] = []
+    for sub in ["gratings", "stars"] {
+        for m in ["label-only", "kd", "fitnet", "vid"] {
+            guard let xs = acc[sub]?[m] else { continue }
+            for rho in [0.0, 1.0] {
+                for (i, a) in xs.enumerated() {
+                    var r = makeRun(m, rho: rho, seed: i + 1, acc: rho == 0 ? 0.95 : a, teacherAcc: 0.97,
+                                    path: "\(sub)/\(m)/\(rho)/\(i + 1)/metrics.json")
+                    r.metrics.run.subtask = sub
+                    r.metrics.student.accConflict = rho == 0 ? 0.9 : (m == "label-only" ? a : a - 0.3)
+                    runs.append(r)
+                }
+            }
+        }
+    }
+    let d = Dataset(runs: runs)
+    #expect(d.comparisonSplit == [.subtask])
+    #expect(d.comparedMetrics == [.accTest, .accConflict])
+    let cs = d.comparisons(.accTest)
+    #expect(cs.map(\.title) == ["subtask = gratings", "subtask = stars"])
+    #expect(cs[0].entries.map(\.name) == ["label-only", "kd", "fitnet", "vid"])
+    #expect(cs[0].best == ["fitnet__subtask-gratings"])
+    #expect(cs[0].overlapsBest == ["kd__subtask-gratings"])
+    #expect(cs[0].uncompared.map(\.name) == ["vid"])
+
+    // The main table: bold best and † at ρ = 1 only, per subtask, with a legend line.
+    let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
+    let lines = table.split(separator: "\n").map(String.init)
+    // t(0.975, 2) · 0.01 / √3 = 0.0248 → ± 2.5
+    #expect(lines.contains("| fitnet [subtask=gratings] | 95.0 ± 0.0 | **91.0 ± 2.5** |"))
+    #expect(lines.contains("| kd [subtask=gratings] | 95.0 ± 0.0 | 89.0 ± 2.5 † |"))
+    #expect(lines.contains("| label-only [subtask=gratings] | 95.0 ± 0.0 | 51.0 ± 2.5 |"))
+    #expect(lines.contains("| vid | 95.0 ± – (n=1) | 95.0 ± – (n=1) |"))   // gratings only: not split
+    // stars: label-only is best; the other two overlap it.
+    #expect(lines.contains("| label-only [subtask=stars] | 95.0 ± 0.0 | **45.0 ± 12.4** |"))
+    #expect(lines.contains("| fitnet [subtask=stars] | 95.0 ± 0.0 | 44.7 ± 8.7 † |"))
+    #expect(lines.contains("| kd [subtask=stars] | 95.0 ± 0.0 | 44.0 ± 5.0 † |"))
+    #expect(table.contains("At ρ = 1 (per subtask): **bold** = highest mean; † = its 95 % interval overlaps the best one's"))
+    // Tables of other metrics carry no marks.
+    let clean = try #require(SummaryMarkdown.metricTable(d, .worstClass))   // the teacher's
+    #expect(!clean.contains("†") && !clean.contains("**"))
+
+    let section = try #require(SummaryMarkdown.overlapSection(d))
+    #expect(section.hasPrefix("## Methods that cannot be told apart at ρ = 1\n"))
+    #expect(section.contains("conservative heuristic"))
+    #expect(section.contains("At ρ = 1, the largest ρ of the runs, per subtask: for each method"))
+    #expect(section.contains("### Test accuracy (published metric): subtask = gratings"))
+    #expect(section.contains("| method | mean [95 % interval], % | seeds | interval overlaps |\n| --- | --- | --- | --- |"))
+    #expect(section.contains("| fitnet (best) | 91.0 [88.5, 93.5] | 3 | kd |"))
+    #expect(section.contains("| kd | 89.0 [86.5, 91.5] | 3 | fitnet |"))
+    #expect(section.contains("| label-only | 51.0 [48.5, 53.5] | 3 | none |"))
+    #expect(section.contains("Not compared (one seed, no interval): vid 95.0 [–]."))
+    #expect(section.contains("### Test accuracy (published metric): subtask = stars"))
+    #expect(section.contains("| label-only (best) | 45.0 [32.6, 57.4] | 3 | fitnet, kd |"))
+    #expect(section.contains("| fitnet | 44.7 [35.9, 53.4] | 3 | label-only, kd |"))
+    #expect(section.contains("| kd | 44.0 [39.0, 49.0] | 3 | label-only, fitnet |"))
+    // Conflict accuracy (test − 30 points except label-only): on gratings fitnet 61, kd 59, label-only 51.
+    #expect(section.contains("### Conflict accuracy (digit ≠ label on every image): subtask = gratings"))
+    #expect(section.contains("| fitnet (best) | 61.0 [58.5, 63.5] | 3 | kd |"))
+    #expect(section.contains("| label-only | 51.0 [48.5, 53.5] | 3 | none |"))
+    let order = ["### Test accuracy (published metric): subtask = gratings", "### Test accuracy (published metric): subtask = stars",
+                 "### Conflict accuracy (digit ≠ label on every image): subtask = gratings"]
+    let positions = order.compactMap { section.range(of: $0)?.lowerBound }
+    #expect(positions.count == 3 && positions == positions.sorted())
+    // In summary.md: after the metric tables, with the definition in the header.
+    let summary = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
+    #expect(summary.contains(SummaryMarkdown.statisticsDefinition))
+    #expect(summary.contains(section.trimmingCharacters(in: .newlines)))
 }
