@@ -17,7 +17,8 @@ public struct LoadedRun: Equatable, Sendable {
 
 // MARK: - Statistics
 
-/// Mean and sample standard deviation of a set of values (one per seed).
+/// Mean, sample standard deviation and 95 % confidence interval of the mean of a set of values
+/// (one per seed).
 public struct Stat: Equatable, Sendable {
     public var n: Int
     public var mean: Double
@@ -27,6 +28,28 @@ public struct Stat: Equatable, Sendable {
         self.n = n
         self.mean = mean
         self.std = std
+    }
+
+    /// Confidence level of `ciHalfWidth`.
+    public static let confidence = 0.95
+
+    /// Half-width of the 95 % confidence interval of the mean, t_{0.975, n−1} · s / √n (Student t
+    /// with n − 1 degrees of freedom, s the sample standard deviation); nil when n < 2.
+    public var ciHalfWidth: Double? {
+        guard n >= 2, let s = std else { return nil }
+        return studentTQuantile(0.5 + Stat.confidence / 2, df: n - 1) * s / Double(n).squareRoot()
+    }
+
+    /// The 95 % interval [mean − h, mean + h]; nil when n < 2.
+    public var ci: ClosedRange<Double>? {
+        guard let h = ciHalfWidth, h.isFinite else { return nil }
+        return (mean - h)...(mean + h)
+    }
+
+    /// Whether the two 95 % intervals share a point; nil when either has none (one seed).
+    public func ciOverlaps(_ other: Stat) -> Bool? {
+        guard let a = ci, let b = other.ci else { return nil }
+        return a.overlaps(b)
     }
 }
 
@@ -41,6 +64,61 @@ public func describe(_ values: [Double]) -> Stat? {
     // Two-pass formula: no cancellation for values close to each other (accuracies).
     let ss = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
     return Stat(n: xs.count, mean: mean, std: (ss / (n - 1)).squareRoot())
+}
+
+/// P(|T| ≤ t) for Student's t with `df` degrees of freedom (t ≥ 0), by the finite series for an
+/// integer df (Abramowitz & Stegun 26.7.3–4), with θ = atan(t / √df):
+/// odd df: (2/π)(θ + sin θ cos θ · [1 + (2/3) cos²θ + … + (2·4⋯(df−3))/(1·3⋯(df−2)) cos^(df−3) θ]);
+/// even df: sin θ · [1 + (1/2) cos²θ + … + (1·3⋯(df−3))/(2·4⋯(df−2)) cos^(df−2) θ].
+/// Exact up to rounding for every df.
+public func studentTTwoSided(_ t: Double, df: Int) -> Double {
+    precondition(df >= 1, "degrees of freedom must be ≥ 1")
+    guard t > 0 else { return 0 }
+    guard t.isFinite else { return 1 }
+    let theta = atan(t / Double(df).squareRoot())
+    let c2 = cos(theta) * cos(theta)
+    if df % 2 == 1 {
+        var sum = 0.0
+        if df > 1 {
+            var term = 1.0
+            sum = 1
+            var k = 2
+            while k <= df - 3 {                 // term ratio (k / (k + 1)) cos²θ, k = 2, 4, …
+                term *= Double(k) / Double(k + 1) * c2
+                sum += term
+                k += 2
+            }
+        }
+        return min(1, 2 / Double.pi * (theta + (df > 1 ? sin(theta) * cos(theta) * sum : 0)))
+    } else {
+        var term = 1.0, sum = 1.0
+        var k = 1
+        while k <= df - 3 {                     // term ratio (k / (k + 1)) cos²θ, k = 1, 3, …
+            term *= Double(k) / Double(k + 1) * c2
+            sum += term
+            k += 2
+        }
+        return min(1, sin(theta) * sum)
+    }
+}
+
+/// The p-quantile of Student's t with `df` degrees of freedom (0 < p < 1), e.g.
+/// `studentTQuantile(0.975, df: 4)` = 2.776: bisection on the exact distribution function
+/// (`studentTTwoSided`) to full double precision.
+public func studentTQuantile(_ p: Double, df: Int) -> Double {
+    precondition(p > 0 && p < 1, "p must lie in (0, 1)")
+    precondition(df >= 1, "degrees of freedom must be ≥ 1")
+    if p == 0.5 { return 0 }
+    if p < 0.5 { return -studentTQuantile(1 - p, df: df) }
+    let target = 2 * p - 1                      // P(|T| ≤ t)
+    var lo = 0.0, hi = 1.0
+    while studentTTwoSided(hi, df: df) < target && hi < 1e300 { lo = hi; hi *= 2 }
+    for _ in 0..<200 {
+        let mid = (lo + hi) / 2
+        if mid <= lo || mid >= hi { break }
+        if studentTTwoSided(mid, df: df) < target { lo = mid } else { hi = mid }
+    }
+    return (lo + hi) / 2
 }
 
 // MARK: - Fields and metrics
@@ -323,4 +401,100 @@ public struct Dataset: Sendable {
 struct OptionalKey: Hashable, Sendable {
     var value: String?
     init(_ v: String?) { value = v }
+}
+
+// MARK: - Comparisons at the largest ρ
+
+/// The methods of one problem (subtask, teacher, ...) at one ρ, for one metric: which 95 % intervals
+/// of the mean overlap. Higher is better (accuracies).
+public struct Comparison: Sendable {
+    /// One series with a value in the cell.
+    public struct Entry: Sendable {
+        public var series: SeriesInfo
+        /// The series' name without the settings that the comparison's title states.
+        public var name: String
+        public var stat: Stat
+    }
+
+    /// The settings shared by the compared series ("subtask = gratings, teacher = dro"); nil when the
+    /// runs have one problem only.
+    public var title: String?
+    public var metric: Metric
+    public var rho: Double
+    /// Series with a value, in display order.
+    public var entries: [Entry]
+
+    /// Entries with an interval (at least two seeds), in display order.
+    public var compared: [Entry] { entries.filter { $0.stat.ci != nil } }
+
+    /// Entries without an interval (one seed).
+    public var uncompared: [Entry] { entries.filter { $0.stat.ci == nil } }
+
+    /// Ids of the series with the highest mean among those with an interval (ties: all); empty when
+    /// fewer than two series have an interval (nothing to compare).
+    public var best: [String] {
+        let c = compared
+        guard c.count >= 2, let top = c.map(\.stat.mean).max() else { return [] }
+        return c.filter { $0.stat.mean == top }.map(\.series.id)
+    }
+
+    /// For a compared entry, the other compared entries whose interval overlaps its own, by descending mean.
+    public func overlapping(_ e: Entry) -> [Entry] {
+        Comparison.byMean(compared).filter { $0.series.id != e.series.id && e.stat.ciOverlaps($0.stat) == true }
+    }
+
+    /// Ids of the series, not the best, whose interval overlaps a best one's.
+    public var overlapsBest: [String] {
+        let b = Set(best)
+        let bests = compared.filter { b.contains($0.series.id) }
+        return compared.filter { e in
+            !b.contains(e.series.id) && bests.contains { e.stat.ciOverlaps($0.stat) == true }
+        }.map(\.series.id)
+    }
+
+    /// Entries by descending mean (ties keep display order).
+    static func byMean(_ es: [Entry]) -> [Entry] {
+        es.enumerated().sorted { a, b in
+            a.element.stat.mean != b.element.stat.mean ? a.element.stat.mean > b.element.stat.mean : a.offset < b.offset
+        }.map(\.element)
+    }
+}
+
+extension Dataset {
+    /// Settings that define the problem a method is compared on rather than the method itself.
+    public static let comparisonContext: [ConfigField] = [.pipeline, .subtask, .studentArch, .teacherObjective, .imbalance]
+
+    /// Context fields that vary over the runs (the split of the comparisons).
+    public var comparisonSplit: [ConfigField] {
+        Dataset.comparisonContext.filter { values(of: $0).count > 1 }
+    }
+
+    /// Metrics compared between methods: test accuracy, and conflict accuracy when measured.
+    public var comparedMetrics: [Metric] { has(.accConflict) ? [.accTest, .accConflict] : [.accTest] }
+
+    /// Student series compared at `rho` (default: the largest ρ of the runs) for `metric`, one
+    /// `Comparison` per problem (value of the varying context fields) in order of first appearance.
+    /// Problems where no series has a value are left out.
+    public func comparisons(_ metric: Metric, rho: Double? = nil) -> [Comparison] {
+        guard let rho = rho ?? rhos.last else { return [] }
+        let split = comparisonSplit
+        var keys: [[OptionalKey]] = []
+        var members: [[SeriesInfo]] = []
+        for s in series {
+            guard let first = s.runIndices.first else { continue }
+            let k = split.map { OptionalKey($0.value(runs[first].metrics.run)) }
+            if let j = keys.firstIndex(of: k) { members[j].append(s) } else { keys.append(k); members.append([s]) }
+        }
+        return zip(keys, members).compactMap { key, ss in
+            let entries = ss.compactMap { s -> Comparison.Entry? in
+                guard let st = studentStat(s, rho: rho, metric) else { return nil }
+                let rest = s.settings.filter { !Dataset.comparisonContext.contains($0.0) }
+                let name = rest.isEmpty ? s.method : "\(s.method) [" + rest.map { "\($0.0.short)=\($0.1 ?? "–")" }.joined(separator: ", ") + "]"
+                return Comparison.Entry(series: s, name: name, stat: st)
+            }
+            guard !entries.isEmpty else { return nil }
+            let title = split.isEmpty ? nil : zip(split, key).map { "\($0.short) = \($1.value ?? "–")" }.joined(separator: ", ")
+            return Comparison(title: title, metric: metric, rho: rho, entries: entries)
+        }
+    }
 }

@@ -56,7 +56,8 @@ public enum Figures {
         }
     }
 
-    /// Student series of one metric vs ρ in one row, in percent, with ± std error bars; the colour
+    /// Student series of one metric vs ρ in one row, in percent, with error bars of the 95 %
+    /// confidence interval of the mean (none for one seed); the colour
     /// follows the row-free name.
     static func studentSeries(_ d: Dataset, _ metric: Metric, rows: Rows, row: String?) -> [ChartSeries] {
         var names: [String] = []
@@ -64,7 +65,7 @@ public enum Figures {
         return d.series.filter { rows.contains($0, row: row) }.map { s in
             let pts = d.rhos.compactMap { r -> DataPoint? in
                 guard let st = d.studentStat(s, rho: r, metric) else { return nil }
-                return DataPoint(x: r, y: st.mean * 100, yErr: st.std.map { $0 * 100 })
+                return DataPoint(x: r, y: st.mean * 100, yErr: st.ciHalfWidth.map { $0 * 100 })
             }
             let name = rows.name(s)
             return ChartSeries(id: s.id, name: name, style: Palette.style(names.firstIndex(of: name) ?? 0), points: pts)
@@ -77,7 +78,7 @@ public enum Figures {
             guard rows.contains(t, row: row) else { return nil }
             let pts = d.rhos.compactMap { r -> DataPoint? in
                 guard let st = d.teacherStat(t, rho: r, metric) else { return nil }
-                return DataPoint(x: r, y: st.mean * 100, yErr: st.std.map { $0 * 100 })
+                return DataPoint(x: r, y: st.mean * 100, yErr: st.ciHalfWidth.map { $0 * 100 })
             }
             if pts.isEmpty { return nil }
             let markers = MarkerShape.allCases
@@ -97,7 +98,8 @@ public enum Figures {
     static func seedNote(_ d: Dataset) -> String {
         let perCell = d.series.flatMap { s in d.rhos.map { d.runs(of: s, rho: $0).count } }.filter { $0 > 0 }
         guard let lo = perCell.min(), let hi = perCell.max() else { return "" }
-        return lo == hi ? "n = \(lo) seed\(lo == 1 ? "" : "s") per point" : "n = \(lo)–\(hi) seeds per point"
+        if hi == 1 { return "n = 1 seed per point: no intervals" }
+        return lo == hi ? "n = \(lo) seeds per point" : "n = \(lo)–\(hi) seeds per point"
     }
 
     /// `accuracy-vs-rho.svg`: test (published), clean and (when measured) conflict accuracy vs ρ.
@@ -126,7 +128,7 @@ public enum Figures {
             studentSeries(d, .accTest, rows: rows, row: $0) + teacherSeries(d, .accTest, rows: rows, row: $0)
         }
         return Figure(title: "Student accuracy vs ρ",
-                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: chance = 1/K"
+                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (error bars, Student t; \(seedNote(d))); dashed: chance = 1/K"
                           + (rows.faceted ? "; one row per subtask" : ""),
                       panels: panels, legend: [LegendSection(title: "method", entries: legend(legendSeries))],
                       columns: metrics.count, panelWidth: 340).render()
@@ -157,7 +159,7 @@ public enum Figures {
             studentSeries(d, .relevanceGxi, rows: rows, row: $0) + teacherSeries(d, .relevanceGxi, rows: rows, row: $0)
         }
         return Figure(title: "Share of relevance (logit margin) inside the artifact patch vs ρ",
-                      subtitle: "mean ± std over seeds (\(seedNote(d))); dashed: share under uniform relevance"
+                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (error bars, Student t; \(seedNote(d))); dashed: share under uniform relevance"
                           + (rows.faceted ? "; one row per subtask" : ""),
                       panels: panels, legend: [LegendSection(title: "method", entries: legend(legendSeries))],
                       columns: metrics.count, panelWidth: 340).render()
@@ -182,8 +184,8 @@ public enum Figures {
                     series.append(ChartSeries(
                         id: "teacher-\(t ?? "none")", name: "teacher \(t ?? "–")", cssClass: "reference",
                         style: SeriesStyle(colour: Palette.neutral, marker: marker(t)),
-                        points: [DataPoint(x: o.mean * 100, y: w.mean * 100, yErr: w.std.map { $0 * 100 },
-                                           xErr: o.std.map { $0 * 100 }, label: "teacher \(t ?? "–")")],
+                        points: [DataPoint(x: o.mean * 100, y: w.mean * 100, yErr: w.ciHalfWidth.map { $0 * 100 },
+                                           xErr: o.ciHalfWidth.map { $0 * 100 }, label: "teacher \(t ?? "–")")],
                         connect: false))
                 }
                 for s in g.studentObjectives {
@@ -192,8 +194,8 @@ public enum Figures {
                     series.append(ChartSeries(
                         id: "t-\(t ?? "none")__s-\(s ?? "none")", name: "\(t ?? "–") → \(s ?? "–")",
                         style: SeriesStyle(colour: colour(s), marker: marker(t)),
-                        points: [DataPoint(x: o.mean * 100, y: w.mean * 100, yErr: w.std.map { $0 * 100 },
-                                           xErr: o.std.map { $0 * 100 }, label: "\(t ?? "–") → \(s ?? "–")")],
+                        points: [DataPoint(x: o.mean * 100, y: w.mean * 100, yErr: w.ciHalfWidth.map { $0 * 100 },
+                                           xErr: o.ciHalfWidth.map { $0 * 100 }, label: "\(t ?? "–") → \(s ?? "–")")],
                         connect: false))
                 }
             }
@@ -209,7 +211,7 @@ public enum Figures {
         let tEntries = tAll.map { LegendEntry(name: $0 ?? "–", colour: Palette.neutral, marker: marker($0), line: false) }
         let sEntries = sAll.map { LegendEntry(name: $0 ?? "–", colour: colour($0), marker: .circle, line: false) }
         return Figure(title: "Worst-class vs overall student accuracy",
-                      subtitle: "labels: teacher objective → student objective; mean ± std over seeds; grey: the teacher itself",
+                      subtitle: "labels: teacher objective → student objective; mean ± 95 % confidence interval of the mean over seeds (error bars, Student t); grey: the teacher itself",
                       panels: panels,
                       legend: [LegendSection(title: "teacher objective (marker)", entries: tEntries),
                                LegendSection(title: "student objective (colour)", entries: sEntries)],

@@ -375,7 +375,8 @@ extension Figure {
         let legendHeight = legend.reduce(0.0) { $0 + Double($1.entries.count + ($1.title == nil ? 0 : 1)) * 18 + 10 }
 
         let width = max(Double(usedColumns) * panelWidth + legendWidth + 20,
-                        textWidth(title, size: titleSize) + 40)
+                        textWidth(title, size: titleSize) + 40,
+                        subtitle.map { textWidth($0, size: subtitleSize) + 32 } ?? 0)
         let height = max(top + Double(max(rows, 1)) * panelHeight + 10, top + legendHeight + 20)
         var doc = SVGDocument(width: width.rounded(.up), height: height.rounded(.up))
 

@@ -1,7 +1,8 @@
 import Foundation
 
-// results.csv (one row per run) and summary.md (methods × ρ tables of
-// mean ± std over seeds, plus the companion-study grids).
+// results.csv (one row per run) and summary.md (methods × ρ tables of the
+// mean and its 95 % confidence interval over seeds, the methods that cannot be
+// told apart at the largest ρ, plus the companion-study grids).
 
 // MARK: - results.csv
 
@@ -99,18 +100,38 @@ public struct Gaps: Sendable {
 }
 
 public enum SummaryMarkdown {
-    /// "91.2 ± 1.3" (percent for fractions), "91.2" for a single seed, "–" when missing;
-    /// with `showN`, the number of seeds is appended: "91.2 ± 1.3 (n=3)". `constantAsSingle` drops
-    /// a zero std (the teacher: one network repeated in every run).
+    /// "91.2 ± 1.3" (percent for fractions): the mean ± the half-width of its 95 % confidence
+    /// interval over seeds (`Stat.ciHalfWidth`); "91.2 ± –" for a single seed (no interval); "–" when
+    /// missing. With `showN`, the number of seeds is appended: "91.2 ± 1.3 (n=3)". `constantAsSingle`
+    /// prints the mean alone when the values do not vary or there is one (the teacher: one network
+    /// repeated in every run).
     public static func cell(_ s: Stat?, _ metric: Metric, showN: Bool, constantAsSingle: Bool = false) -> String {
         guard let s else { return "–" }
         let scale = metric.isFraction ? 100.0 : 1.0
         var text = String(format: "%.1f", s.mean * scale)
         // Rounding in the mean of identical values leaves a std of ~1e-17, not exactly 0.
-        if let sd = s.std, !(constantAsSingle && sd <= 1e-9 * max(1, abs(s.mean))) { text += " ± " + String(format: "%.1f", sd * scale) }
+        let constant = s.std.map { $0 <= 1e-9 * max(1, abs(s.mean)) } ?? true
+        if !(constantAsSingle && constant) {
+            text += " ± " + (s.ciHalfWidth.map { String(format: "%.1f", $0 * scale) } ?? "–")
+        }
         if showN { text += " (n=\(s.n))" }
         return text
     }
+
+    /// "71.2 [65.1, 77.3]": the mean and its 95 % interval (percent for fractions); "71.2 [–]" for a
+    /// single seed.
+    public static func interval(_ s: Stat, _ metric: Metric) -> String {
+        let scale = metric.isFraction ? 100.0 : 1.0
+        let mean = String(format: "%.1f", s.mean * scale)
+        guard let ci = s.ci else { return mean + " [–]" }
+        return mean + " [" + String(format: "%.1f", ci.lowerBound * scale) + ", " + String(format: "%.1f", ci.upperBound * scale) + "]"
+    }
+
+    /// Definition of the values in every table (summary.md's header).
+    public static let statisticsDefinition =
+        "Values are the mean over seeds ± the half-width of its 95 % confidence interval, "
+        + "t(0.975, n − 1) · s / √n (the 97.5 % quantile of Student's t with n − 1 degrees of freedom, "
+        + "s = sample standard deviation, n = seeds); with one seed there is no interval (`± –`); `–` = no value."
 
     /// ρ as a column header.
     static func rhoHeader(_ r: Double) -> String { "ρ = \(numberText(r))" }
@@ -142,12 +163,18 @@ public enum SummaryMarkdown {
                                                                                 : b.key.lexicographicallyPrecedes(a.key))
         }?.key ?? []
         var marked = false
+        // At the largest ρ, for the compared metrics: the best method (bold) and those whose interval
+        // overlaps the best's (†), per problem.
+        let comparisons = d.comparedMetrics.contains(metric) ? d.comparisons(metric) : []
+        let best = Set(comparisons.flatMap(\.best)), tied = Set(comparisons.flatMap(\.overlapsBest))
         var rows: [[String]] = d.series.map { s in
             [md(s.name)] + d.rhos.map { r in
                 let seeds = d.seeds(s, rho: r, metric)
                 let showN = !seeds.isEmpty && seeds != common
                 marked = marked || showN
-                return cell(d.studentStat(s, rho: r, metric), metric, showN: showN)
+                let text = cell(d.studentStat(s, rho: r, metric), metric, showN: showN)
+                guard r == d.rhos.last else { return text }
+                return best.contains(s.id) ? "**\(text)**" : tied.contains(s.id) ? text + " †" : text
             }
         }
         if metric.hasTeacherRow && d.has(metric, teacher: true) {
@@ -161,12 +188,16 @@ public enum SummaryMarkdown {
             }
         }
         var out = "## \(metric.title)\n\n"
-        out += "`\(metric.rawValue)`, \(metric.unit); mean ± sample std over seeds"
+        out += "`\(metric.rawValue)`, \(metric.unit); mean ± 95 % confidence interval over seeds"
         if marked {
             out += "; cells marked (n=…) have other seeds than the rest, which have seeds {\(common.map(String.init).joined(separator: ", "))}"
         }
         out += ".\n\n"
         out += table(header: ["method"] + d.rhos.map(rhoHeader), rows: rows)
+        if !best.isEmpty, let last = d.rhos.last {
+            out += "\nAt ρ = \(numberText(last))\(perProblem(d)): **bold** = highest mean; † = its 95 % interval "
+            out += "overlaps the best one's (cannot be told apart, see “\(overlapTitle(d))”).\n"
+        }
         return out
     }
 
@@ -181,7 +212,7 @@ public enum SummaryMarkdown {
         let groups = d.objectiveGroups
         guard !groups.isEmpty else { return nil }
         var out = "## Companion study: teacher objective × student objective\n\n"
-        out += "Cells: student test accuracy / worst-class accuracy (%), mean ± sample std over seeds "
+        out += "Cells: student test accuracy / worst-class accuracy (%), mean ± 95 % confidence interval over seeds "
         out += "(n = runs); the last column is the teacher itself.\n\n"
         for g in groups {
             out += "### \(md(g.title))\n\n"
@@ -202,13 +233,9 @@ public enum SummaryMarkdown {
         return out
     }
 
-    /// Percent with one decimal, "mean ± std" over seeds, "–" when missing.
-    static func percent(_ s: Stat?) -> String {
-        guard let s else { return "–" }
-        var text = String(format: "%.1f", s.mean * 100)
-        if let sd = s.std { text += " ± " + String(format: "%.1f", sd * 100) }
-        return text
-    }
+    /// Percent with one decimal, "mean ± 95 % interval half-width" over seeds ("± –" for one seed),
+    /// "–" when missing.
+    static func percent(_ s: Stat?) -> String { cell(s, .accTest, showN: false) }
 
     /// The artifact probe (`evaluate`, issue 11), or nil when no run has one.
     ///
@@ -228,7 +255,7 @@ public enum SummaryMarkdown {
         out += "Image pairs that differ only in the corner patch"
         if !pairs.isEmpty { out += " (\(pairs.map { "`\(md($0))`" }.joined(separator: ", ")))" }
         out += "; Σ_digit = the part of the patch-driven covariance that differs between digits, "
-        out += "Σ_total = the layer's covariance on clean images. Percent, mean ± sample std over seeds; "
+        out += "Σ_total = the layer's covariance on clean images. Percent, mean ± 95 % confidence interval over seeds; "
         out += "every probe column is in `results.csv`.\n\n"
 
         let studentLayers = Set(probed.flatMap { ($0.metrics.probe?.studentDigitShare ?? [:]).keys }).sorted()
@@ -268,6 +295,59 @@ public enum SummaryMarkdown {
         return out
     }
 
+    /// " (per subtask and teacher)": the split of the comparisons, or "" when there is one problem.
+    static func perProblem(_ d: Dataset) -> String {
+        let split = d.comparisonSplit
+        return split.isEmpty ? "" : " (per " + split.map(\.short).joined(separator: " and ") + ")"
+    }
+
+    /// Title of the overlap section.
+    static func overlapTitle(_ d: Dataset) -> String {
+        "Methods that cannot be told apart at ρ = \(d.rhos.last.map(numberText) ?? "–")"
+    }
+
+    /// At the largest ρ, per problem and compared metric (test accuracy, conflict accuracy when
+    /// measured): for each method, the methods whose 95 % interval overlaps its own. Nil without
+    /// student values at that ρ.
+    public static func overlapSection(_ d: Dataset) -> String? {
+        guard let rho = d.rhos.last else { return nil }
+        let blocks = d.comparedMetrics.map { ($0, d.comparisons($0, rho: rho)) }.filter { !$0.1.isEmpty }
+        guard !blocks.isEmpty else { return nil }
+        var out = "## \(overlapTitle(d))\n\n"
+        let split = d.comparisonSplit
+        out += "At ρ = \(numberText(rho)), the largest ρ of the runs"
+        out += split.isEmpty ? "" : ", per " + split.map(\.short).joined(separator: " and ")
+        out += ": for each method, the methods whose 95 % confidence interval of the mean overlaps its own, "
+        out += "so that the two cannot be told apart; rows by descending mean. Overlapping intervals are a conservative heuristic: two methods whose "
+        out += "95 % intervals overlap can still differ significantly (a test on their difference is sharper), "
+        out += "while separate intervals do mean a difference.\n\n"
+        for (metric, comparisons) in blocks {
+            for c in comparisons {
+                out += "### \(metric.title)" + (c.title.map { ": " + md($0) } ?? "") + "\n\n"
+                let compared = Comparison.byMean(c.compared)
+                if compared.count < 2 {
+                    out += compared.isEmpty ? "No method has two or more seeds here: no intervals to compare.\n\n"
+                                            : "Only \(md(compared[0].name)) has two or more seeds here: nothing to compare.\n\n"
+                } else {
+                    let best = Set(c.best)
+                    let rows: [[String]] = compared.map { e in
+                        let others = c.overlapping(e)
+                        return [md(e.name) + (best.contains(e.series.id) ? " (best)" : ""),
+                                interval(e.stat, metric), String(e.stat.n),
+                                others.isEmpty ? "none" : others.map { md($0.name) }.joined(separator: ", ")]
+                    }
+                    out += table(header: ["method", "mean [95 % interval], \(metric.unit)", "seeds", "interval overlaps"],
+                                 rows: rows, alignRight: false) + "\n"
+                }
+                let single = c.uncompared
+                if !single.isEmpty && !compared.isEmpty {
+                    out += "Not compared (one seed, no interval): " + single.map { "\(md($0.name)) \(interval($0.stat, metric))" }.joined(separator: ", ") + ".\n\n"
+                }
+            }
+        }
+        return out
+    }
+
     /// The whole summary.md.
     public static func render(_ d: Dataset, root: String, gaps: Gaps, expected: Int?) -> String {
         var out = "# Report: `\(root)`\n\n"
@@ -284,7 +364,7 @@ public enum SummaryMarkdown {
         if let k = d.numClasses {
             out += "K = \(k) classes (chance accuracy \(String(format: "%.1f", 100 / Double(k))) %).  \n"
         }
-        out += "Values are mean ± sample standard deviation over seeds; `–` = no value. "
+        out += statisticsDefinition + " "
         out += "Series are methods, split by any setting that varies within a method (shown in brackets).\n\n"
 
         if !gaps.missing.isEmpty || !gaps.unreadable.isEmpty {
@@ -309,6 +389,7 @@ public enum SummaryMarkdown {
         for m in Metric.allCases {
             if let t = metricTable(d, m) { out += t + "\n" }
         }
+        if let o = overlapSection(d) { out += o }
         if let c = companionSection(d) { out += c }
         if let p = probeSection(d) { out += p }
         while out.hasSuffix("\n\n") { out.removeLast() }

@@ -232,8 +232,10 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
     let lines = table.split(separator: "\n").map(String.init)
     #expect(lines.contains("| method | ρ = 0 | ρ = 0.5 |"))
-    #expect(lines.contains("| kd | 60.0 ± 10.0 | 90.0 ± 10.0 |"))
-    #expect(lines.contains("| subdistill | – | 80.0 ± 7.1 (n=2) |"))     // other seeds than {1,2,3}: n shown
+    // 95 % interval half-widths: t(0.975, 2) · 0.1 / √3 = 24.8; t(0.975, 1) · 0.0707 / √2 = 63.5.
+    // At the largest ρ kd is the best (bold) and subdistill's interval overlaps it (†).
+    #expect(lines.contains("| kd | 60.0 ± 24.8 | **90.0 ± 24.8** |"))
+    #expect(lines.contains("| subdistill | – | 80.0 ± 63.5 (n=2) † |"))   // other seeds than {1,2,3}: n shown
     #expect(lines.contains("| *teacher* | – | 90.0 |"))                   // one network: no "± 0.0"
     #expect(table.contains("seeds {1, 2, 3}"))
     // A metric nobody measured has no table.
@@ -252,8 +254,8 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
                            makeRun("vid", rho: 0, seed: 1, acc: 0.4), makeRun("vid", rho: 0, seed: 2, acc: 0.4)])
     let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
     #expect(!table.contains("n="))
-    #expect(table.contains("| kd | 60.0 ± 14.1 |"))
-    #expect(table.contains("| vid | 40.0 ± 0.0 |"))          // a student's zero spread is shown
+    #expect(table.contains("| kd | **60.0 ± 127.1** |"))     // t(0.975, 1) · 0.1414 / √2
+    #expect(table.contains("| vid | 40.0 ± 0.0 † |"))        // a student's zero spread is shown
 }
 
 @Test func companionGridPerImbalance() throws {
@@ -279,7 +281,7 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(st.n == 2 && abs(st.overall!.mean - 0.835) < 1e-12 && abs(st.worst!.mean - 0.635) < 1e-12)
     let md = try #require(SummaryMarkdown.companionSection(d))
     #expect(md.contains("### imbalance = 10"))
-    #expect(md.contains("| erm | 81.5 ± 0.7 / 61.5 ± 0.7 (n=2) | 83.5 ± 0.7 / 63.5 ± 0.7 (n=2) | 90.0 / 50.0 |"))
+    #expect(md.contains("| erm | 81.5 ± 6.4 / 61.5 ± 6.4 (n=2) | 83.5 ± 6.4 / 63.5 ± 6.4 (n=2) | 90.0 / 50.0 |"))
     // Objectives and imbalance vary within kd, so its series split by them.
     #expect(d.series.count == 8)
 }
@@ -322,10 +324,15 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(Array(names.prefix(4)) == ["kd", "kd+ce", "sub<distill>", "vid"])
     #expect(svg.contains("chance (20 %)"))
     #expect(svg.contains("ρ (fraction") && svg.contains("accuracy (%)"))
-    // Error bars: in the test panel each of the 3 methods × 3 ρ has two seeds (0.6, 0.7) → one
-    // bar each; clean accuracy is constant (std 0) → none there.
+    // Error bars (95 % intervals): in the test panel each of the 3 methods × 3 ρ has two seeds
+    // (0.6, 0.7) → one bar each; clean accuracy is constant (std 0) → none there.
     #expect(els.filter { $0.1["class"] == "error-bar" }.count == 3 * 3)
     #expect(Figures.accuracyVsRho(Dataset(runs: runs)) == svg)   // deterministic bytes
+    #expect(svg.contains("95 % confidence interval of the mean"))
+    // Bar half-width: t(0.975, 1) · 0.0707 / √2 = 63.5 points, not the sample std (7.1).
+    let kd = try #require(Figures.studentSeries(d, .accTest, rows: Figures.Rows(d), row: nil).first)
+    #expect(kd.points.count == 3)
+    #expect(kd.points.allSatisfy { abs(($0.yErr ?? 0) - 12.706204736174705 * 0.1 / 2.0.squareRoot() * 100 / 2.0.squareRoot()) < 1e-6 })
 }
 
 @Test func relevanceAndObjectiveFigures() throws {
@@ -433,13 +440,15 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
 
 @Test func cellFormatting() {
     #expect(SummaryMarkdown.cell(nil, .accTest, showN: true) == "–")
-    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.0123), .accTest, showN: false) == "91.5 ± 1.2")
-    #expect(SummaryMarkdown.cell(Stat(n: 2, mean: 0.915, std: 0.0123), .accTest, showN: true) == "91.5 ± 1.2 (n=2)")
-    #expect(SummaryMarkdown.cell(Stat(n: 1, mean: 0.5, std: nil), .accTest, showN: false) == "50.0")
-    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 1.5, std: 0.5), .deadChannels, showN: false) == "1.5 ± 0.5")
-    // The teacher: identical values up to rounding print without a spread; a real spread stays.
+    // ± the 95 % half-width: 4.303 · 1.23 / √3 = 3.06; 12.706 · 1.23 / √2 = 11.05.
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.0123), .accTest, showN: false) == "91.5 ± 3.1")
+    #expect(SummaryMarkdown.cell(Stat(n: 2, mean: 0.915, std: 0.0123), .accTest, showN: true) == "91.5 ± 11.1 (n=2)")
+    #expect(SummaryMarkdown.cell(Stat(n: 1, mean: 0.5, std: nil), .accTest, showN: false) == "50.0 ± –")
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 1.5, std: 0.5), .deadChannels, showN: false) == "1.5 ± 1.2")
+    // The teacher: identical values up to rounding, or one seed, print without an interval; a real spread stays.
     #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 1.4e-17), .accTest, showN: false, constantAsSingle: true) == "91.5")
-    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.01), .accTest, showN: false, constantAsSingle: true) == "91.5 ± 1.0")
+    #expect(SummaryMarkdown.cell(Stat(n: 1, mean: 0.915, std: nil), .accTest, showN: false, constantAsSingle: true) == "91.5")
+    #expect(SummaryMarkdown.cell(Stat(n: 3, mean: 0.915, std: 0.01), .accTest, showN: false, constantAsSingle: true) == "91.5 ± 2.5")
 }
 
 // MARK: - Artifact probe in summary.md
@@ -469,12 +478,12 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     let text = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
     #expect(text.contains("## Artifact probe"))
     #expect(text.contains("`test-clean/test-conflict`"))
-    // Student: mean 30.0, sample std 14.1 over the two seeds; label-only has no probe.
-    #expect(text.contains("| subdistill | 30.0 ± 14.1 |"))
+    // Student: mean 30.0, sample std 14.1 over the two seeds → 95 % half-width 127.1; label-only has no probe.
+    #expect(text.contains("| subdistill | 30.0 ± 127.1 |"))
     #expect(text.contains("| label-only | – |"))
-    // Teacher basis: seeds {0.9, 0.8} → 85.0 ± 7.1 once, not four values.
-    #expect(text.contains("| prcaposdef on `distill-train` | 85.0 ± 7.1 |"))
-    #expect(text.contains("| prcaposdef on `distill-train-clean` | 25.0 |"))
+    // Teacher basis: seeds {0.9, 0.8} → 85.0 ± 63.5 (std 7.1) once, not four values.
+    #expect(text.contains("| prcaposdef on `distill-train` | 85.0 ± 63.5 |"))
+    #expect(text.contains("| prcaposdef on `distill-train-clean` | 25.0 ± – |"))
     // No probe anywhere: no section.
     let plain = Dataset(runs: [makeRun("kd", rho: 0, seed: 1, acc: 0.9)], methodOrder: ["kd"])
     #expect(!SummaryMarkdown.render(plain, root: "r", gaps: Gaps(), expected: nil).contains("Artifact probe"))
@@ -510,4 +519,152 @@ func write(_ m: RunMetrics, under root: String, _ rel: String) throws {
     #expect(Set(ids).count == ids.count)
     let rel = try #require(parseXML(Figures.relevanceVsRho(d)))
     #expect(seriesPerPanel(rel).count == 4)
+}
+
+// MARK: - 95 % confidence intervals and overlaps
+
+@Test func studentTQuantilesMatchTables() {
+    // Two-sided 95 % critical values, as printed in t tables (3 decimals).
+    for (df, t) in [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (29, 2.045), (30, 2.042)] {
+        #expect(abs(studentTQuantile(0.975, df: df) - t) < 5e-4, "df \(df)")
+    }
+    // Closed forms: df 1 is Cauchy, tan(π(p − ½)); df 2: (2p − 1) / √(2p(1 − p)).
+    #expect(abs(studentTQuantile(0.975, df: 1) - tan(Double.pi * 0.475)) < 1e-9)
+    #expect(abs(studentTQuantile(0.975, df: 2) - 0.95 / (2 * 0.975 * 0.025).squareRoot()) < 1e-12)
+    // More digits (R's qt): df 4 2.776445105, df 9 2.262157163; large df tends to the normal 1.959964.
+    #expect(abs(studentTQuantile(0.975, df: 4) - 2.776445105) < 1e-8)
+    #expect(abs(studentTQuantile(0.975, df: 9) - 2.262157163) < 1e-8)
+    #expect(abs(studentTQuantile(0.975, df: 1000) - 1.962339) < 1e-6)
+    #expect(abs(studentTQuantile(0.975, df: 20000) - 1.960083) < 1e-6)   // 1.959964 + (z³ + z) / 4df
+    // Other levels and symmetry.
+    #expect(abs(studentTQuantile(0.95, df: 5) - 2.015048) < 1e-6)
+    #expect(abs(studentTQuantile(0.025, df: 4) + studentTQuantile(0.975, df: 4)) < 1e-12)
+    #expect(studentTQuantile(0.5, df: 7) == 0)
+    #expect(abs(studentTTwoSided(2.776445105, df: 4) - 0.95) < 1e-9)
+}
+
+@Test func intervalsByHandForThreeAndFiveSeeds() throws {
+    // 3 seeds: mean 0.85, s = 0.05; half-width t(0.975, 2) · 0.05 / √3 = 4.302653 · 0.028868 = 0.124207.
+    let three = try #require(describe([0.80, 0.85, 0.90]))
+    #expect(abs(three.std! - 0.05) < 1e-12)
+    #expect(abs(three.ciHalfWidth! - 0.1242070) < 1e-6)
+    #expect(abs(three.ci!.lowerBound - 0.7257930) < 1e-6 && abs(three.ci!.upperBound - 0.9742070) < 1e-6)
+    #expect(SummaryMarkdown.cell(three, .accTest, showN: false) == "85.0 ± 12.4")
+    #expect(SummaryMarkdown.interval(three, .accTest) == "85.0 [72.6, 97.4]")
+    // 5 seeds: mean 0.74, s = √0.001 = 0.0316228; t(0.975, 4) · s / √5 = 2.776445 · 0.0141421 = 0.0392644.
+    let five = try #require(describe([0.70, 0.72, 0.74, 0.76, 0.78]))
+    #expect(abs(five.mean - 0.74) < 1e-12)
+    #expect(abs(five.ciHalfWidth! - 0.0392644) < 1e-6)
+    #expect(SummaryMarkdown.cell(five, .accTest, showN: false) == "74.0 ± 3.9")
+    #expect(SummaryMarkdown.interval(five, .accTest) == "74.0 [70.1, 77.9]")
+    // Overlap: [0.726, 0.974] and [0.701, 0.779] share [0.726, 0.779].
+    #expect(three.ciOverlaps(five) == true)
+    let far = try #require(describe([0.50, 0.51, 0.52]))
+    #expect(far.ciOverlaps(five) == false && five.ciOverlaps(far) == false)
+}
+
+@Test func oneSeedHasNoInterval() throws {
+    let one = try #require(describe([0.9]))
+    #expect(one.ciHalfWidth == nil && one.ci == nil)
+    #expect(one.ciOverlaps(try #require(describe([0.8, 0.9]))) == nil)
+    #expect(SummaryMarkdown.cell(one, .accTest, showN: false) == "90.0 ± –")
+    #expect(SummaryMarkdown.interval(one, .accTest) == "90.0 [–]")
+    // A one-seed report: no marks, no comparison, no error bars.
+    let d = Dataset(runs: [makeRun("kd", rho: 0, seed: 1, acc: 0.9, teacherAcc: 0.95),
+                           makeRun("kd", rho: 1, seed: 1, acc: 0.6, teacherAcc: 0.95),
+                           makeRun("subdistill", rho: 0, seed: 1, acc: 0.9, teacherAcc: 0.95),
+                           makeRun("subdistill", rho: 1, seed: 1, acc: 0.8, teacherAcc: 0.95)])
+    let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
+    #expect(table.contains("| kd | 90.0 ± – | 60.0 ± – |"))
+    #expect(table.contains("| *teacher* | 95.0 | 95.0 |"))
+    #expect(!table.contains("†") && !table.contains("**"))
+    #expect(d.comparisons(.accTest).map(\.best) == [[]])
+    let summary = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
+    #expect(summary.contains("## Methods that cannot be told apart at ρ = 1"))
+    #expect(summary.contains("No method has two or more seeds here: no intervals to compare."))
+    #expect(summary.contains("95 % confidence interval"))
+    #expect(!summary.contains("sample standard deviation over seeds"))
+    let svg = Figures.accuracyVsRho(d)
+    #expect(!svg.contains("class=\"error-bar\""))
+    #expect(svg.contains("n = 1 seed per point: no intervals"))
+}
+
+/// Two subtasks, three seeds at ρ ∈ {0, 1}: at ρ = 1 on gratings, kd and fitnet overlap, label-only
+/// is apart and vid (one seed) is not compared; on stars all three overlap. Conflict accuracy is
+/// measured, so it is compared too.
+@Test func overlapSectionPerSubtaskAtTheLargestRho() throws {
+    // (subtask, method) → test accuracy per seed at ρ = 1; conflict = test − 0.3 except label-only.
+    let acc: [String: [String: [Double]]] = [
+        "gratings": ["label-only": [0.50, 0.51, 0.52], "kd": [0.88, 0.89, 0.90], "fitnet": [0.90, 0.91, 0.92],
+                     "vid": [0.95]],
+        "stars": ["label-only": [0.40, 0.45, 0.50], "kd": [0.42, 0.44, 0.46], "fitnet": [0.41, 0.45, 0.48]],
+    ]
+    var runs: [LoadedRun] = []
+    for sub in ["gratings", "stars"] {
+        for m in ["label-only", "kd", "fitnet", "vid"] {
+            guard let xs = acc[sub]?[m] else { continue }
+            for rho in [0.0, 1.0] {
+                for (i, a) in xs.enumerated() {
+                    var r = makeRun(m, rho: rho, seed: i + 1, acc: rho == 0 ? 0.95 : a, teacherAcc: 0.97,
+                                    path: "\(sub)/\(m)/\(rho)/\(i + 1)/metrics.json")
+                    r.metrics.run.subtask = sub
+                    r.metrics.student.accConflict = rho == 0 ? 0.9 : (m == "label-only" ? a : a - 0.3)
+                    runs.append(r)
+                }
+            }
+        }
+    }
+    let d = Dataset(runs: runs)
+    #expect(d.comparisonSplit == [.subtask])
+    #expect(d.comparedMetrics == [.accTest, .accConflict])
+    let cs = d.comparisons(.accTest)
+    #expect(cs.map(\.title) == ["subtask = gratings", "subtask = stars"])
+    #expect(cs[0].entries.map(\.name) == ["label-only", "kd", "fitnet", "vid"])
+    #expect(cs[0].best == ["fitnet__subtask-gratings"])
+    #expect(cs[0].overlapsBest == ["kd__subtask-gratings"])
+    #expect(cs[0].uncompared.map(\.name) == ["vid"])
+
+    // The main table: bold best and † at ρ = 1 only, per subtask, with a legend line.
+    let table = try #require(SummaryMarkdown.metricTable(d, .accTest))
+    let lines = table.split(separator: "\n").map(String.init)
+    // t(0.975, 2) · 0.01 / √3 = 0.0248 → ± 2.5
+    #expect(lines.contains("| fitnet [subtask=gratings] | 95.0 ± 0.0 | **91.0 ± 2.5** |"))
+    #expect(lines.contains("| kd [subtask=gratings] | 95.0 ± 0.0 | 89.0 ± 2.5 † |"))
+    #expect(lines.contains("| label-only [subtask=gratings] | 95.0 ± 0.0 | 51.0 ± 2.5 |"))
+    #expect(lines.contains("| vid | 95.0 ± – (n=1) | 95.0 ± – (n=1) |"))   // gratings only: not split
+    // stars: label-only is best; the other two overlap it.
+    #expect(lines.contains("| label-only [subtask=stars] | 95.0 ± 0.0 | **45.0 ± 12.4** |"))
+    #expect(lines.contains("| fitnet [subtask=stars] | 95.0 ± 0.0 | 44.7 ± 8.7 † |"))
+    #expect(lines.contains("| kd [subtask=stars] | 95.0 ± 0.0 | 44.0 ± 5.0 † |"))
+    #expect(table.contains("At ρ = 1 (per subtask): **bold** = highest mean; † = its 95 % interval overlaps the best one's"))
+    // Tables of other metrics carry no marks.
+    let clean = try #require(SummaryMarkdown.metricTable(d, .worstClass))   // the teacher's
+    #expect(!clean.contains("†") && !clean.contains("**"))
+
+    let section = try #require(SummaryMarkdown.overlapSection(d))
+    #expect(section.hasPrefix("## Methods that cannot be told apart at ρ = 1\n"))
+    #expect(section.contains("conservative heuristic"))
+    #expect(section.contains("At ρ = 1, the largest ρ of the runs, per subtask: for each method"))
+    #expect(section.contains("### Test accuracy (published metric): subtask = gratings"))
+    #expect(section.contains("| method | mean [95 % interval], % | seeds | interval overlaps |\n| --- | --- | --- | --- |"))
+    #expect(section.contains("| fitnet (best) | 91.0 [88.5, 93.5] | 3 | kd |"))
+    #expect(section.contains("| kd | 89.0 [86.5, 91.5] | 3 | fitnet |"))
+    #expect(section.contains("| label-only | 51.0 [48.5, 53.5] | 3 | none |"))
+    #expect(section.contains("Not compared (one seed, no interval): vid 95.0 [–]."))
+    #expect(section.contains("### Test accuracy (published metric): subtask = stars"))
+    #expect(section.contains("| label-only (best) | 45.0 [32.6, 57.4] | 3 | fitnet, kd |"))
+    #expect(section.contains("| fitnet | 44.7 [35.9, 53.4] | 3 | label-only, kd |"))
+    #expect(section.contains("| kd | 44.0 [39.0, 49.0] | 3 | label-only, fitnet |"))
+    // Conflict accuracy (test − 30 points except label-only): on gratings fitnet 61, kd 59, label-only 51.
+    #expect(section.contains("### Conflict accuracy (digit ≠ label on every image): subtask = gratings"))
+    #expect(section.contains("| fitnet (best) | 61.0 [58.5, 63.5] | 3 | kd |"))
+    #expect(section.contains("| label-only | 51.0 [48.5, 53.5] | 3 | none |"))
+    let order = ["### Test accuracy (published metric): subtask = gratings", "### Test accuracy (published metric): subtask = stars",
+                 "### Conflict accuracy (digit ≠ label on every image): subtask = gratings"]
+    let positions = order.compactMap { section.range(of: $0)?.lowerBound }
+    #expect(positions.count == 3 && positions == positions.sorted())
+    // In summary.md: after the metric tables, with the definition in the header.
+    let summary = SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil)
+    #expect(summary.contains(SummaryMarkdown.statisticsDefinition))
+    #expect(summary.contains(section.trimmingCharacters(in: .newlines)))
 }
