@@ -35,10 +35,8 @@ public struct MNISTDigits: Sendable {
 
     /// Reads and checks an images file and its labels file.
     public static func read(images imagesPath: String, labels labelsPath: String) throws -> MNISTDigits {
-        let imgBytes = try readDataFile(imagesPath, what: "MNIST images")
-        let lblBytes = try readDataFile(labelsPath, what: "MNIST labels")
-        let (imgDims, imgData) = try parseIDX(imgBytes, path: imagesPath, expectedRank: 3)
-        let (lblDims, lblData) = try parseIDX(lblBytes, path: labelsPath, expectedRank: 1)
+        let (imgDims, imgData) = try parseIDX(try readDataFile(imagesPath, what: "MNIST images"), path: imagesPath, expectedRank: 3)
+        let (lblDims, lblData) = try parseIDX(try readDataFile(labelsPath, what: "MNIST labels"), path: labelsPath, expectedRank: 1)
         let (n, h, w) = (imgDims[0], imgDims[1], imgDims[2])
         guard h == w, h >= 4 else {
             throw SynthesisError("\(imagesPath): MNIST images must be square (at least 4 × 4), found \(h) × \(w)")
