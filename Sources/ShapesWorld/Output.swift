@@ -82,11 +82,12 @@ extension SynthesisPlan {
     func inputDigests() throws -> [String: String] {
         var d: [String: String] = [:]
         do {
-            if let m = config.mnistImages {
-                d["mnist-images"] = try sha256Hex(ofFile: m)
-                if let l = config.mnistLabels ?? MNISTDigits.defaultLabelsPath(forImages: m) {
-                    d["mnist-labels"] = try sha256Hex(ofFile: l)
-                }
+            // One pair: keys mnist-images, mnist-labels; several (a folder):
+            // mnist-images-<i>, mnist-labels-<i> in pooling order.
+            for (i, f) in digitFiles.enumerated() {
+                let tag = digitFiles.count == 1 ? "" : "-\(i)"
+                d["mnist-images" + tag] = try sha256Hex(ofFile: f.images)
+                d["mnist-labels" + tag] = try sha256Hex(ofFile: f.labels)
             }
             for (i, p) in config.cifarPaths.enumerated() { d["cifar-\(i)"] = try sha256Hex(ofFile: p) }
         } catch let e as TensorIOError {

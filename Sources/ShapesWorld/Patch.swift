@@ -1,4 +1,5 @@
 import SeededRNG
+import TensorIO
 
 /// The project's own 5 × 7 bitmap digits (rows top to bottom, '#' = on).
 public enum DigitFont {
@@ -31,29 +32,88 @@ public enum GlyphSource: Sendable {
     case mnist(MNISTDigits)
 }
 
+/// The MNIST images split into two disjoint pools, so that a student never
+/// sees in training a digit image that a test split shows: per digit d, a
+/// permutation of its images seeded by the synthesis seed
+/// (stream(digitPool, d)); the first ⌊n_d / 2⌋ go to the test splits
+/// (`test`, `test-clean`, `test-conflict`), the other ⌈n_d / 2⌉ to the
+/// teacher and distillation splits (and the basis splits, which hold
+/// distill-train's images). Each pool lists, per digit, indices into
+/// `MNISTDigits.images` in increasing order.
+public struct DigitPools: Sendable {
+    public enum Part: String, CaseIterable, Sendable {
+        /// Teacher, distillation and basis splits.
+        case train
+        /// test, test-clean, test-conflict.
+        case test
+    }
+
+    /// How the pools are made, as recorded in the split's metadata.
+    public static let rule = "per digit d, a permutation of the MNIST images of d seeded by the synthesis seed; the first floor(n_d/2) form the test pool (test, test-clean, test-conflict), the rest the train pool (teacher, distillation and basis splits); a patch shows an image of its digit drawn uniformly from its split's pool"
+
+    public let seed: UInt64
+    /// indices[part][digit]: the MNIST images of `digit` in `part`.
+    let indices: [Part: [[Int]]]
+
+    public init(byLabel: [[Int]], seed: UInt64) {
+        self.seed = seed
+        var train: [[Int]] = [], test: [[Int]] = []
+        for (d, all) in byLabel.enumerated() {
+            var rng = RNG(seed: seed, stream: StreamKey.make(.digitPool, 0, UInt64(d), 0))
+            let perm = rng.permutation(all.count).map { all[$0] }
+            let half = all.count / 2
+            test.append(perm[0..<half].sorted())
+            train.append(perm[half...].sorted())
+        }
+        indices = [.train: train, .test: test]
+    }
+
+    /// The MNIST images of `digit` in `part` (indices into the pooled images).
+    public func images(of digit: Int, in part: Part) -> [Int] { indices[part]![digit] }
+
+    /// Images per digit 0–9 in `part`.
+    public func sizes(_ part: Part) -> [Int] { indices[part]!.map(\.count) }
+
+    /// SHA-256 (hex) of a pool's index lists: the UTF-8 text
+    /// "d:i,i,…\n" for each digit d = 0…9, indices ascending.
+    public func digest(_ part: Part) -> String {
+        let text = indices[part]!.enumerated().map { d, list in
+            "\(d):" + list.map(String.init).joined(separator: ",") + "\n"
+        }.joined()
+        return sha256Hex(Array(text.utf8))
+    }
+}
+
 /// The spurious artifact (docs/protocol.md, "Spurious artifact and ρ"): an opaque black square of side
 /// `image side / 4` in the top-left corner with a white digit in it.
 /// Font glyphs are scaled by the largest integer factor that fits (1 at
 /// 8 × 8), centred, shifted by a jitter of ±1 px per axis (kept inside the
 /// patch) and drawn at brightness U(0.8, 1.0). MNIST glyphs are one image
-/// of the digit, chosen uniformly, area-resampled to the patch, shifted by
-/// the same jitter and scaled by the brightness.
+/// of the digit, chosen uniformly from the split's pool (`DigitPools`),
+/// area-resampled from 28 × 28 to the patch (the digit, inside MNIST's
+/// empty margin, lands in the patch's interior), shifted by the same jitter
+/// and scaled by the brightness.
 public struct PatchPainter: Sendable {
     public let imageSize: Int
     public let patchSize: Int
     public let glyphs: GlyphSource
-    /// MNIST digits resampled to the patch side, by label.
-    let resampled: [[[Float]]]
+    /// The disjoint MNIST pools (nil for the font).
+    public let pools: DigitPools?
+    /// Every MNIST image resampled to the patch side (empty for the font).
+    let resampled: [[Float]]
 
-    public init(imageSize: Int, glyphs: GlyphSource) {
+    /// `seed` seeds the split of the MNIST images into pools.
+    public init(imageSize: Int, glyphs: GlyphSource, seed: UInt64 = 0) {
         self.imageSize = imageSize
         self.patchSize = imageSize / 4
         self.glyphs = glyphs
         if case .mnist(let m) = glyphs {
             let p = imageSize / 4
-            resampled = (0..<10).map { d in m.byLabel[d].map { areaResample(m.images[$0], from: m.side, to: p) } }
+            resampled = m.images.map { areaResample($0, from: m.side, to: p) }
+            pools = DigitPools(byLabel: m.byLabel, seed: seed)
         } else {
             resampled = []
+            pools = nil
         }
     }
 
@@ -85,11 +145,22 @@ public struct PatchPainter: Sendable {
                     conflictDigit: conflict, glyphChoice: choice)
     }
 
-    /// Paints the patch with `digit` onto a quantised HWC image.
-    public func apply(digit: Int, draw: Draw, to image: UnsafeMutablePointer<UInt8>) {
+    /// Paints the patch with `digit` onto a quantised HWC image; MNIST
+    /// glyphs come from pool `part`. Returns the MNIST image drawn (an
+    /// index into the pooled images), −1 for the font.
+    @discardableResult
+    public func apply(digit: Int, draw: Draw, part: DigitPools.Part = .train,
+                      to image: UnsafeMutablePointer<UInt8>) -> Int {
         let p = patchSize, s = imageSize
         for y in 0..<p { for x in 0..<p { for ch in 0..<3 { image[(y * s + x) * 3 + ch] = 0 } } }
-        let (glyph, gw, gh, scale) = glyphImage(digit: digit, draw: draw)
+        let source = mnistImage(digit: digit, draw: draw, part: part)
+        let glyph: [Float], gw: Int, gh: Int, scale: Int
+        if let i = source {
+            (glyph, gw, gh, scale) = (resampled[i], p, p, 1)
+        } else {
+            scale = max(1, min(p / (DigitFont.width + 3), p / (DigitFont.height + 1)))
+            (glyph, gw, gh) = (DigitFont.bitmaps[digit], DigitFont.width, DigitFont.height)
+        }
         let gwScaled = gw * scale, ghScaled = gh * scale
         // Font glyphs stay whole inside the patch; MNIST glyphs fill it and
         // are cropped by the shift (their margins are empty).
@@ -110,17 +181,15 @@ public struct PatchPainter: Sendable {
                 for ch in 0..<3 { image[(y * s + x) * 3 + ch] = v }
             }
         }
+        return source ?? -1
     }
 
-    /// The glyph values (row-major), its size and the integer scale factor.
-    func glyphImage(digit: Int, draw: Draw) -> ([Float], Int, Int, Int) {
-        if resampled.isEmpty {
-            let scale = max(1, min(patchSize / (DigitFont.width + 3), patchSize / (DigitFont.height + 1)))
-            return (DigitFont.bitmaps[digit], DigitFont.width, DigitFont.height, scale)
-        }
-        let pool = resampled[digit]
-        let i = min(Int(draw.glyphChoice * Double(pool.count)), pool.count - 1)
-        return (pool[i], patchSize, patchSize, 1)
+    /// The MNIST image (index into the pooled images) that `draw` picks for
+    /// `digit` from pool `part`; nil for the font.
+    public func mnistImage(digit: Int, draw: Draw, part: DigitPools.Part) -> Int? {
+        guard let pools else { return nil }
+        let pool = pools.images(of: digit, in: part)
+        return pool[min(Int(draw.glyphChoice * Double(pool.count)), pool.count - 1)]
     }
 }
 

@@ -35,10 +35,8 @@ public struct MNISTDigits: Sendable {
 
     /// Reads and checks an images file and its labels file.
     public static func read(images imagesPath: String, labels labelsPath: String) throws -> MNISTDigits {
-        let imgBytes = try readDataFile(imagesPath, what: "MNIST images")
-        let lblBytes = try readDataFile(labelsPath, what: "MNIST labels")
-        let (imgDims, imgData) = try parseIDX(imgBytes, path: imagesPath, expectedRank: 3)
-        let (lblDims, lblData) = try parseIDX(lblBytes, path: labelsPath, expectedRank: 1)
+        let (imgDims, imgData) = try parseIDX(try readDataFile(imagesPath, what: "MNIST images"), path: imagesPath, expectedRank: 3)
+        let (lblDims, lblData) = try parseIDX(try readDataFile(labelsPath, what: "MNIST labels"), path: labelsPath, expectedRank: 1)
         let (n, h, w) = (imgDims[0], imgDims[1], imgDims[2])
         guard h == w, h >= 4 else {
             throw SynthesisError("\(imagesPath): MNIST images must be square (at least 4 × 4), found \(h) × \(w)")
@@ -54,6 +52,66 @@ public struct MNISTDigits: Sendable {
         }
         let images = (0..<n).map { Array(imgData[($0 * h * w)..<(($0 + 1) * h * w)]) }
         return MNISTDigits(side: h, images: images, labels: labels)
+    }
+
+    /// Reads several images/labels pairs and pools them in the given order
+    /// (image i of the pool is image i − offset of its file); all images
+    /// must have one side.
+    public static func read(pairs: [MNISTFiles]) throws -> MNISTDigits {
+        guard let first = pairs.first else { throw SynthesisError("no MNIST images file given") }
+        var images: [[UInt8]] = [], labels: [Int] = []
+        var side = 0
+        for (i, p) in pairs.enumerated() {
+            let m = try read(images: p.images, labels: p.labels)
+            if i > 0, m.side != side {
+                throw SynthesisError("\(p.images): MNIST images are \(m.side) × \(m.side), those of \(first.images) \(side) × \(side)")
+            }
+            side = m.side
+            images += m.images
+            labels += m.labels
+        }
+        return MNISTDigits(side: side, images: images, labels: labels)
+    }
+
+    /// The IDX files that `--digits mnist:PATH` names. PATH is an images
+    /// file (its labels file `labels`, or derived from its name), or a
+    /// folder: then every `*images-idx3*` file in it (plain or gzipped; a
+    /// plain file wins over its `.gz` twin), in name order, each with the
+    /// labels file its name implies.
+    public static func locate(_ path: String, labels: String? = nil) throws -> [MNISTFiles] {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw SynthesisError("MNIST digits: \(path) does not exist (a folder of MNIST IDX files or an images-idx3 file; `make mnist-digits` writes data/mnist)")
+        }
+        guard isDir.boolValue else {
+            guard let l = labels ?? defaultLabelsPath(forImages: path) else {
+                throw SynthesisError("MNIST digits: cannot derive the labels file name of \(path) (expected '…images-idx3…'); give --mnist-labels")
+            }
+            return [MNISTFiles(images: path, labels: l)]
+        }
+        if labels != nil {
+            throw SynthesisError("--mnist-labels names the labels of one images file, but \(path) is a folder (its labels files are found by name)")
+        }
+        let names = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.contains("images-idx3") }.sorted()
+        let chosen = names.filter { !($0.hasSuffix(".gz") && names.contains(String($0.dropLast(3)))) }
+        guard !chosen.isEmpty else {
+            throw SynthesisError("MNIST digits: the folder \(path) holds no MNIST images file (…images-idx3-ubyte, may be gzipped); `make mnist-digits` writes them")
+        }
+        return chosen.map { name in
+            MNISTFiles(images: (path as NSString).appendingPathComponent(name),
+                       labels: (path as NSString).appendingPathComponent(defaultLabelsPath(forImages: name)!))
+        }
+    }
+}
+
+/// One MNIST images file and its labels file.
+public struct MNISTFiles: Equatable, Sendable {
+    public var images: String
+    public var labels: String
+    public init(images: String, labels: String) {
+        self.images = images
+        self.labels = labels
     }
 }
 

@@ -37,6 +37,9 @@ public struct SplitData: Sendable {
     /// teacher world, −1 for classes that never carry a patch). Contact
     /// sheets frame a patch by whether its digit equals this.
     public let agreeingDigit: [Int32]
+    /// With MNIST digits: the MNIST image in each patch (an index into the
+    /// pooled images, −1 without artifact); nil with the font.
+    public var digitImage: [Int32]? = nil
 
     public var count: Int { labels.count }
 
@@ -47,7 +50,8 @@ public struct SplitData: Sendable {
     }
 
     /// The artifact's tensor entries: `images` (uint8 N×H×W×3), `labels`,
-    /// `digit`, `group` (int32), `artifact` (bool).
+    /// `digit`, `group` (int32), `artifact` (bool), and with MNIST digits
+    /// `digit_image` (int32).
     public func tensors(meta: ArtifactMeta?) -> Artifact {
         var a = Artifact(meta: meta)
         a.set("images", NDArray(images, shape: [count, imageSize, imageSize, 3]))
@@ -55,6 +59,7 @@ public struct SplitData: Sendable {
         a.set("artifact", NDArray(artifact, shape: [count]))
         a.set("digit", NDArray(digit, shape: [count]))
         a.set("group", NDArray(group, shape: [count]))
+        if let digitImage { a.set("digit_image", NDArray(digitImage, shape: [count])) }
         return a
     }
 }
@@ -88,6 +93,9 @@ public struct SynthesisPlan: Sendable {
     /// The subtask's name (family, CIFAR group or superclass, or "custom").
     public let subtaskName: String
     public let painter: PatchPainter
+    /// The MNIST files the digits come from (empty for the font), in the
+    /// order their images are pooled.
+    public let digitFiles: [MNISTFiles]
     /// CIFAR: per class, the record indices in a seeded order; teacher-val
     /// takes the first block, teacher-train the next, then test,
     /// distill-val, distill-train (disjoint).
@@ -168,24 +176,29 @@ public struct SynthesisPlan: Sendable {
             }
         }
 
-        // Glyphs.
+        // Glyphs. Each digit a split can show needs two MNIST images at
+        // least: one for the teacher and distillation pool, one for the test pool.
         var glyphs = GlyphSource.font
-        if let imagesPath = config.mnistImages {
-            guard let labelsPath = config.mnistLabels ?? MNISTDigits.defaultLabelsPath(forImages: imagesPath) else {
-                throw SynthesisError("--mnist \(imagesPath): cannot derive the labels file name (expected '…images-idx3…'); give --mnist-labels")
-            }
-            let digits = try MNISTDigits.read(images: imagesPath, labels: labelsPath)
-            for d in 0..<subtask.count where digits.byLabel[d].isEmpty {
-                throw SynthesisError("\(labelsPath): no image of digit \(d), which the \(subtask.count)-class subtask needs")
-            }
-            if config.teacherWorld == .digitAware {
-                for d in 0..<ShapesWorld.glyphClassCount where digits.byLabel[d].isEmpty {
-                    throw SynthesisError("\(labelsPath): no image of digit \(d), which the glyph family of --teacher-world digit-aware needs")
+        var digitFiles: [MNISTFiles] = []
+        if let path = config.mnistImages {
+            digitFiles = try MNISTDigits.locate(path, labels: config.mnistLabels)
+            let digits = try MNISTDigits.read(pairs: digitFiles)
+            let labelsPath = digitFiles.map(\.labels).joined(separator: ", ")
+            func need(_ count: Int, _ who: String) throws {
+                if let d = (0..<count).first(where: { digits.byLabel[$0].isEmpty }) {
+                    throw SynthesisError("\(labelsPath): no image of digit \(d), which \(who) needs")
                 }
+                if let d = (0..<count).first(where: { digits.byLabel[$0].count < 2 }) {
+                    throw SynthesisError("\(labelsPath): one image of digit \(d), which \(who) needs twice (disjoint distillation and test pools)")
+                }
+            }
+            try need(subtask.count, "the \(subtask.count)-class subtask")
+            if config.teacherWorld == .digitAware {
+                try need(ShapesWorld.glyphClassCount, "the glyph family of --teacher-world digit-aware")
             }
             glyphs = .mnist(digits)
         } else if config.mnistLabels != nil {
-            throw SynthesisError("--mnist-labels needs --mnist")
+            throw SynthesisError("--mnist-labels needs --mnist or --digits mnist:FILE")
         }
 
         // Sizes: a split must fit in memory and in an Int32-indexed tensor.
@@ -202,8 +215,9 @@ public struct SynthesisPlan: Sendable {
 
         return SynthesisPlan(config: config, source: source, allClassNames: allNames,
                              sourceClassCount: sourceNames.count, subtaskClasses: subtask,
-                             subtaskName: subtaskName, painter: PatchPainter(imageSize: config.imageSize, glyphs: glyphs),
-                             cifarOrder: cifarOrder)
+                             subtaskName: subtaskName,
+                             painter: PatchPainter(imageSize: config.imageSize, glyphs: glyphs, seed: config.seed),
+                             digitFiles: digitFiles, cifarOrder: cifarOrder)
     }
 
     static func resolveSubtask(config: SynthesisConfig, source: BaseSource, classCount: Int) throws -> ([Int], String) {
@@ -354,6 +368,8 @@ public struct SynthesisPlan: Sendable {
             for j in 0..<m { artifact[perm[j]] = true }
         }
         var digit = [Int32](repeating: -1, count: n)
+        var digitImage = [Int32](repeating: -1, count: n)
+        let part = split.digitPool
         let splitKey = StreamKey.name(split.rawValue)
         let patchKey = StreamKey.name(split.artifactSource.rawValue)
         let kCount = classIDs.count
@@ -382,7 +398,7 @@ public struct SynthesisPlan: Sendable {
                     }
                 }
                 digit[i] = Int32(d)
-                painter.apply(digit: d, draw: draw, to: out.baseAddress! + i * pixels)
+                digitImage[i] = Int32(painter.apply(digit: d, draw: draw, part: part, to: out.baseAddress! + i * pixels))
             }
         }
         let group = (0..<n).map { labels[$0] * 2 + (artifact[$0] ? 1 : 0) }
@@ -392,7 +408,8 @@ public struct SynthesisPlan: Sendable {
             return glyphs.contains(classIDs[label]) ? Int32(classIDs[label] - glyphs.lowerBound) : -1
         }
         return SplitData(name: split, imageSize: size, images: images, labels: labels, artifact: artifact,
-                         digit: digit, group: group, classNames: names, classCounts: counts, agreeingDigit: agreeing)
+                         digit: digit, group: group, classNames: names, classCounts: counts, agreeingDigit: agreeing,
+                         digitImage: painter.pools == nil ? nil : digitImage)
     }
 
     /// round(ρ·N), half away from zero.
@@ -456,9 +473,21 @@ public struct SynthesisPlan: Sendable {
                                         .number(Double(config.gratingContrast.upperBound))]),
             "seed": .number(Double(config.seed)),
             "per_class": .number(Double(config.perClass[split])),
-            "glyphs": .string(painter.resampled.isEmpty ? "font5x7" : "mnist"),
+            "glyphs": .string(painter.pools == nil ? "font5x7" : "mnist"),
         ]
         if split.isTraining { p["imbalance"] = .number(config.imbalance) }
+        // MNIST digits: which pool the patches draw from (font: nothing new,
+        // so the font world's files stay byte-identical).
+        if let pools = painter.pools, patchRule(split) != .none {
+            let part = split.digitPool
+            p["digit_pool"] = .string(part.rawValue)
+            p["digit_pool_rule"] = .string(DigitPools.rule)
+            p["digit_pool_sizes"] = .array(pools.sizes(part).map { .number(Double($0)) })
+            p["digit_pool_sha256"] = .string(pools.digest(part))
+            p["digit_pool_disjoint_from_sha256"] = .string(pools.digest(part == .test ? .train : .test))
+            p["mnist_files"] = .array(digitFiles.map { .string(($0.images as NSString).lastPathComponent) })
+            p["mnist_count"] = .number(Double(pools.sizes(.train).reduce(0, +) + pools.sizes(.test).reduce(0, +)))
+        }
         // Only a non-standard world is recorded, so that the standard world's
         // files stay byte-identical to those written before issue 11.
         if split.isTeacher, config.teacherWorld != .standard {
@@ -497,7 +526,7 @@ public struct SynthesisPlan: Sendable {
 /// or pool (FNV-1a of its name, stable across runs unlike `Hasher`), a
 /// class id and an index, mixed by the SplitMix64 finaliser.
 enum StreamKey {
-    enum Purpose: UInt64 { case base = 1, patch = 2, contamination = 3, cifarOrder = 4, glyphBase = 5, digit = 6 }
+    enum Purpose: UInt64 { case base = 1, patch = 2, contamination = 3, cifarOrder = 4, glyphBase = 5, digit = 6, digitPool = 7 }
 
     static func name(_ s: String) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325

