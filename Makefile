@@ -85,8 +85,6 @@ $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make
 endif
 include pipelines/$(PIPELINE).mk
 WITH_DAG := 1
-# The tuned arm: variant <m>-tuned of each method in TUNED.
-METHODS += $(addsuffix -tuned,$(TUNED))
 endif
 
 # -------------------------------------------------------------- tools
@@ -143,6 +141,16 @@ method = $(if $(filter undefined,$(origin METHOD_$1)),$1,$(METHOD_$1))
 # from `distill --list-methods` (Make remakes it, and restarts, when the tools
 # change; `make -n` therefore builds the tools first, under .build/ only).
 needs_subspace = $(SUBSPACE_BASIS_$(call method,$1))
+# Per subtask $1: the methods (METHODS_<subtask> or METHODS), the tuned ones
+# (TUNED_<subtask> or TUNED), and every variant run (methods, then <m>-tuned).
+# A variant $2 runs at the subtask's rhos (RHOS_<subtask> or RHOS) that are
+# also among its own (RHOS_<variant>, default all): a sweep trimmed visibly,
+# e.g. the defaults arm at RHOS_kd := 0 1 only.
+tuned = $(call get,TUNED,$1)
+variants = $(call get,METHODS,$1) $(addsuffix -tuned,$(call tuned,$1))
+run_rhos = $(filter $(call get,RHOS,$2),$(call get,RHOS,$1))
+uniq = $(if $1,$(firstword $1) $(call uniq,$(filter-out $(firstword $1),$1)))
+ALL_VARIANTS = $(call uniq,$(foreach u,$(SUBTASKS),$(call variants,$u)))
 
 # ------------------------------------------------------- stage rules
 # BASIS_SPLITS: extra splits to estimate subspaces on (e.g. distill-train-clean);
@@ -226,25 +234,23 @@ $(BIN)/methods.mk: $(BIN)/.built
 ifneq ($(filter $(TUNE_SEEDS),$(SEEDS)),)
 $(error TUNE_SEEDS ($(TUNE_SEEDS)) must differ from SEEDS ($(SEEDS)): tuning never sees a sweep world)
 endif
-$(foreach m,$(TUNED),$(eval METHOD_$m-tuned := $m)$(eval TUNED_ARM_$m-tuned := 1))
+$(foreach u,$(SUBTASKS),$(foreach m,$(call tuned,$u),$(eval METHOD_$m-tuned := $m)$(eval TUNED_ARM_$m-tuned := 1)))
 $(foreach t,$(TEACHERS),$(eval $(call teacher_rules,$t)))
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(call get,RHOS,$u),$(foreach s,$(SEEDS),\
   $(eval $(call cell_rules,$t,$u,$r,$s))))))
-ifneq ($(TUNED),)
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach s,$(TUNE_SEEDS),\
-  $(eval $(call cell_rules,$t,$u,$(TUNE_RHO),$s)))))
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(TUNED),\
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(if $(call tuned,$u),$(foreach s,$(TUNE_SEEDS),\
+  $(eval $(call cell_rules,$t,$u,$(TUNE_RHO),$s))))))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(call tuned,$u),\
   $(eval $(call tune_rules,$t,$u,$m))$(foreach p,$(TUNE_POINTS_$m),$(foreach s,$(TUNE_SEEDS),\
   $(eval $(call tune_run_rules,$t,$u,$s,$m,$p)))))))
-endif
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),$(foreach m,$(METHODS),\
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(call variants,$u),$(foreach r,$(call run_rhos,$u,$m),$(foreach s,$(SEEDS),\
   $(eval $(call run_rules,$t,$u,$r,$s,$m)))))))
 endif
 
 REPORT := $(A)/report/summary.md
 ifdef WITH_DAG
 $(REPORT): $(ALL_METRICS) $(call params,$(A)/report/report.args,$(REPORT_ARGS)) | $(BIN)/.built
-	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report --methods $(subst $(space),$(comma),$(strip $(METHODS))) $(REPORT_ARGS)
+	$(LAUNCH) $(BIN)/report --root $(A) --out $(A)/report --methods $(subst $(space),$(comma),$(strip $(ALL_VARIANTS))) $(REPORT_ARGS)
 	@echo "make: $(PIPELINE) pipeline done; report in $(A)/report/"
 endif
 
@@ -254,7 +260,7 @@ all: $(REPORT)
 report: $(REPORT)
 
 list:
-	@echo "pipeline $(PIPELINE): teachers [$(TEACHERS)] subtasks [$(SUBTASKS)] rho [$(RHOS)] seeds [$(SEEDS)] methods [$(METHODS)]"
+	@echo "pipeline $(PIPELINE): teachers [$(TEACHERS)] subtasks [$(SUBTASKS)] rho [$(RHOS)] seeds [$(SEEDS)] methods [$(ALL_VARIANTS)]"
 	@n=0; d=0; for f in $(ALL_METRICS); do n=$$((n+1)); if [ -f $$f ]; then d=$$((d+1)); fi; done; \
 	  echo "student runs: $$n, finished: $$d"
 	@for f in $(ALL_METRICS); do if [ -f $$f ]; then echo "  done    $$f"; else echo "  to do   $$f"; fi; done
@@ -290,7 +296,9 @@ $(MNIST_DIR)/SOURCE.txt:
 
 ifdef WITH_DAG
 ifneq ($(strip $(SYNTH_DEPS)),)
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(RHOS),$(foreach s,$(SEEDS),\
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach r,$(call get,RHOS,$u),$(foreach s,$(SEEDS),\
   $(eval $(sort $(foreach f,$(DISTILL_SPLITS) $(BASIS_SPLITS),$(A)/$t/$u/rho$r/seed$s/data/$f.npz)): $(SYNTH_DEPS))))))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(if $(call tuned,$u),$(foreach s,$(TUNE_SEEDS),\
+  $(eval $(sort $(foreach f,$(DISTILL_SPLITS) $(BASIS_SPLITS),$(A)/$t/$u/rho$(TUNE_RHO)/seed$s/data/$f.npz)): $(SYNTH_DEPS))))))
 endif
 endif
