@@ -74,7 +74,7 @@ extension Training {
            done.meta?.extra["fingerprint"]?.string == fingerprint {
             say("train-teacher: \(o.outPath) is up to date (same inputs and arguments, fingerprint \(fingerprint.prefix(12))); nothing to do")
             return TeacherRunResult(status: .upToDate, resumedFromEpoch: o.epochs,
-                                    log: TrainingLog(json: done.meta?.extra["log"]) ?? TrainingLog(),
+                                    log: TrainingLog(json: done.meta?.extra["log"], series: logSeries) ?? TrainingLog(),
                                     teacher: nil, fingerprint: fingerprint, imagesPerSecond: 0)
         }
         try ensureDirectory(forFile: o.outPath)
@@ -136,7 +136,7 @@ extension Training {
                 try optimizer.importState(s.optimizer)
                 try objective.importState(s.extra.filter { $0.0.hasPrefix("robust/") }.map { (String($0.0.dropFirst(7)), $0.1, $0.2) })
                 startEpoch = try s.counter("epochs_done")
-                guard let l = TrainingLog(json: saved.meta?.extra["log"]), l.count == startEpoch,
+                guard let l = TrainingLog(json: saved.meta?.extra["log"], series: logSeries), l.epochs == startEpoch,
                       (0...o.epochs).contains(startEpoch) else {
                     throw StageError("log or epoch count malformed")
                 }
@@ -223,8 +223,9 @@ extension Training {
             let ev = try evaluate(model: model, dataset: val, batch: o.batch)
             lastRecall = ev.perClassRecall
             let seconds = ProgressLine.now() - epochStart
-            trainLog.append(epoch: epoch + 1, loss: lossSum / Double(steps), trainAccuracy: Double(correct) / Double(steps * o.batch),
-                            valAccuracy: ev.accuracy, valWorstClass: ev.worstClassAccuracy, learningRate: Double(lr), seconds: seconds)
+            trainLog.append([("epoch", Double(epoch + 1)), ("loss", lossSum / Double(steps)),
+                             ("train_acc", Double(correct) / Double(steps * o.batch)), ("val_acc", ev.accuracy),
+                             ("val_worst_class", ev.worstClassAccuracy), ("lr", Double(lr)), ("seconds", seconds)])
             var state = TrainingState()
             state.model = model.state.map { ($0.name, $0.shape, $0.values) }
             state.optimizer = optimizer.exportState()
@@ -254,12 +255,12 @@ extension Training {
             "train_images": .number(Double(train.count)), "val_images": .number(Double(val.count)),
             "classes": .number(Double(classes)),
             "parameter_count": .number(Double(model.parameterCount)),
-            "final_val_acc": .number(trainLog.valAccuracy.last ?? 0),
-            "final_val_worst_class": .number(trainLog.valWorstClass.last ?? 0),
+            "final_val_acc": .number(trainLog["val_acc"]?.last ?? 0),
+            "final_val_worst_class": .number(trainLog["val_worst_class"]?.last ?? 0),
             "robust_lambda": .array(objective.lambda.map { .number($0) }),
             "robust_updates": .number(Double(objective.updates)),
             "images_per_second": .number(rate),
-            "total_seconds": .number(trainLog.seconds.reduce(0, +)),
+            "total_seconds": .number(trainLog["seconds"]?.reduce(0, +) ?? 0),
         ]
         if let names = train.classNames { extra["class_names"] = .array(names.map { .string($0) }) }
         // Empty when the run resumed from the final checkpoint: recompute
@@ -275,11 +276,11 @@ extension Training {
                                 inputs: ["train": trainDigest, "val": valDigest], seed: o.seed, extra: extra)
         let teacher = TeacherArtifact(model: model, classPriors: classPriors, logShift: logShift, meta: meta)
         var artifact = teacher.artifact(meta: meta)
-        trainLog.write(into: &artifact)
+        trainLog.write(into: &artifact, prefix: "log/", integers: ["epoch"], skipping: ["seconds"])
         try NPZ.write(artifact, to: o.outPath)
         checkpoint.remove()
         say(String(format: "train-teacher: wrote %@ (val_acc %.4f, val_worst_class %.4f, %d epochs, %.0f s in this run)",
-                   o.outPath, trainLog.valAccuracy.last ?? 0, trainLog.valWorstClass.last ?? 0, o.epochs,
+                   o.outPath, trainLog["val_acc"]?.last ?? 0, trainLog["val_worst_class"]?.last ?? 0, o.epochs,
                    ProgressLine.now() - runStart))
         return TeacherRunResult(status: .trained, resumedFromEpoch: startEpoch, log: trainLog, teacher: teacher,
                                 fingerprint: fingerprint, imagesPerSecond: rate)
