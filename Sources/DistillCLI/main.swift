@@ -94,7 +94,7 @@ struct DistillCommand: ParsableCommand {
             if let v = lambdaLayer {
                 c.lambdaLayers = try v.split(separator: ",").map {
                     guard let x = Float($0.trimmingCharacters(in: .whitespaces)) else {
-                        throw DistillError("--lambda-layer: '\($0)' is not a number")
+                        throw DistillError(usage: "--lambda-layer: '\($0)' is not a number")
                     }
                     return x
                 }

@@ -129,7 +129,7 @@ public enum EvaluateStage {
             try NPZ.write(npz, to: o.npzPath)
             try atomicWrite(Array(try result.jsonData()), to: o.out)
         } catch {
-            throw EvaluationError("cannot write the metrics: \(error)")
+            throw EvaluationError("cannot write the metrics: \(error)", causedBy: error)
         }
         return result
     }
@@ -149,12 +149,12 @@ public enum EvaluateStage {
 
     /// Ranges of the numeric options; returns the `--set` assignments.
     static func checkOptions(_ o: EvaluateOptions) throws -> [String: String] {
-        guard o.batchSize > 0 else { throw EvaluationError("--batch must be positive, got \(o.batchSize)") }
+        guard o.batchSize > 0 else { throw EvaluationError(usage: "--batch must be positive, got \(o.batchSize)") }
         guard o.epsilonFactor.isFinite, o.epsilonFactor >= 0 else {
-            throw EvaluationError("--lrp-epsilon must be a finite number ≥ 0, got \(o.epsilonFactor)")
+            throw EvaluationError(usage: "--lrp-epsilon must be a finite number ≥ 0, got \(o.epsilonFactor)")
         }
         guard o.heatmapImages >= 0, o.heatmapScale >= 1, o.heatmapScale <= 32 else {
-            throw EvaluationError("--heatmap-images must be ≥ 0 and --heatmap-scale in 1...32")
+            throw EvaluationError(usage: "--heatmap-images must be ≥ 0 and --heatmap-scale in 1...32")
         }
         return try RunSettings.parse(o.sets)
     }

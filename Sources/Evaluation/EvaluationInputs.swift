@@ -39,21 +39,21 @@ struct EvaluationInputs {
         // Read.
         subspace = try Self.readSubspace(o)
         do { studentArtifact = try NPZ.read(o.student) } catch {
-            throw EvaluationError("student '\(o.student)': \(error)")
+            throw EvaluationError("student '\(o.student)': \(error)", causedBy: error)
         }
         student = try NetworkArtifact.read(from: studentArtifact)
         teacher = try TeacherArtifact.load(o.teacher)
         var splits: [StageKit.Dataset] = []
         for (name, path) in zip(EvaluateStage.splitNames, splitPaths) {
             do { splits.append(try StageKit.Dataset(path: path)) } catch {
-                throw EvaluationError("\(name) split '\(path)': \(error)")
+                throw EvaluationError("\(name) split '\(path)': \(error)", causedBy: error)
             }
         }
         (test, clean, conflict) = (splits[0], splits[1], splits[2])
         var probeClean = clean, probePatched = conflict
         if let c = o.probeClean, let p = o.probePatched {
-            do { probeClean = try StageKit.Dataset(path: c) } catch { throw EvaluationError("probe clean split '\(c)': \(error)") }
-            do { probePatched = try StageKit.Dataset(path: p) } catch { throw EvaluationError("probe patched split '\(p)': \(error)") }
+            do { probeClean = try StageKit.Dataset(path: c) } catch { throw EvaluationError("probe clean split '\(c)': \(error)", causedBy: error) }
+            do { probePatched = try StageKit.Dataset(path: p) } catch { throw EvaluationError("probe patched split '\(p)': \(error)", causedBy: error) }
         }
         (self.probeClean, self.probePatched) = (probeClean, probePatched)
         // Check against each other.
@@ -74,7 +74,7 @@ struct EvaluationInputs {
         try requireFile(o.teacher, role: "teacher")
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: o.data, isDirectory: &isDir), isDir.boolValue else {
-            throw EvaluationError("data folder '\(o.data)' does not exist or is not a folder")
+            throw EvaluationError(io: "data folder '\(o.data)' does not exist or is not a folder")
         }
         let splitPaths = EvaluateStage.splitNames.map { (o.data as NSString).appendingPathComponent($0 + ".npz") }
         for (name, path) in zip(EvaluateStage.splitNames, splitPaths) {
@@ -90,7 +90,7 @@ struct EvaluationInputs {
             }
         }
         guard (o.probeClean == nil) == (o.probePatched == nil) else {
-            throw EvaluationError("--probe-clean and --probe-patched go together (the probe pairs a clean split with the same images carrying the patch)")
+            throw EvaluationError(usage: "--probe-clean and --probe-patched go together (the probe pairs a clean split with the same images carrying the patch)")
         }
         if let c = o.probeClean, let p = o.probePatched {
             try requireFile(c, role: "probe clean split (--probe-clean)")
@@ -104,7 +104,7 @@ struct EvaluationInputs {
         guard let path = o.subspace else { return nil }
         try requireFile(path, role: "subspace (--subspace)")
         let subspace: Artifact
-        do { subspace = try NPZ.read(path) } catch { throw EvaluationError("subspace '\(path)': \(error)") }
+        do { subspace = try NPZ.read(path) } catch { throw EvaluationError("subspace '\(path)': \(error)", causedBy: error) }
         guard !SubspaceBasis.stored(in: subspace).isEmpty else {
             throw EvaluationError("subspace '\(path)' holds no basis (no <layer>/<basis>/U entry); is it an extract-subspace output?")
         }

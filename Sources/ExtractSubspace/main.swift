@@ -79,7 +79,7 @@ struct ExtractSubspace: ParsableCommand {
             if let s = checkK {
                 c.checkK = try s.split(separator: ",").map {
                     guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
-                        throw ExtractionError("--check-k: '\($0)' is not an integer")
+                        throw ExtractionError(usage: "--check-k: '\($0)' is not an integer")
                     }
                     return v
                 }

@@ -105,7 +105,7 @@ struct Synthesize: ParsableCommand {
             var ids: [Int] = []
             for item in s.split(separator: ",") {
                 guard let v = Int(item.trimmingCharacters(in: .whitespaces)) else {
-                    throw SynthesisError("--subtask-classes: '\(item)' is not a class id")
+                    throw SynthesisError(usage: "--subtask-classes: '\(item)' is not a class id")
                 }
                 ids.append(v)
             }
@@ -113,7 +113,7 @@ struct Synthesize: ParsableCommand {
         }
         c.splits = try SplitName.parseList(splits)
         guard let world = TeacherWorld(rawValue: teacherWorld) else {
-            throw SynthesisError("--teacher-world must be one of \(TeacherWorld.allCases.map(\.rawValue).joined(separator: ", ")), got '\(teacherWorld)'")
+            throw SynthesisError(usage: "--teacher-world must be one of \(TeacherWorld.allCases.map(\.rawValue).joined(separator: ", ")), got '\(teacherWorld)'")
         }
         c.teacherWorld = world
         c.perClass.teacherTrain = teacherTrainPerClass
@@ -125,7 +125,7 @@ struct Synthesize: ParsableCommand {
         c.imbalance = imbalance
         let bounds = gratingContrast.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
         guard bounds.count == 2, let lo = bounds[0], let hi = bounds[1], lo.isFinite, hi.isFinite, lo <= hi else {
-            throw SynthesisError("--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")
+            throw SynthesisError(usage: "--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")
         }
         c.gratingContrast = lo...hi
         c.valDecorrelated = valDecorrelated
@@ -134,7 +134,7 @@ struct Synthesize: ParsableCommand {
         c.cifarPaths = cifar
         if let k = cifarKind {
             guard let kind = CIFARKind(rawValue: k) else {
-                throw SynthesisError("--cifar-kind must be cifar10 or cifar100, got '\(k)'")
+                throw SynthesisError(usage: "--cifar-kind must be cifar10 or cifar100, got '\(k)'")
             }
             c.cifarKind = kind
         }

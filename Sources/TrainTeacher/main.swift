@@ -108,7 +108,7 @@ struct TrainTeacher: ParsableCommand {
             o.epochs = epochs
             o.batch = batch
             guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {
-                throw StageError("--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
+                throw StageError(usage: "--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
             }
             o.optimizer = opt
             o.learningRate = lr
@@ -119,14 +119,14 @@ struct TrainTeacher: ParsableCommand {
             o.seed = seed
             o.augmentation = try Augmentation(parsing: augment)
             do { o.objective = try RobustMode(parsing: objective) } catch let e as TrainError {
-                throw StageError("--objective: \(e.message)")
+                throw StageError(usage: "--objective: \(e.message)")
             }
             o.beta = beta
             o.eta = eta
             o.droEvery = droEvery
             o.droBatch = droBatch
             guard let g = RobustGroups(rawValue: groups.lowercased()) else {
-                throw StageError("--groups must be class or group, got '\(groups)'")
+                throw StageError(usage: "--groups must be class or group, got '\(groups)'")
             }
             o.groups = g
             o.stopAfterEpochs = stopAfter

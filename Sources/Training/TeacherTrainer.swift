@@ -76,7 +76,7 @@ extension Training {
     static func loadSplit(_ path: String, role: String) throws -> Dataset {
         let d: Dataset
         do { d = try Dataset(path: path) } catch {
-            throw StageError("\(role) '\(path)' cannot be read: \(error)")
+            throw StageError("\(role) '\(path)' cannot be read: \(error)", causedBy: error)
         }
         guard d.count > 0 else { throw StageError("\(role) '\(path)' holds no images") }
         return d
@@ -215,11 +215,11 @@ final class TeacherRun {
             model = try Model(architecture: o.architecture, inputShape: train.imageShape, batchNorm: o.batchNorm, seed: o.seed,
                               weightInit: o.weightInit)
         } catch let e as NNError {
-            throw StageError("--arch '\(o.architecture)': \(e.message)")
+            throw StageError(usage: "--arch '\(o.architecture)': \(e.message)")
         }
         self.model = model
         guard model.outputShape == [classes] else {
-            throw StageError("--arch '\(o.architecture)' ends in \(model.outputShape.map(String.init).joined(separator: "×")) outputs, but the training split has \(classes) classes (the last layer must be fc\(classes))")
+            throw StageError(usage: "--arch '\(o.architecture)' ends in \(model.outputShape.map(String.init).joined(separator: "×")) outputs, but the training split has \(classes) classes (the last layer must be fc\(classes))")
         }
         guard train.count >= o.batch else {
             throw StageError("the training split has \(train.count) images, fewer than one batch of \(o.batch) (--batch); the last incomplete batch is dropped")
@@ -240,7 +240,7 @@ final class TeacherRun {
                                             beta: o.beta, eta: o.eta, updateEvery: o.droEvery)
         } catch let e as TrainError {
             let hint = o.groups == .group ? " (--groups group needs training images of every class with and without the artifact)" : ""
-            throw StageError("--objective \(o.objective.rawValue): \(e.message)\(hint)")
+            throw StageError(usage: "--objective \(o.objective.rawValue): \(e.message)\(hint)")
         }
         valGroups = try Robust.groupIDs(labels: val.labels, states: o.groups == .group ? val.artifact.map { $0 ? 1 : 0 } : val.labels.map { _ in 0 },
                                         statesPerClass: states)
@@ -339,7 +339,7 @@ final class TeacherRun {
         let (loss, grad) = try Loss.crossEntropy(logits, labels: labels, logShift: shift, weights: weights)
         guard loss.isFinite else {
             progress.finish()
-            throw StageError("the training loss became \(loss) at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr or check the data")
+            throw StageError("the training loss became \(loss) at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr or check the data", kind: .failure)
         }
         let correct = zip(Loss.argmax(logits), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
         optimizer.zeroGrad()
@@ -347,7 +347,7 @@ final class TeacherRun {
         optimizer.step()
         if let bad = Training.firstNonFinite(model.parameters) {
             progress.finish()
-            throw StageError("parameter \(bad) became non-finite at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr")
+            throw StageError("parameter \(bad) became non-finite at epoch \(epoch + 1), batch \(b + 1) (learning rate \(lr)); no teacher written — lower --lr", kind: .failure)
         }
         if objective.isUpdateDue(step: optimizer.stepCount) { try updateRobustWeights(rng: &droRNG) }
         return (loss, correct)
