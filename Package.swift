@@ -49,10 +49,12 @@ let package = Package(
         .target(name: "CSerialBLAS", dependencies: ["COpenBLAS"]),
         // Persistent spin-then-sleep workers for the layers' fork-joins.
         .target(name: "CWorkerPool", linkerSettings: [.linkedLibrary("pthread")]),
+        // The git commit baked in at build time (scripts/build-info.sh; see build_info.c).
+        .target(name: "CBuildInfo"),
 
         // Libraries, one per concern.
         .target(name: "SeededRNG", swiftSettings: fast),
-        .target(name: "TensorIO", dependencies: ["CZlib"], swiftSettings: fast),
+        .target(name: "TensorIO", dependencies: ["CZlib", "CBuildInfo"], swiftSettings: fast),
         .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "CWorkerPool", "TensorIO", "SeededRNG"], swiftSettings: fast),
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
         .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),

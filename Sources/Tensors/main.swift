@@ -182,6 +182,7 @@ struct Diff: ParsableCommand {
             if p.formatVersion != q.formatVersion { d.append("formatVersion") }
             if p.stage != q.stage { d.append("stage") }
             if p.toolVersion != q.toolVersion { d.append("toolVersion") }
+            if p.toolCommit != q.toolCommit { d.append("toolCommit") }
             if p.parameters != q.parameters { d.append("parameters") }
             if p.inputs != q.inputs { d.append("inputs") }
             if p.seed != q.seed { d.append("seed") }
