@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Distill
 import Foundation
 import NN
@@ -17,7 +18,8 @@ import TensorIO
 ///     swift build -c release && .build/release/bench-distill
 struct BenchDistill: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench-distill",
-                                                    abstract: "Seconds per distillation epoch, per method.")
+                                                    abstract: "Seconds per distillation epoch, per method.",
+                                                    discussion: exitStatusHelp, version: toolVersion)
 
     @Option(help: "Comma list of methods.") var methods = "label-only,kd,fitnet,attention,subdistill"
     @Option(help: "Epochs per run (one run per method and round).") var epochs = 2
@@ -96,4 +98,4 @@ struct BenchDistill: ParsableCommand {
     }
 }
 
-BenchDistill.main()
+runMain(BenchDistill.self)

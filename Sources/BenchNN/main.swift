@@ -17,6 +17,7 @@
 // steps run in PyTorch eager (bench/torch_bench.py) with the same thread
 // count in the same run, and the ratios are printed.
 import ArgumentParser
+import CLIKit
 import Foundation
 import COpenBLAS
 import NN
@@ -190,7 +191,9 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
 struct BenchNN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-nn",
-        abstract: "Throughput of training steps and inference for the default teacher and student.")
+        abstract: "Throughput of training steps and inference for the default teacher and student.",
+        discussion: exitStatusHelp,
+        version: toolVersion)
 
     @Option(help: "Timed training steps per model.") var steps = 20
     @Option(help: "Batch size.") var batch = 64
@@ -432,4 +435,4 @@ struct BenchNN: ParsableCommand {
     }
 }
 
-BenchNN.main()
+runMain(BenchNN.self)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Distill
 import Foundation
 import NN
@@ -21,7 +22,8 @@ struct DistillCommand: ParsableCommand {
         abstract: "Distil a small student from the frozen teacher on the distillation split.",
         discussion: "λ and T default to the chosen method's published values (distill --list-methods; the formulas"
             + " and sources: docs/methods.md). Resumes from <out>.ckpt.npz when it holds the same run; writes <out>"
-            + " (student, method state, log, metadata) atomically.")
+            + " (student, method state, log, metadata) atomically.\n\n" + exitStatusHelp,
+        version: toolVersion)
 
     @Flag(name: .customLong("list-methods"), help: "List every method: name, subspace basis it reads (- for none), defaults, source; then exit.")
     var listMethods = false
@@ -130,17 +132,10 @@ struct DistillCommand: ParsableCommand {
             StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out!,
                                 chosen.bestValAccuracy, chosen.bestEpoch + 1, Double(r.chosenLambdaLayer)))
         } catch let e as TrainError {
-            throw DistillError(e.message)
+            throw DistillError(e.message, kind: e.kind)
         }
     }
 }
 
-/// Errors print as `distill: error: …` with exit status 1 (option errors as ArgumentParser prints them).
-let command: DistillCommand
-do { command = try DistillCommand.parse() } catch { DistillCommand.exit(withError: error) }
-do {
-    try command.run()
-} catch {
-    StageKit.log("distill: error: \(error)")
-    exit(1)
-}
+/// Errors print as `distill: error: …` with the exit status of their kind (docs/stages.md, "Exit status").
+runMain(DistillCommand.self)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Extraction
 import Foundation
 import StageKit
@@ -16,7 +17,10 @@ struct ExtractSubspace: ParsableCommand {
         mu, sigma2, eigenvalues, context_rank, n_samples). With --val, logs the teacher's subtask \
         accuracy when one layer is replaced by its rank-k reconstruction (basis@k, also in \
         meta.extra.basis_at_k).
-        """)
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(name: .long, help: "Teacher artifact (teacher.npz).")
     var teacher: String
@@ -65,31 +69,26 @@ struct ExtractSubspace: ParsableCommand {
 
     func run() throws {
         Threads.configure(requested: threads)
-        do {
-            var c = ExtractSubspaceConfig(teacher: teacher, data: data, val: val, out: out)
-            c.studentArch = studentArch
-            c.layers = layers
-            c.k = k
-            c.bases = bases
-            c.positions = positions
-            c.seed = seed
-            c.batch = batch
-            c.capAtContextRank = capAtContextRank
-            c.quiet = quiet
-            if let s = checkK {
-                c.checkK = try s.split(separator: ",").map {
-                    guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
-                        throw ExtractionError(usage: "--check-k: '\($0)' is not an integer")
-                    }
-                    return v
+        var c = ExtractSubspaceConfig(teacher: teacher, data: data, val: val, out: out)
+        c.studentArch = studentArch
+        c.layers = layers
+        c.k = k
+        c.bases = bases
+        c.positions = positions
+        c.seed = seed
+        c.batch = batch
+        c.capAtContextRank = capAtContextRank
+        c.quiet = quiet
+        if let s = checkK {
+            c.checkK = try s.split(separator: ",").map {
+                guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                    throw ExtractionError(usage: "--check-k: '\($0)' is not an integer")
                 }
+                return v
             }
-            try ExtractSubspaceStage.run(c)
-        } catch {
-            FileHandle.standardError.write("extract-subspace: error: \(error)\n".data(using: .utf8)!)
-            throw ExitCode(1)
         }
+        try ExtractSubspaceStage.run(c)
     }
 }
 
-ExtractSubspace.main()
+runMain(ExtractSubspace.self)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Foundation
 import ShapesWorld
 
@@ -29,7 +30,10 @@ struct Synthesize: ParsableCommand {
         identical to the standard world's. Subtask splits do not depend on it.
         The same seed gives the same tensors; meta.json holds the creation time unless \
         --fixed-time is given.
-        """)
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(name: .long, help: "Output folder (created if missing).")
     var out: String
@@ -144,16 +148,11 @@ struct Synthesize: ParsableCommand {
 
     func run() throws {
         let log: (String) -> Void = quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
-        do {
-            let start = Date()
-            let plan = try SynthesisPlan.prepare(try makeConfig())
-            try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
-            log(String(format: "synthesize: done in %.2f s", Date().timeIntervalSince(start)))
-        } catch let e as SynthesisError {
-            FileHandle.standardError.write("synthesize: error: \(e.message)\n".data(using: .utf8)!)
-            throw ExitCode(2)
-        }
+        let start = Date()
+        let plan = try SynthesisPlan.prepare(try makeConfig())
+        try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
+        log(String(format: "synthesize: done in %.2f s", Date().timeIntervalSince(start)))
     }
 }
 
-Synthesize.main()
+runMain(Synthesize.self)

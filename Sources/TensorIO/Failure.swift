@@ -22,8 +22,9 @@ public enum FailureKind: Int32, Sendable, CaseIterable {
         switch error {
         case let e as ClassifiedError: self = e.kind
         case is DecodingError: self = .data
-        case is CocoaError, is POSIXError: self = .io
         default:
+            // Foundation's file errors (CocoaError) and POSIX errors, by
+            // domain: every Swift error bridges to NSError.
             let domain = (error as NSError).domain
             self = domain == NSCocoaErrorDomain || domain == NSPOSIXErrorDomain ? .io : .failure
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Foundation
 import NN
 import StageKit
@@ -41,7 +42,10 @@ struct TrainTeacher: ParsableCommand {
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
         errors on a validation batch, lambda <- lambda * exp(eta * err).
-        """)
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(help: "Training split (teacher-train.npz from synthesize).")
     var train: String
@@ -100,62 +104,52 @@ struct TrainTeacher: ParsableCommand {
 
     func run() throws {
         Threads.configure(requested: threads)
-        do {
-            var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
-            o.architecture = arch
-            o.batchNorm = !noBatchNorm
-            o.weightInit = weightInit
-            o.epochs = epochs
-            o.batch = batch
-            guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {
-                throw StageError(usage: "--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
+        var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
+        o.architecture = arch
+        o.batchNorm = !noBatchNorm
+        o.weightInit = weightInit
+        o.epochs = epochs
+        o.batch = batch
+        guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {
+            throw StageError(usage: "--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
+        }
+        o.optimizer = opt
+        o.learningRate = lr
+        o.lrStep = lrStep
+        o.lrGamma = lrGamma
+        o.weightDecay = weightDecay
+        o.momentum = momentum
+        o.seed = seed
+        o.augmentation = try Augmentation(parsing: augment)
+        do { o.objective = try RobustMode(parsing: objective) } catch let e as TrainError {
+            throw StageError(usage: "--objective: \(e.message)")
+        }
+        o.beta = beta
+        o.eta = eta
+        o.droEvery = droEvery
+        o.droBatch = droBatch
+        guard let g = RobustGroups(rawValue: groups.lowercased()) else {
+            throw StageError(usage: "--groups must be class or group, got '\(groups)'")
+        }
+        o.groups = g
+        o.stopAfterEpochs = stopAfter
+        o.verbose = !quiet
+        for path in check { try requireFile(path, role: "split to check (--check)") }
+        _ = try Training.trainTeacher(o)
+        if !check.isEmpty {
+            let teacher = try TeacherArtifact.load(out)
+            for path in check {
+                let d = try Dataset(path: path)
+                let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
+                let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
+                let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
+                let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
+                    .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
+                print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
+                             d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
             }
-            o.optimizer = opt
-            o.learningRate = lr
-            o.lrStep = lrStep
-            o.lrGamma = lrGamma
-            o.weightDecay = weightDecay
-            o.momentum = momentum
-            o.seed = seed
-            o.augmentation = try Augmentation(parsing: augment)
-            do { o.objective = try RobustMode(parsing: objective) } catch let e as TrainError {
-                throw StageError(usage: "--objective: \(e.message)")
-            }
-            o.beta = beta
-            o.eta = eta
-            o.droEvery = droEvery
-            o.droBatch = droBatch
-            guard let g = RobustGroups(rawValue: groups.lowercased()) else {
-                throw StageError(usage: "--groups must be class or group, got '\(groups)'")
-            }
-            o.groups = g
-            o.stopAfterEpochs = stopAfter
-            o.verbose = !quiet
-            for path in check { try requireFile(path, role: "split to check (--check)") }
-            _ = try Training.trainTeacher(o)
-            if !check.isEmpty {
-                let teacher = try TeacherArtifact.load(out)
-                for path in check {
-                    let d = try Dataset(path: path)
-                    let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
-                    let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
-                    let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
-                    let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
-                        .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
-                    print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
-                                 d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
-                }
-            }
-        } catch let e as StageError {
-            FileHandle.standardError.write("train-teacher: error: \(e.message)\n".data(using: .utf8)!)
-            throw ExitCode(1)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            FileHandle.standardError.write("train-teacher: error: \(error)\n".data(using: .utf8)!)
-            throw ExitCode(1)
         }
     }
 }
 
-TrainTeacher.main()
+runMain(TrainTeacher.self)
