@@ -28,10 +28,10 @@ struct BenchDistill: ParsableCommand {
     @Option(help: "Student architecture.") var arch = "c8,p,c16,p,c16,p,gap,fc5"
     @Option(help: "Teacher architecture (random weights: the timing does not depend on them).")
     var teacherArch = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
-    @Option(help: "Threads.") var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     func run() throws {
-        let nThreads = Threads.configure(requested: threads)
+        let nThreads = Threads.configure(requested: threadsOption.threads)
         let dir = NSTemporaryDirectory() + "bench-distill-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var sc = SynthesisConfig()

@@ -22,7 +22,8 @@ struct DistillCommand: ParsableCommand {
         abstract: "Distil a small student from the frozen teacher on the distillation split.",
         discussion: "λ and T default to the chosen method's published values (distill --list-methods; the formulas"
             + " and sources: docs/methods.md). Resumes from <out>.ckpt.npz when it holds the same run; writes <out>"
-            + " (student, method state, log, metadata) atomically.\n\n" + exitStatusHelp,
+            + " (student, method state, log, metadata) atomically. --seed seeds the student's initialisation and"
+            + " batches.\n\n" + exitStatusHelp,
         version: toolVersion)
 
     @Flag(name: .customLong("list-methods"), help: "List every method: name, subspace basis it reads (- for none), defaults, source; then exit.")
@@ -37,7 +38,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Output student artifact (.npz). Required.") var out: String?
     @Option(help: "Distillation method. Required.") var method: DistillMethod?
     @Option(help: "Student architecture string.") var arch: String = "c8,p,c16,p,c16,p,gap,fc5"
-    @Option(help: "Seed of the student's initialisation and batches.") var seed: UInt64 = 0
+    @OptionGroup var seedOption: SeedOption
     @Option(help: "Epochs.") var epochs: Int = DistillConfig.defaultEpochs
     @Option(help: "Batch size (the last incomplete batch is dropped).") var batch: Int = 32
     @Option(help: "AdamW learning rate (halved every quarter of the epochs).") var lr: Float = 1e-3
@@ -62,7 +63,7 @@ struct DistillCommand: ParsableCommand {
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false
     @Option(name: .customLong("init"), help: "Initialisation of the student's convolutions and linear layers (docs/methods.md, \"Initialisation\").")
     var weightInit: WeightInit = .pytorch
-    @Option(help: "Threads (default: all cores; SLURM_CPUS_PER_TASK wins).") var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
     static func methodTable() -> String {
@@ -88,7 +89,7 @@ struct DistillCommand: ParsableCommand {
             if let b = m.basisKind { print(b.rawValue) }
             return
         }
-        Threads.configure(requested: threads)
+        Threads.configure(requested: threadsOption.threads)
         do {
             var c = DistillConfig(method: method!)
             if let v = lambdaTask { c.lambdaTask = v }
@@ -117,7 +118,7 @@ struct DistillCommand: ParsableCommand {
             c.architecture = arch
             c.batchNorm = !noBatchNorm
             c.weightInit = weightInit
-            c.seed = seed
+            c.seed = seedOption.seed
             c.epochs = epochs
             c.batchSize = batch
             c.learningRate = lr

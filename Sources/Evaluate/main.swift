@@ -89,11 +89,10 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Patched split of the probe's image pairs, the same base images with the patch (default DIR/test-conflict.npz), e.g. distill-train-decorrelated.npz with distill-train-clean.npz.", valueName: "split.npz"))
     var probePatched: String?
 
-    @Option(help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
-    var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     func run() throws {
-        Threads.configure(requested: threads)
+        Threads.configure(requested: threadsOption.threads)
         let options = EvaluateOptions(student: student, teacher: teacher, data: data, out: out, heatmap: heatmap,
                                       sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
                                       heatmapImages: heatmapImages, heatmapScale: heatmapScale,

@@ -49,14 +49,13 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Exit with status 65 (after writing the report) when expected runs are missing or metrics.json files are unreadable.")
     var strict = false
 
-    @Flag(name: .shortAndLong, help: "Print only warnings and errors.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
 
     func run() throws {
         let order = (methods ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let options = ReportOptions(root: root, out: out ?? (root.hasSuffix("/") ? root + "report" : root + "/report"),
                                     methodOrder: order, expectFile: expect)
-        let quiet = self.quiet
+        let quiet = quietFlag.quiet
         let result = try ReportStage.run(options) { line in
             let important = line.hasPrefix("warning") || line.hasPrefix("unreadable") || line.contains("missing")
             if !quiet || important { eprint("report: " + line) }

@@ -3,6 +3,9 @@ import CLIKit
 import Foundation
 import ShapesWorld
 
+extension TeacherWorld: ExpressibleByArgument {}
+extension CIFARKind: ExpressibleByArgument {}
+
 /// `synthesize`: stage 1 of the pipeline, the data (issue 4). All checks
 /// live in `SynthesisPlan.prepare`; this file only maps options onto a
 /// `SynthesisConfig` and reports errors.
@@ -28,8 +31,8 @@ struct Synthesize: ParsableCommand {
         classes 20-24 (glyph0..glyph4): each image is a random shape class carrying the \
         corner patch with digit = its glyph index; the 20 shape classes stay clean and \
         identical to the standard world's. Subtask splits do not depend on it.
-        The same seed gives the same tensors; meta.json holds the creation time unless \
-        --fixed-time is given.
+        --seed seeds every random choice: the same seed gives the same tensors; meta.json \
+        holds the creation time unless --fixed-time is given.
 
         \(exitStatusHelp)
         """,
@@ -41,8 +44,7 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, help: "Fraction of distillation/test images with the artifact, in [0, 1].")
     var rho: Double = 0
 
-    @Option(name: .long, help: "Seed of every random choice.")
-    var seed: UInt64 = 0
+    @OptionGroup var seedOption: SeedOption
 
     @Option(name: .long, help: "Subtask family: stars, polygons, gratings (default), dots; with CIFAR-10: animals, vehicles; with CIFAR-100: a superclass name or 0-19.")
     var family: String?
@@ -54,7 +56,7 @@ struct Synthesize: ParsableCommand {
     var splits: String = "all"
 
     @Option(name: .long, help: "Teacher world: standard (20 shape classes) or digit-aware (plus glyph classes 20-24 labelled by the corner digit).")
-    var teacherWorld: String = TeacherWorld.standard.rawValue
+    var teacherWorld: TeacherWorld = .standard
 
     @Option(name: .long, help: "Images per class of teacher-train.")
     var teacherTrainPerClass: Int = 1500
@@ -88,8 +90,8 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "CIFAR-10/100 binary batch files for the base images.")
     var cifar: [String] = []
 
-    @Option(name: .long, help: "CIFAR layout, cifar10 or cifar100 (default: from the file sizes).")
-    var cifarKind: String?
+    @Option(name: .long, help: "CIFAR layout (default: from the file sizes).")
+    var cifarKind: CIFARKind?
 
     @Flag(name: .long, help: "Do not write the contact-sheet PNGs.")
     var noContactSheets = false
@@ -97,12 +99,11 @@ struct Synthesize: ParsableCommand {
     @Flag(name: .long, help: "Stamp meta.json with 1970-01-01 so equal inputs give byte-identical files.")
     var fixedTime = false
 
-    @Flag(name: .long, help: "No progress lines on stderr.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
 
     func makeConfig() throws -> SynthesisConfig {
         var c = SynthesisConfig()
-        c.seed = seed
+        c.seed = seedOption.seed
         c.rho = rho
         c.family = family
         if let s = subtaskClasses {
@@ -116,10 +117,7 @@ struct Synthesize: ParsableCommand {
             c.subtaskClasses = ids
         }
         c.splits = try SplitName.parseList(splits)
-        guard let world = TeacherWorld(rawValue: teacherWorld) else {
-            throw SynthesisError(usage: "--teacher-world must be one of \(TeacherWorld.allCases.map(\.rawValue).joined(separator: ", ")), got '\(teacherWorld)'")
-        }
-        c.teacherWorld = world
+        c.teacherWorld = teacherWorld
         c.perClass.teacherTrain = teacherTrainPerClass
         c.perClass.teacherVal = teacherValPerClass
         c.perClass.distillTrain = distillTrainPerClass
@@ -136,18 +134,13 @@ struct Synthesize: ParsableCommand {
         c.mnistImages = mnist
         c.mnistLabels = mnistLabels
         c.cifarPaths = cifar
-        if let k = cifarKind {
-            guard let kind = CIFARKind(rawValue: k) else {
-                throw SynthesisError(usage: "--cifar-kind must be cifar10 or cifar100, got '\(k)'")
-            }
-            c.cifarKind = kind
-        }
+        c.cifarKind = cifarKind
         c.outputDirectory = out
         return c
     }
 
     func run() throws {
-        let log: (String) -> Void = quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        let log: (String) -> Void = quietFlag.quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
         let start = Date()
         let plan = try SynthesisPlan.prepare(try makeConfig())
         try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
