@@ -3,7 +3,7 @@
 ## Targets:
 ##   make                    set-up, build, run pipelines/$(PIPELINE).mk (default: quick)
 ##   make test               set-up, build, run the tests (pipeline DAG, every method, unit tests)
-##   make build              install missing system libraries (root), build the tools (release)
+##   make build              install missing system libraries (root), build the tools (release), recording the git commit (--version, meta.json)
 ##   make setup              install missing system libraries only (OpenBLAS, zlib)
 ##   make list               what the pipeline runs and which runs are finished
 ##   make list-pipelines     the pipelines in pipelines/
@@ -88,9 +88,20 @@ WITH_DAG := 1
 endif
 
 # -------------------------------------------------------------- tools
+# The git commit baked into the tools (`<tool> --version`, every artifact's
+# meta.json): scripts/build-info.sh writes it to the git-ignored
+# Sources/CBuildInfo/build_commit.h, only when it changed (a new commit or
+# local changes then relink the tools, and nothing else). Refreshed on every
+# goal that may build, never under `make -n`.
+ifneq ($(if $(MAKECMDGOALS),$(filter-out help list-pipelines clean clean-% distclean setup,$(MAKECMDGOALS)),all),)
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+BUILD_COMMIT := $(shell bash scripts/build-info.sh)
+endif
+endif
+
 TOOLS := synthesize train-teacher extract-subspace distill select-hparams evaluate report tensors
 TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
-SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
+SOURCES := Package.swift $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h' -o -name '*.modulemap' 2>/dev/null)
 
 .PHONY: all setup build test test-cluster bench help list list-pipelines report clean distclean
 setup:

@@ -50,10 +50,12 @@ let package = Package(
         .target(name: "CSerialBLAS", dependencies: ["COpenBLAS"]),
         // Persistent spin-then-sleep workers for the layers' fork-joins.
         .target(name: "CWorkerPool", linkerSettings: [.linkedLibrary("pthread")]),
+        // The git commit baked in at build time (scripts/build-info.sh; see build_info.c).
+        .target(name: "CBuildInfo"),
 
         // Libraries, one per concern.
         .target(name: "SeededRNG", swiftSettings: fast),
-        .target(name: "TensorIO", dependencies: ["CZlib"], swiftSettings: fast),
+        .target(name: "TensorIO", dependencies: ["CZlib", "CBuildInfo"], swiftSettings: fast),
         .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "CWorkerPool", "TensorIO", "SeededRNG"], swiftSettings: fast),
         .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
         .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),
@@ -63,41 +65,46 @@ let package = Package(
         .target(name: "Extraction", dependencies: ["NN", "Subspace", "TensorIO", "StageKit", "COpenBLAS"], swiftSettings: fast),
         .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS", "Subspace"], swiftSettings: fast),
         .target(name: "Reporting", dependencies: ["TensorIO"]),
+        // What every command line shares: the error path and exit status,
+        // --version, the --threads/--seed/--quiet option groups.
+        .target(name: "CLIKit", dependencies: [
+            "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Thin command lines.
         .executableTarget(name: "Tensors", dependencies: [
-            "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Synthesize", dependencies: [
-            "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "TrainTeacher", dependencies: [
-            "Training", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Training", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "ExtractSubspace", dependencies: [
-            "Extraction", "Subspace", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Extraction", "Subspace", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "DistillCLI", dependencies: [
-            "Distill", "StageKit", "NN", "TensorIO", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Distill", "StageKit", "NN", "TensorIO", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "SelectHParams", dependencies: [
-            "Distill", "StageKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Distill", "StageKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Evaluate", dependencies: [
-            "Evaluation", "StageKit", "NN", "TensorIO", "Reporting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Evaluation", "StageKit", "NN", "TensorIO", "Reporting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "Report", dependencies: [
-            "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "BenchIO", dependencies: [
-            "TensorIO", "SeededRNG", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "TensorIO", "SeededRNG", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .executableTarget(name: "BenchNN", dependencies: [
-            "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
         .executableTarget(name: "BenchDistill", dependencies: [
-            "Distill", "StageKit", "NN", "TensorIO", "ShapesWorld", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CLIKit", "Distill", "StageKit", "NN", "TensorIO", "ShapesWorld", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
         // Tests.
@@ -111,6 +118,8 @@ let package = Package(
         .testTarget(name: "StageKitTests", dependencies: ["StageKit", "NN", "TensorIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "StageKit", "NN", "TensorIO"]),
         .testTarget(name: "ExtractionTests", dependencies: ["TestSupport", "Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
+        .testTarget(name: "CLIKitTests", dependencies: ["CLIKit", "TensorIO", "StageKit", "Distill", "ShapesWorld", "Reporting",
+                                                    .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting", "Subspace"]),
     ],
     swiftLanguageModes: [.v5]

@@ -14,6 +14,9 @@
 #      that variant's distillations, evaluations and the report
 #   7. the tuning step wrote, per tuned method, every grid point's score and
 #      the choice, and the tuned arm ran with the chosen values
+#   8. every artifact's meta.json records the version and commit that
+#      `<tool> --version` prints; the release tools exit 64 on a usage
+#      error, 65 on bad input data, 74 on a missing file (docs/stages.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release
@@ -154,6 +157,27 @@ for m, (key, values) in grids.items():
 PY
 }
 check "the tuning step scores every grid point and the tuned arm uses the choice" tuning_ok
+
+# 8.
+version=$($BIN/tensors --version)
+meta_ok=1
+for f in $(finals "$T/ref-copy" | grep '\.npz$'); do
+    python3 -c "import json,sys,zipfile; m=json.loads(zipfile.ZipFile(sys.argv[1]).read('meta.json')); sys.exit(f\"{m['toolVersion']} (commit {m.get('toolCommit')})\" != sys.argv[2])" \
+        "$T/ref-copy/$f" "$version" || { echo "  $f: meta.json does not record $version"; meta_ok=0; }
+done
+check "every artifact's meta.json records the tools' version and commit ($version)" "[ $meta_ok -eq 1 ]"
+check "every tool answers --version with it" \
+    "( for t in synthesize train-teacher extract-subspace distill select-hparams evaluate report tensors; do [ \"\$($BIN/\$t --version)\" = \"$version\" ] || exit 1; done )"
+printf 'not an artifact' > "$T/garbage.npz"
+status() { "$@" >/dev/null 2>&1; echo $?; }
+D=$T/ref-copy/tiny/teacher/gratings/rho0/seed1
+check "usage error: exit 64" "[ \$(status $BIN/distill --teacher $T/ref-copy/tiny/teacher/teacher.npz --no-such-option) = 64 ]"
+check "missing input file: exit 74" \
+    "[ \$(status $BIN/evaluate --student $T/missing.npz --teacher $T/ref-copy/tiny/teacher/teacher.npz --data $D/data --out $T/m/metrics.json) = 74 ]"
+check "input that is no artifact: exit 65" \
+    "[ \$(status $BIN/extract-subspace --teacher $T/garbage.npz --data $D/data/distill-train.npz --out $T/s.npz) = 65 ]"
+check "inputs that do not fit together: exit 65" \
+    "[ \$(status $BIN/distill --teacher $T/ref-copy/tiny/teacher/teacher.npz --train $D/data/distill-train.npz --val $T/ref-copy/tiny/teacher/data/teacher-val.npz --out $T/x.npz --method kd) = 65 ]"
 
 echo "pipeline: $pass passed, $fail failed"
 [ $fail -eq 0 ]

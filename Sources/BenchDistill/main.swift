@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Distill
 import Foundation
 import NN
@@ -17,7 +18,8 @@ import TensorIO
 ///     swift build -c release && .build/release/bench-distill
 struct BenchDistill: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench-distill",
-                                                    abstract: "Seconds per distillation epoch, per method.")
+                                                    abstract: "Seconds per distillation epoch, per method.",
+                                                    discussion: exitStatusHelp, version: toolVersion)
 
     @Option(help: "Comma list of methods.") var methods = "label-only,kd,fitnet,attention,subdistill"
     @Option(help: "Epochs per run (one run per method and round).") var epochs = 2
@@ -26,10 +28,10 @@ struct BenchDistill: ParsableCommand {
     @Option(help: "Student architecture.") var arch = "c8,p,c16,p,c16,p,gap,fc5"
     @Option(help: "Teacher architecture (random weights: the timing does not depend on them).")
     var teacherArch = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
-    @Option(help: "Threads.") var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     func run() throws {
-        let nThreads = Threads.configure(requested: threads)
+        let nThreads = Threads.configure(requested: threadsOption.threads)
         let dir = NSTemporaryDirectory() + "bench-distill-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var sc = SynthesisConfig()
@@ -96,4 +98,4 @@ struct BenchDistill: ParsableCommand {
     }
 }
 
-BenchDistill.main()
+runMain(BenchDistill.self)

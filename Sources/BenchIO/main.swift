@@ -4,6 +4,7 @@
 // wall-clock and process-CPU throughput (the latter stays meaningful on a
 // machine shared with other jobs); writes include our fsync.
 import ArgumentParser
+import CLIKit
 import Foundation
 import SeededRNG
 import TensorIO
@@ -11,7 +12,9 @@ import TensorIO
 struct BenchIO: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-io",
-        abstract: "Write and read a float32 .npz artifact with TensorIO and with numpy; print MB/s and ratios.")
+        abstract: "Write and read a float32 .npz artifact with TensorIO and with numpy; print MB/s and ratios.",
+        discussion: exitStatusHelp,
+        version: toolVersion)
 
     @Option(help: "Array size in MiB (float32, random normal).")
     var mib: Int = 256
@@ -139,4 +142,4 @@ extension String {
     var padded: NSString { (self.padding(toLength: 7, withPad: " ", startingAt: 0)) as NSString }
 }
 
-BenchIO.main()
+runMain(BenchIO.self)

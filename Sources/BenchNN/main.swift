@@ -17,6 +17,7 @@
 // steps run in PyTorch eager (bench/torch_bench.py) with the same thread
 // count in the same run, and the ratios are printed.
 import ArgumentParser
+import CLIKit
 import Foundation
 import COpenBLAS
 import NN
@@ -187,10 +188,14 @@ func layoutComparison(batch: Int, size: Int, cin: Int, cout: Int) {
                  cin, cout, size, size, batch, ms1, g1, ms2, g2, ms3, g3))
 }
 
+extension ConvAlgorithm: ExpressibleByArgument {}
+
 struct BenchNN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-nn",
-        abstract: "Throughput of training steps and inference for the default teacher and student.")
+        abstract: "Throughput of training steps and inference for the default teacher and student.",
+        discussion: exitStatusHelp,
+        version: toolVersion)
 
     @Option(help: "Timed training steps per model.") var steps = 20
     @Option(help: "Batch size.") var batch = 64
@@ -207,7 +212,7 @@ struct BenchNN: ParsableCommand {
     @Option(help: "Winograd tiles per image chunk below which a batch is cut into fewer chunks (default: the library's).")
     var winogradMinChunkTiles: Int?
     @Option(help: "Algorithm of the 3×3/stride 1 convolutions in every model but teacher-im2col: im2col, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3)) or auto (default: the library's).")
-    var convAlgorithm: String?
+    var convAlgorithm: ConvAlgorithm?
     @Option(help: "Comma-separated subset of: gemm, layout, teacher, teacher-im2col, student, teacher-nobn, memory, torch.")
     var only = "gemm,layout,teacher,teacher-im2col,student,teacher-nobn,memory,torch"
     @Option(help: "PyTorch side of the comparison (run when python3 can import torch).")
@@ -246,15 +251,12 @@ struct BenchNN: ParsableCommand {
         }
         let teacher = "c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20"
         let student = "c8,p,c16,p,c16,p,gap,fc5"
-        if let a = convAlgorithm, ConvAlgorithm(rawValue: a) == nil {
-            throw ValidationError("--conv-algorithm must be one of \(ConvAlgorithm.allCases.map(\.rawValue))")
-        }
         if sections.contains("teacher") { try benchModel("teacher", teacher, classes: 20, batchNorm: true) }
         if sections.contains("teacher-im2col") {
             // The same teacher with the 3×3 convolutions by im2col, for the
             // Winograd/im2col ratio (the algorithm decision of Conv2D).
             try benchModel("teacher-im2col", teacher, classes: 20, batchNorm: true, algorithm: .im2col)
-            let main = ConvAlgorithm(rawValue: convAlgorithm ?? "") ?? Conv2D.defaultAlgorithm
+            let main = convAlgorithm ?? Conv2D.defaultAlgorithm
             if let a = results.train["teacher"], let b = results.train["teacher-im2col"],
                let ia = results.infer["teacher"], let ib = results.infer["teacher-im2col"] {
                 print(String(format: "ratio   teacher %@/im2col: train %.2f× (%.0f vs %.0f img/s), inference %.2f× (%.0f vs %.0f img/s)",
@@ -305,7 +307,7 @@ struct BenchNN: ParsableCommand {
 
     func configure(_ model: Model, algorithm: ConvAlgorithm? = nil) {
         for case let conv as Conv2D in model.layers {
-            if let a = algorithm ?? convAlgorithm.flatMap(ConvAlgorithm.init(rawValue:)) { conv.algorithm = a }
+            if let a = algorithm ?? convAlgorithm { conv.algorithm = a }
             if let kib = winogradBlockKib { conv.winogradBlockBytes = kib << 10 }
             if let t = winogradMinChunkTiles { conv.winogradMinChunkTiles = max(1, t) }
             if let kib = blockKib { conv.patchBlockBytes = kib == 0 ? Int.max : kib << 10 }
@@ -432,4 +434,4 @@ struct BenchNN: ParsableCommand {
     }
 }
 
-BenchNN.main()
+runMain(BenchNN.self)

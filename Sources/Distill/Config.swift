@@ -80,37 +80,37 @@ public struct DistillConfig: Equatable {
     public func validate() throws {
         func finite(_ x: Float, _ name: String, positive: Bool = false) throws {
             guard x.isFinite, positive ? x > 0 : x >= 0 else {
-                throw DistillError("\(name) must be \(positive ? "positive" : "≥ 0") and finite, got \(x)")
+                throw DistillError(usage: "\(name) must be \(positive ? "positive" : "≥ 0") and finite, got \(x)")
             }
         }
         try finite(lambdaTask, "--lambda-task")
         try finite(lambdaKD, "--lambda-kd")
-        guard !lambdaLayers.isEmpty else { throw DistillError("--lambda-layer: no value given") }
+        guard !lambdaLayers.isEmpty else { throw DistillError(usage: "--lambda-layer: no value given") }
         for l in lambdaLayers { try finite(l, "--lambda-layer") }
         try finite(temperature, "--temperature", positive: true)
         try finite(dkdAlpha, "--dkd-alpha")
         try finite(dkdBeta, "--dkd-beta")
-        if let w = dkdWarmupEpochs, !(w >= 0 && w.isFinite) { throw DistillError("--dkd-warmup must be ≥ 0 and finite, got \(w)") }
+        if let w = dkdWarmupEpochs, !(w >= 0 && w.isFinite) { throw DistillError(usage: "--dkd-warmup must be ≥ 0 and finite, got \(w)") }
         try finite(learningRate, "--lr", positive: true)
         try finite(weightDecay, "--weight-decay")
-        guard epochs > 0 else { throw DistillError("--epochs must be positive, got \(epochs)") }
-        guard batchSize >= 2 else { throw DistillError("--batch must be at least 2 (batch statistics), got \(batchSize)") }
-        guard evalBatch > 0 else { throw DistillError("evaluation batch must be positive") }
-        guard (0...1).contains(robustBeta) else { throw DistillError("--beta must lie in [0, 1], got \(robustBeta)") }
-        guard eta >= 0, eta.isFinite else { throw DistillError("--eta must be ≥ 0, got \(eta)") }
-        guard droEvery > 0 else { throw DistillError("--dro-every must be positive, got \(droEvery)") }
-        guard droBatch > 0 else { throw DistillError("--dro-batch must be positive, got \(droBatch)") }
+        guard epochs > 0 else { throw DistillError(usage: "--epochs must be positive, got \(epochs)") }
+        guard batchSize >= 2 else { throw DistillError(usage: "--batch must be at least 2 (batch statistics), got \(batchSize)") }
+        guard evalBatch > 0 else { throw DistillError(usage: "evaluation batch must be positive") }
+        guard (0...1).contains(robustBeta) else { throw DistillError(usage: "--beta must lie in [0, 1], got \(robustBeta)") }
+        guard eta >= 0, eta.isFinite else { throw DistillError(usage: "--eta must be ≥ 0, got \(eta)") }
+        guard droEvery > 0 else { throw DistillError(usage: "--dro-every must be positive, got \(droEvery)") }
+        guard droBatch > 0 else { throw DistillError(usage: "--dro-batch must be positive, got \(droBatch)") }
         if !method.usesTeacher && lambdaKD > 0 {
-            throw DistillError("\(method.name) has no teacher: --lambda-kd must be 0")
+            throw DistillError(usage: "\(method.name) has no teacher: --lambda-kd must be 0")
         }
         if !method.hasLayerTerm && lambdaLayers.contains(where: { $0 != 0 }) {
-            throw DistillError("\(method.name) has no layer loss: --lambda-layer must be 0")
+            throw DistillError(usage: "\(method.name) has no layer loss: --lambda-layer must be 0")
         }
         if !method.usesLabels && lambdaTask > 0 {
-            throw DistillError("\(method.name) is teacher-only (no ground-truth labels reach its loss): --lambda-task must be 0; use kd+ce for KD with labels")
+            throw DistillError(usage: "\(method.name) is teacher-only (no ground-truth labels reach its loss): --lambda-task must be 0; use kd+ce for KD with labels")
         }
         if !method.usesTeacher && calibratedTeacher {
-            throw DistillError("--calibrated-teacher needs a teacher-based method, not \(method.name)")
+            throw DistillError(usage: "--calibrated-teacher needs a teacher-based method, not \(method.name)")
         }
     }
 

@@ -1,5 +1,6 @@
 import COpenBLAS
 import NN
+import TensorIO
 
 /// A distillation term L_l(t_l, s_l) on one paired layer (docs/methods.md,
 /// "Methods"), with its own learned parts (regressors, rotations) and state
@@ -63,10 +64,11 @@ extension LayerLoss {
 }
 
 /// A readable error for bad loss configuration or checkpoint state.
-public struct LayerLossError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+public struct LayerLossError: MessageError {
+    public var message: String
+    /// The exit status it causes: an internal failure (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .failure) { self.message = message; self.kind = kind }
 }
 
 /// Shared shape check: rank-4 NHWC maps with equal batch (and, if `sameSpatial`,

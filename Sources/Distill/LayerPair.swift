@@ -1,3 +1,5 @@
+import TensorIO
+
 /// One paired layer: the teacher's tap and the student's tap (stage outputs, `stage1`, …).
 public struct LayerPair: Equatable, Sendable, CustomStringConvertible {
     public var teacher: String
@@ -15,15 +17,15 @@ public struct LayerPair: Equatable, Sendable, CustomStringConvertible {
     /// Parses `stage1:stage1,stage2:stage2,...` (teacher tap : student tap).
     public static func parseList(_ text: String) throws -> [LayerPair] {
         let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !items.isEmpty else { throw DistillError("--pairs: no pair given (expected e.g. stage1:stage1,stage2:stage2)") }
+        guard !items.isEmpty else { throw DistillError(usage: "--pairs: no pair given (expected e.g. stage1:stage1,stage2:stage2)") }
         var pairs: [LayerPair] = []
         for item in items {
             let parts = item.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw DistillError("--pairs: '\(item)' is not teacherTap:studentTap (e.g. stage1:stage1)")
+                throw DistillError(usage: "--pairs: '\(item)' is not teacherTap:studentTap (e.g. stage1:stage1)")
             }
             let p = LayerPair(teacher: parts[0], student: parts[1])
-            guard !pairs.contains(p) else { throw DistillError("--pairs: '\(item)' appears twice") }
+            guard !pairs.contains(p) else { throw DistillError(usage: "--pairs: '\(item)' appears twice") }
             pairs.append(p)
         }
         return pairs
@@ -38,8 +40,9 @@ public struct LayerPair: Equatable, Sendable, CustomStringConvertible {
 
 /// Any problem of the distillation stage the user can fix: bad options,
 /// mismatched inputs, a diverged run. The message says what and where.
-public struct DistillError: Error, CustomStringConvertible, Equatable {
+public struct DistillError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }

@@ -174,7 +174,7 @@ public struct DistillMethod: Hashable, CustomStringConvertible, Sendable {
     /// The registered method `name`; the error lists the known ones.
     public init(parsing name: String) throws {
         guard let m = MethodRegistry.method(named: name) else {
-            throw DistillError("unknown method '\(name)' (known: \(MethodRegistry.names.joined(separator: ", ")))")
+            throw DistillError(usage: "unknown method '\(name)' (known: \(MethodRegistry.names.joined(separator: ", ")))")
         }
         self = m
     }

@@ -71,7 +71,7 @@ public enum DistillStage {
             }
             for (h, v) in values {
                 guard !o.explicit.contains(h) else {
-                    throw DistillError("\(h.option) given and also chosen by the tuning artifact '\(path)'; drop one")
+                    throw DistillError(usage: "\(h.option) given and also chosen by the tuning artifact '\(path)'; drop one")
                 }
                 h.apply(v, to: &config)
             }
@@ -84,7 +84,7 @@ public enum DistillStage {
         try requireFile(o.valPath, role: "validation split (--val)")
         if method.basisKind != nil {
             guard let s = o.subspacePath else {
-                throw DistillError("method \(method.name) needs --subspace (the relevant subspace written by extract-subspace for this teacher and student)")
+                throw DistillError(usage: "method \(method.name) needs --subspace (the relevant subspace written by extract-subspace for this teacher and student)")
             }
             try requireFile(s, role: "subspace")
         } else if o.subspacePath != nil {
@@ -105,7 +105,7 @@ public enum DistillStage {
         var teacher: TeacherArtifact?
         if method.usesTeacher {
             do { teacher = try TeacherArtifact.load(o.teacherPath) } catch let e as TensorIOError {
-                throw DistillError("teacher '\(o.teacherPath)': \(e.message)")
+                throw DistillError("teacher '\(o.teacherPath)': \(e.message)", causedBy: e)
             }
         }
         let classIndices = try subtaskClasses(train: train, val: val, teacherClasses: teacher?.model.outputShape.reduce(1, *))
@@ -211,7 +211,7 @@ public enum DistillStage {
 
     static func loadSplit(_ path: String) throws -> Dataset {
         do { return try Dataset(path: path) } catch let e as TensorIOError {
-            throw DistillError("cannot read split '\(path)': \(e.message)")
+            throw DistillError("cannot read split '\(path)': \(e.message)", causedBy: e)
         }
     }
 

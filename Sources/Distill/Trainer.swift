@@ -273,7 +273,7 @@ public final class DistillTrainer {
                     requests.append(TeacherMapRequest(tap: p.teacher, poolTo: pool, transform: try spec.teacherTransform(context)))
                 }
             } else if let given = config.pairs, !given.isEmpty {
-                throw DistillError("--pairs given, but \(method.name) has no layer loss")
+                throw DistillError(usage: "--pairs given, but \(method.name) has no layer loss")
             }
             outputs = try TeacherOutputs.compute(
                 teacher: teacher, data: train, classIndices: classIndices,
@@ -377,7 +377,7 @@ public final class DistillTrainer {
                 if done { break }
             }
         }
-        guard let chosen else { throw DistillError("no candidate was trained") }
+        guard let chosen else { throw DistillError("no candidate was trained", kind: .failure) }
         try setUpCandidate(chosen.index)
         try restore(chosen.snapshot)
         let candidates = logs.enumerated().map { CandidateResult(lambdaLayer: config.lambdaLayers[$0.offset], log: $0.element) }
@@ -440,7 +440,7 @@ extension DistillConfig {
             return try Model(architecture: architecture, inputShape: inputShape, batchNorm: batchNorm, seed: seed,
                              weightInit: weightInit)
         } catch let e as NNError {
-            throw DistillError("student architecture '\(architecture)': \(e.message)")
+            throw DistillError(usage: "student architecture '\(architecture)': \(e.message)")
         }
     }
 }

@@ -68,7 +68,7 @@ extension DistillTrainer {
             try Checkpoint.add(cur.model, prefix: "cur/model/", to: &a)
             try Checkpoint.add(cur.method, prefix: "cur/method/", to: &a)
             try Checkpoint.add(optimizer.exportState(), prefix: "cur/optim/", to: &a)
-            guard let best else { throw DistillError("internal: no best snapshot mid-candidate") }
+            guard let best else { throw DistillError("internal: no best snapshot mid-candidate", kind: .failure) }
             try Checkpoint.add(best.model, prefix: "best/model/", to: &a)
             try Checkpoint.add(best.method, prefix: "best/method/", to: &a)
         }

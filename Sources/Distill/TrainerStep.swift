@@ -67,7 +67,7 @@ extension DistillTrainer {
         for (j, y) in labels.enumerated() where pred[j] == y { hits += 1 }
         guard total.isFinite, terms.allSatisfy(\.isFinite) else {
             let shown = zip(termNames, terms).map { "\($0.0) \($0.1)" }.joined(separator: ", ")
-            throw DistillError("the loss is not finite (\(shown)); training diverged, no artifact written (try a smaller --lr or --lambda-layer)")
+            throw DistillError("the loss is not finite (\(shown)); training diverged, no artifact written (try a smaller --lr or --lambda-layer)", kind: .failure)
         }
         student.backward(g, tapGradients: tapGrads)
         if update { optimizer.step() }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Distill
 import Foundation
 import NN
@@ -21,7 +22,9 @@ struct DistillCommand: ParsableCommand {
         abstract: "Distil a small student from the frozen teacher on the distillation split.",
         discussion: "λ and T default to the chosen method's published values (distill --list-methods; the formulas"
             + " and sources: docs/methods.md). Resumes from <out>.ckpt.npz when it holds the same run; writes <out>"
-            + " (student, method state, log, metadata) atomically.")
+            + " (student, method state, log, metadata) atomically. --seed seeds the student's initialisation and"
+            + " batches.\n\n" + exitStatusHelp,
+        version: toolVersion)
 
     @Flag(name: .customLong("list-methods"), help: "List every method: name, subspace basis it reads (- for none), defaults, source; then exit.")
     var listMethods = false
@@ -37,7 +40,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Output student artifact (.npz). Required.") var out: String?
     @Option(help: "Distillation method. Required.") var method: DistillMethod?
     @Option(help: "Student architecture string.") var arch: String = "c8,p,c16,p,c16,p,gap,fc5"
-    @Option(help: "Seed of the student's initialisation and batches.") var seed: UInt64 = 0
+    @OptionGroup var seedOption: SeedOption
     @Option(help: "Epochs.") var epochs: Int = DistillConfig.defaultEpochs
     @Option(help: "Batch size (the last incomplete batch is dropped).") var batch: Int = 32
     @Option(help: "AdamW learning rate (halved every quarter of the epochs).") var lr: Float = 1e-3
@@ -64,7 +67,7 @@ struct DistillCommand: ParsableCommand {
     var weightInit: WeightInit = .pytorch
     @Option(help: "Tuning artifact (select-hparams): its chosen hyper-parameters replace the method's defaults (docs/methods.md, \"Tuning protocol\").")
     var tuned: String?
-    @Option(help: "Threads (default: all cores; SLURM_CPUS_PER_TASK wins).") var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
     static func methodTable() -> String {
@@ -94,7 +97,7 @@ struct DistillCommand: ParsableCommand {
             if let b = m.basisKind { print(b.rawValue) }
             return
         }
-        Threads.configure(requested: threads)
+        Threads.configure(requested: threadsOption.threads)
         do {
             var c = DistillConfig(method: method!)
             if let v = lambdaTask { c.lambdaTask = v }
@@ -102,7 +105,7 @@ struct DistillCommand: ParsableCommand {
             if let v = lambdaLayer {
                 c.lambdaLayers = try v.split(separator: ",").map {
                     guard let x = Float($0.trimmingCharacters(in: .whitespaces)) else {
-                        throw DistillError("--lambda-layer: '\($0)' is not a number")
+                        throw DistillError(usage: "--lambda-layer: '\($0)' is not a number")
                     }
                     return x
                 }
@@ -123,7 +126,7 @@ struct DistillCommand: ParsableCommand {
             c.architecture = arch
             c.batchNorm = !noBatchNorm
             c.weightInit = weightInit
-            c.seed = seed
+            c.seed = seedOption.seed
             c.epochs = epochs
             c.batchSize = batch
             c.learningRate = lr
@@ -143,17 +146,10 @@ struct DistillCommand: ParsableCommand {
             StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out!,
                                 chosen.bestValAccuracy, chosen.bestEpoch + 1, Double(r.chosenLambdaLayer)))
         } catch let e as TrainError {
-            throw DistillError(e.message)
+            throw DistillError(e.message, kind: e.kind)
         }
     }
 }
 
-/// Errors print as `distill: error: …` with exit status 1 (option errors as ArgumentParser prints them).
-let command: DistillCommand
-do { command = try DistillCommand.parse() } catch { DistillCommand.exit(withError: error) }
-do {
-    try command.run()
-} catch {
-    StageKit.log("distill: error: \(error)")
-    exit(1)
-}
+/// Errors print as `distill: error: …` with the exit status of their kind (docs/stages.md, "Exit status").
+runMain(DistillCommand.self)

@@ -1,6 +1,7 @@
 // `evaluate`: stage 5a, the metrics of one student (and of its teacher) on
 // the three test splits. The work is in the Evaluation library.
 import ArgumentParser
+import CLIKit
 import Evaluation
 import Foundation
 import StageKit
@@ -41,7 +42,10 @@ struct Evaluate: ParsableCommand {
             --set key=value fills the run description (keys: \
             \(RunSettings.knownKeys.joined(separator: ", "))); the student's and teacher's \
             metadata fill what is not set.
-            """)
+
+            \(exitStatusHelp)
+            """,
+        version: toolVersion)
 
     @Option(help: ArgumentHelp("Student artifact (distill output).", valueName: "student.npz"))
     var student: String
@@ -85,26 +89,19 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Patched split of the probe's image pairs, the same base images with the patch (default DIR/test-conflict.npz), e.g. distill-train-decorrelated.npz with distill-train-clean.npz.", valueName: "split.npz"))
     var probePatched: String?
 
-    @Option(help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
-    var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
     func run() throws {
-        Threads.configure(requested: threads)
+        Threads.configure(requested: threadsOption.threads)
         let options = EvaluateOptions(student: student, teacher: teacher, data: data, out: out, heatmap: heatmap,
                                       sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
                                       heatmapImages: heatmapImages, heatmapScale: heatmapScale,
                                       teacherCache: teacherCache, subspace: subspace,
                                       probeClean: probeClean, probePatched: probePatched)
         let start = ProgressLine.now()
-        do {
-            _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }
-        } catch {
-            // Every failure (bad input, unreadable file) as one line, exit 1.
-            log("evaluate: error: \(error)")
-            throw ExitCode(1)
-        }
+        _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }
         log("evaluate: wrote \(out) and \(options.npzPath)\(heatmap.map { " and " + $0 } ?? "") in \(ProgressLine.format(seconds: ProgressLine.now() - start))")
     }
 }
 
-Evaluate.main()
+runMain(Evaluate.self)

@@ -55,6 +55,9 @@ public struct EvaluateOptions {
     public var npzPath: String {
         out.hasSuffix(".json") ? String(out.dropLast(5)) + ".npz" : out + ".npz"
     }
+
+    /// Every file the stage writes: metrics.json, metrics.npz, the heatmap.
+    public var outputPaths: [String] { [out, npzPath] + (heatmap.map { [$0] } ?? []) }
 }
 
 /// Everything measured for one network (student or teacher).
@@ -110,207 +113,103 @@ public enum EvaluateStage {
     public static let teacherCacheVersion = 2
 
     public static func run(_ o: EvaluateOptions, log: (String) -> Void = { _ in }) throws -> RunMetrics {
-        guard o.batchSize > 0 else { throw EvaluationError("--batch must be positive, got \(o.batchSize)") }
+        let sets = try checkOptions(o)
+        let inputs = try EvaluationInputs(checking: o, log: log)
+        let run = try describeRun(inputs, sets: sets, log: log)
+        for out in o.outputPaths { try ensureDirectory(forFile: out) }
+        let m = try measure(inputs, log: log)
+        let result = RunMetrics(run: run, student: m.student.metrics, teacher: m.teacher.metrics, numClasses: inputs.k,
+                                probe: probeMetrics(pairs: "\(inputs.probeClean.name)/\(inputs.probePatched.name)", images: inputs.pairs.count,
+                                                    student: m.studentProbe, teacher: m.teacherProbe, bases: m.basisShares))
+        // Outputs: heatmap, metrics.npz, then metrics.json last (the Make
+        // target), each written atomically.
+        if let path = o.heatmap { try writeHeatmap(inputs, m, to: path) }
+        let npz = metricsArtifact(inputs, m, sets: sets, run: run)
+        do {
+            try NPZ.write(npz, to: o.npzPath)
+            try atomicWrite(Array(try result.jsonData()), to: o.out)
+        } catch {
+            throw EvaluationError("cannot write the metrics: \(error)", causedBy: error)
+        }
+        return result
+    }
+
+    /// What `measure` found for both networks.
+    struct Measurements {
+        var student: NetworkEvaluation, teacher: NetworkEvaluation
+        var studentProbe: [ProbeLayer], teacherProbe: [ProbeLayer]
+        /// Teacher basis shares of the artifact-driven variance (with `--subspace`).
+        var basisShares: [BasisShare]
+        /// The test-conflict images of the heatmap.
+        var keep: [Int]
+        /// The networks' LRP units (metrics.npz metadata).
+        var studentUnits: [String], teacherUnits: [String]
+        var digests: [String: String]
+    }
+
+    /// Ranges of the numeric options; returns the `--set` assignments.
+    static func checkOptions(_ o: EvaluateOptions) throws -> [String: String] {
+        guard o.batchSize > 0 else { throw EvaluationError(usage: "--batch must be positive, got \(o.batchSize)") }
         guard o.epsilonFactor.isFinite, o.epsilonFactor >= 0 else {
-            throw EvaluationError("--lrp-epsilon must be a finite number ≥ 0, got \(o.epsilonFactor)")
+            throw EvaluationError(usage: "--lrp-epsilon must be a finite number ≥ 0, got \(o.epsilonFactor)")
         }
         guard o.heatmapImages >= 0, o.heatmapScale >= 1, o.heatmapScale <= 32 else {
-            throw EvaluationError("--heatmap-images must be ≥ 0 and --heatmap-scale in 1...32")
+            throw EvaluationError(usage: "--heatmap-images must be ≥ 0 and --heatmap-scale in 1...32")
         }
-        let sets = try RunSettings.parse(o.sets)
+        return try RunSettings.parse(o.sets)
+    }
 
-        // Inputs, checked up front.
-        try requireFile(o.student, role: "student")
-        try requireFile(o.teacher, role: "teacher")
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: o.data, isDirectory: &isDir), isDir.boolValue else {
-            throw EvaluationError("data folder '\(o.data)' does not exist or is not a folder")
-        }
-        let splitPaths = splitNames.map { (o.data as NSString).appendingPathComponent($0 + ".npz") }
-        for (name, path) in zip(splitNames, splitPaths) {
-            try requireFile(path, role: "\(name) split (run synthesize with --splits test,test-clean,test-conflict)")
-        }
-        // An output written over an input would destroy it (metrics.npz is
-        // named after --out: `--out student.json` beside `student.npz`).
-        func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-        let inputs = [o.student, o.teacher, o.subspace, o.teacherCache, o.probeClean, o.probePatched].compactMap { $0 } + splitPaths
-        for out in [o.out, o.npzPath] + (o.heatmap.map { [$0] } ?? []) {
-            if let clash = inputs.first(where: { canonical($0) == canonical(out) }) {
-                throw EvaluationError("output '\(out)' is the input '\(clash)'; choose another --out or --heatmap (metrics.npz is written beside metrics.json, named after it)")
-            }
-        }
-        guard (o.probeClean == nil) == (o.probePatched == nil) else {
-            throw EvaluationError("--probe-clean and --probe-patched go together (the probe pairs a clean split with the same images carrying the patch)")
-        }
-        if let c = o.probeClean, let p = o.probePatched {
-            try requireFile(c, role: "probe clean split (--probe-clean)")
-            try requireFile(p, role: "probe patched split (--probe-patched)")
-        }
-        var subspace: Artifact?
-        if let path = o.subspace {
-            try requireFile(path, role: "subspace (--subspace)")
-            do { subspace = try NPZ.read(path) } catch { throw EvaluationError("subspace '\(path)': \(error)") }
-            guard !SubspaceBasis.stored(in: subspace!).isEmpty else {
-                throw EvaluationError("subspace '\(path)' holds no basis (no <layer>/<basis>/U entry); is it an extract-subspace output?")
-            }
-        }
-
-        let studentArtifact: Artifact
-        do { studentArtifact = try NPZ.read(o.student) } catch {
-            throw EvaluationError("student '\(o.student)': \(error)")
-        }
-        let student = try NetworkArtifact.read(from: studentArtifact)
-        let teacher = try TeacherArtifact.load(o.teacher)
-        var splits: [StageKit.Dataset] = []
-        for (name, path) in zip(splitNames, splitPaths) {
-            do { splits.append(try StageKit.Dataset(path: path)) } catch {
-                throw EvaluationError("\(name) split '\(path)': \(error)")
-            }
-        }
-        let (test, clean, conflict) = (splits[0], splits[1], splits[2])
-        var probeClean = clean, probePatched = conflict
-        if let c = o.probeClean, let p = o.probePatched {
-            do { probeClean = try StageKit.Dataset(path: c) } catch { throw EvaluationError("probe clean split '\(c)': \(error)") }
-            do { probePatched = try StageKit.Dataset(path: p) } catch { throw EvaluationError("probe patched split '\(p)': \(error)") }
-        }
-
-        // Consistency: image shape, class count, labels, subtask classes.
-        let k = student.outputShape.reduce(1, *)
-        guard student.outputShape.count == 1 else {
-            throw EvaluationError("student '\(o.student)': the network does not end in logits (output shape \(student.outputShape))")
-        }
-        let subtask = test.subtaskClasses
-        for (name, d) in zip(splitNames, splits) {
-            guard d.imageShape == student.inputShape else {
-                throw EvaluationError("\(name) split: images are \(d.imageShape) (H×W×C) but the student expects \(student.inputShape)")
-            }
-            guard d.imageShape == teacher.model.inputShape else {
-                throw EvaluationError("\(name) split: images are \(d.imageShape) (H×W×C) but the teacher expects \(teacher.model.inputShape)")
-            }
-            guard d.numClasses == k else {
-                throw EvaluationError("the student has \(k) classes but the \(name) split has \(d.numClasses); were they made for the same subtask?")
-            }
-            if let bad = d.labels.first(where: { $0 < 0 || $0 >= k }) {
-                throw EvaluationError("\(name) split: label \(bad) is outside 0..<\(k)")
-            }
-            guard d.subtaskClasses == subtask else {
-                throw EvaluationError("\(name) split: subtask classes \(d.subtaskClasses ?? []) differ from the test split's \(subtask ?? [])")
-            }
-            guard d.count > 0 else { throw EvaluationError("\(name) split '\(name).npz' has no images") }
-        }
-        let teacherOutputs = teacher.model.outputShape.reduce(1, *)
-        let teacherColumns: [Int]
-        if let s = subtask {
-            guard s.allSatisfy({ $0 >= 0 && $0 < teacherOutputs }) else {
-                throw EvaluationError("subtask classes \(s) of the splits do not fit the teacher's \(teacherOutputs) classes")
-            }
-            teacherColumns = s
-        } else if teacherOutputs == k {
-            teacherColumns = Array(0..<k)
-        } else {
-            throw EvaluationError("the splits carry no subtask_classes and the teacher has \(teacherOutputs) classes, not \(k)")
-        }
-        let side = min(conflict.height, conflict.width)
-        var patch = side / 4
-        if let p = conflict.meta?.extra["patch_size"]?.number, p >= 1, p <= Double(side) { patch = Int(p) }
-
-        // Probe pairs and subspace, checked before any long work.
-        let probeSide = min(probePatched.height, probePatched.width)
-        var probePatch = probeSide / 4
-        if let p = probePatched.meta?.extra["patch_size"]?.number, p >= 1, p <= Double(probeSide) { probePatch = Int(p) }
-        guard probeClean.imageShape == student.inputShape else {
-            throw EvaluationError("probe split '\(probeClean.name)': images are \(probeClean.imageShape), the networks expect \(student.inputShape)")
-        }
-        let pairs = try ArtifactProbe.pairs(clean: probeClean, patched: probePatched, patch: probePatch)
-        var subspaceDigest: String?
-        if let path = o.subspace, let sub = subspace {
-            subspaceDigest = try sha256Hex(ofFile: path)
-            if let t = sub.meta?.inputs["teacher"], t != teacher.digest {
-                throw EvaluationError("subspace '\(path)' was extracted from another teacher (digest \(t.prefix(12))…, --teacher has \(teacher.digest.prefix(12))…)")
-            }
-            for (layer, _) in SubspaceBasis.stored(in: sub) where !teacher.model.tapNames.contains(layer) {
-                throw EvaluationError("subspace '\(path)' has a basis for layer '\(layer)', which the teacher '\(teacher.model.architecture)' does not have")
-            }
-            if let used = studentArtifact.meta?.inputs["subspace"], used != subspaceDigest {
-                log("warning: the student was distilled with another subspace than --subspace \(path); the probe measures the given one")
-            }
-        }
-
-        let run = try RunSettings.runInfo(sets: sets, studentMeta: studentArtifact.meta, teacherMeta: teacher.meta,
-                                          studentArchitecture: student.architecture, splitMeta: test.meta,
-                                          subspaceMeta: subspace?.meta)
-        if let fromStudent = studentArtifact.meta?.parameters["basis_split"]?.string,
-           let fromSubspace = RunSettings.basisSplit(subspaceMeta: subspace?.meta), fromStudent != fromSubspace {
+    /// The run description (`--set`, then the metadata), with warnings
+    /// where the sources disagree.
+    static func describeRun(_ i: EvaluationInputs, sets: [String: String], log: (String) -> Void) throws -> RunInfo {
+        let studentMeta = i.studentArtifact.meta
+        let run = try RunSettings.runInfo(sets: sets, studentMeta: studentMeta, teacherMeta: i.teacher.meta,
+                                          studentArchitecture: i.student.architecture, splitMeta: i.test.meta,
+                                          subspaceMeta: i.subspace?.meta)
+        if let fromStudent = studentMeta?.parameters["basis_split"]?.string,
+           let fromSubspace = RunSettings.basisSplit(subspaceMeta: i.subspace?.meta), fromStudent != fromSubspace {
             log("warning: the student's metadata says basis_split=\(fromStudent), the subspace's \(fromSubspace); the run records \(run.basisSplit ?? "-")")
         }
-        if let m = studentArtifact.meta?.parameters["method"]?.string, let s = sets["method"], m != s {
+        if let m = studentMeta?.parameters["method"]?.string, let s = sets["method"], m != s {
             log("warning: --set method=\(s) but the student's metadata says '\(m)'")
         }
-        for out in [o.out, o.npzPath] + (o.heatmap.map { [$0] } ?? []) { try ensureDirectory(forFile: out) }
+        return run
+    }
 
-        let keep = Heatmap.selectImages(labels: conflict.labels, classes: k, count: o.heatmapImages)
-        let studentEval = try NetworkEvaluator(model: student, classColumns: Array(0..<k), batchSize: o.batchSize,
+    /// Both networks on the three test splits and the probe: the student,
+    /// then the teacher (from `--teacher-cache` when it holds these inputs),
+    /// then what compares them (agreement, basis shares).
+    static func measure(_ i: EvaluationInputs, log: (String) -> Void) throws -> Measurements {
+        let o = i.options, k = i.k
+        let keep = Heatmap.selectImages(labels: i.conflict.labels, classes: k, count: o.heatmapImages)
+        let studentEval = try NetworkEvaluator(model: i.student, classColumns: Array(0..<k), batchSize: o.batchSize,
                                                epsilonFactor: o.epsilonFactor)
-        let teacherEval = try NetworkEvaluator(model: teacher.model, classColumns: teacherColumns,
+        let teacherEval = try NetworkEvaluator(model: i.teacher.model, classColumns: i.teacherColumns,
                                                batchSize: o.batchSize, epsilonFactor: o.epsilonFactor)
-        var s = evaluate(studentEval, test: test, clean: clean, conflict: conflict, patch: patch, keep: keep)
-        log(String(format: "student: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)",
-                   s.metrics.accTest ?? Double.nan, s.metrics.accClean ?? Double.nan, s.metrics.accConflict ?? Double.nan,
-                   s.metrics.relevanceGxi ?? Double.nan, s.metrics.relevanceLrp ?? Double.nan, s.seconds))
+
+        // The student.
+        var s = evaluate(studentEval, test: i.test, clean: i.clean, conflict: i.conflict, patch: i.patch, keep: keep)
+        log(summary("student", s))
         let probeStart = ProgressLine.now()
-        let studentProbe = try ArtifactProbe.measure(student, clean: probeClean, patched: probePatched, pairs: pairs,
+        let studentProbe = try ArtifactProbe.measure(i.student, clean: i.probeClean, patched: i.probePatched, pairs: i.pairs,
                                                      batchSize: o.batchSize)
         log(String(format: "student: artifact share (digit share) %@ over %d pairs %@/%@ (%.1fs)",
                    studentProbe.map { String(format: "%@ %.3f (%.3f)", $0.layer, $0.artifactShare, $0.digitShare) }.joined(separator: ", "),
-                   pairs.count, probeClean.name, probePatched.name, ProgressLine.now() - probeStart))
-        var digests: [String: String] = ["student": try sha256Hex(ofFile: o.student), "teacher": teacher.digest]
-        for (name, path) in zip(splitNames, splitPaths) { digests[name] = try sha256Hex(ofFile: path) }
-        if let c = o.probeClean, let p = o.probePatched {
-            digests["probe-clean"] = try sha256Hex(ofFile: c)
-            digests["probe-patched"] = try sha256Hex(ofFile: p)
-        }
-        if let d = subspaceDigest { digests["subspace"] = d }
-        let probeKey = o.probeClean == nil ? "probe=tests" : "probe=\(digests["probe-clean"]!),\(digests["probe-patched"]!)"
-        let cacheKey = sha256Hex(Array((["teacher-cache v\(teacherCacheVersion)", teacher.digest] + splitNames.map { digests[$0]! } + [
-            "columns=\(teacherColumns)", "batch=\(o.batchSize)", "eps=\(o.epsilonFactor)", "patch=\(patch)", "keep=\(keep)",
-            probeKey, "probe-patch=\(probePatch)",
-        ]).joined(separator: ";").utf8))
-        var t: NetworkEvaluation
-        let teacherProbe: [ProbeLayer]
-        if let cache = o.teacherCache, let hit = readTeacherCache(cache, key: cacheKey, k: k, keep: keep.count,
-                                                                 h: conflict.height, w: conflict.width,
-                                                                 probeLayers: teacher.model.tapNames) {
-            (t, teacherProbe) = hit
-            log("teacher: evaluation read from the cache \(cache)")
-        } else {
-            t = evaluate(teacherEval, test: test, clean: clean, conflict: conflict, patch: patch, keep: keep)
-            let start = ProgressLine.now()
-            teacherProbe = try ArtifactProbe.measure(teacher.model, clean: probeClean, patched: probePatched, pairs: pairs,
-                                                     batchSize: o.batchSize)
-            t.seconds += ProgressLine.now() - start
-            if let cache = o.teacherCache {
-                var a = Artifact(meta: ArtifactMeta(stage: "evaluate-teacher-cache", inputs: digests.filter { $0.key != "student" && $0.key != "subspace" },
-                                                    extra: ["key": .string(cacheKey)]))
-                add(t, prefix: "teacher/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &a)
-                for l in teacherProbe { l.write(into: &a, prefix: "probe/teacher/") }
-                do {
-                    try ensureDirectory(forFile: cache)
-                    try NPZ.write(a, to: cache)
-                } catch {
-                    log("warning: cannot write the teacher cache \(cache): \(error)")
-                }
-            }
-        }
-        log(String(format: "teacher: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)",
-                   t.metrics.accTest ?? Double.nan, t.metrics.accClean ?? Double.nan, t.metrics.accConflict ?? Double.nan,
-                   t.metrics.relevanceGxi ?? Double.nan, t.metrics.relevanceLrp ?? Double.nan, t.seconds))
+                   i.pairs.count, i.probeClean.name, i.probePatched.name, ProgressLine.now() - probeStart))
+
+        // The teacher.
+        let digests = try i.digests()
+        var (t, teacherProbe) = try measureTeacher(i, teacherEval, keep: keep, digests: digests, log: log)
+        log(summary("teacher", t))
+
+        // Between them.
         s.metrics.agreement = Scores.agreement(s.predictions["test"]!, t.predictions["test"]!)
         t.metrics.agreement = 1
-        if let dead = studentArtifact.meta?.extra["dead_channels"]?.array {
+        if let dead = i.studentArtifact.meta?.extra["dead_channels"]?.array {
             let v = dead.compactMap { $0.number.map { Int($0) } }
             if v.count == dead.count { s.metrics.deadChannels = v }
         }
-        let basisShares = try subspace.map { try ArtifactProbe.basisShares(subspace: $0, teacher: teacherProbe) } ?? []
+        let basisShares = try i.subspace.map { try ArtifactProbe.basisShares(subspace: $0, teacher: teacherProbe) } ?? []
         log("teacher: artifact share (digit share) " + teacherProbe.map {
             String(format: "%@ %.3f (%.3f)", $0.layer, $0.artifactShare, $0.digitShare)
         }.joined(separator: ", "))
@@ -320,60 +219,106 @@ public enum EvaluateStage {
                        teacherProbe.first { $0.layer == b.layer }?.channels ?? 0, b.share, b.digitShare, b.totalShare)
             }.joined(separator: ", "))
         }
-        let probe = probeMetrics(pairs: "\(probeClean.name)/\(probePatched.name)", images: pairs.count,
-                                 student: studentProbe, teacher: teacherProbe, bases: basisShares)
-        let result = RunMetrics(run: run, student: s.metrics, teacher: t.metrics, numClasses: k, probe: probe)
+        return Measurements(student: s, teacher: t, studentProbe: studentProbe, teacherProbe: teacherProbe,
+                            basisShares: basisShares, keep: keep, studentUnits: studentEval.lrp.unitNames,
+                            teacherUnits: teacherEval.lrp.unitNames, digests: digests)
+    }
 
-        // Outputs: heatmap, metrics.npz, then metrics.json last (the Make
-        // target), each written atomically.
-        if let path = o.heatmap {
-            let rows = keep.enumerated().map { slot, i in
-                HeatmapRow(image: Array(conflict.images[(i * conflict.pixelsPerImage)..<((i + 1) * conflict.pixelsPerImage)]),
-                           label: conflict.labels[i], digit: conflict.digit[i],
-                           teacherPrediction: t.predictions["test-conflict"]![i],
-                           studentPrediction: s.predictions["test-conflict"]![i],
-                           teacherMap: t.relevance.keptLrp[slot], studentMap: s.relevance.keptLrp[slot],
-                           teacherShare: t.relevance.shareLrp[i], studentShare: s.relevance.shareLrp[i])
-            }
-            let png = Heatmap.png(rows: rows, height: conflict.height, width: conflict.width,
-                                  channels: conflict.channels, patch: patch, scale: o.heatmapScale)
-            try atomicWrite(png, to: path)
+    /// "student: acc test … (…s)".
+    static func summary(_ who: String, _ e: NetworkEvaluation) -> String {
+        String(format: "%@: acc test %.3f clean %.3f conflict %.3f, in-patch relevance gxi %.3f lrp %.3f (%.1fs)", who,
+               e.metrics.accTest ?? Double.nan, e.metrics.accClean ?? Double.nan, e.metrics.accConflict ?? Double.nan,
+               e.metrics.relevanceGxi ?? Double.nan, e.metrics.relevanceLrp ?? Double.nan, e.seconds)
+    }
+
+    /// The teacher's evaluation and probe: read from `--teacher-cache` when
+    /// its key (digests of the teacher and splits, the options) matches,
+    /// else computed and, with `--teacher-cache`, written there (a failed
+    /// write is only a warning).
+    static func measureTeacher(_ i: EvaluationInputs, _ teacherEval: NetworkEvaluator, keep: [Int], digests: [String: String],
+                               log: (String) -> Void) throws -> (NetworkEvaluation, [ProbeLayer]) {
+        let o = i.options, k = i.k, h = i.conflict.height, w = i.conflict.width
+        let probeKey = o.probeClean == nil ? "probe=tests" : "probe=\(digests["probe-clean"]!),\(digests["probe-patched"]!)"
+        let cacheKey = sha256Hex(Array((["teacher-cache v\(teacherCacheVersion)", i.teacher.digest] + splitNames.map { digests[$0]! } + [
+            "columns=\(i.teacherColumns)", "batch=\(o.batchSize)", "eps=\(o.epsilonFactor)", "patch=\(i.patch)", "keep=\(keep)",
+            probeKey, "probe-patch=\(i.probePatch)",
+        ]).joined(separator: ";").utf8))
+        if let cache = o.teacherCache, let hit = readTeacherCache(cache, key: cacheKey, k: k, keep: keep.count, h: h, w: w,
+                                                                 probeLayers: i.teacher.model.tapNames) {
+            log("teacher: evaluation read from the cache \(cache)")
+            return hit
         }
+        var t = evaluate(teacherEval, test: i.test, clean: i.clean, conflict: i.conflict, patch: i.patch, keep: keep)
+        let start = ProgressLine.now()
+        let teacherProbe = try ArtifactProbe.measure(i.teacher.model, clean: i.probeClean, patched: i.probePatched, pairs: i.pairs,
+                                                     batchSize: o.batchSize)
+        t.seconds += ProgressLine.now() - start
+        if let cache = o.teacherCache {
+            var a = Artifact(meta: ArtifactMeta(stage: "evaluate-teacher-cache", inputs: digests.filter { $0.key != "student" && $0.key != "subspace" },
+                                                extra: ["key": .string(cacheKey)]))
+            add(t, prefix: "teacher/", k: k, keep: keep.count, h: h, w: w, to: &a)
+            for l in teacherProbe { l.write(into: &a, prefix: "probe/teacher/") }
+            do {
+                try ensureDirectory(forFile: cache)
+                try NPZ.write(a, to: cache)
+            } catch {
+                log("warning: cannot write the teacher cache \(cache): \(error)")
+            }
+        }
+        return (t, teacherProbe)
+    }
+
+    /// The heatmap PNG: LRP-ε maps of teacher and student on the kept
+    /// test-conflict images.
+    static func writeHeatmap(_ i: EvaluationInputs, _ m: Measurements, to path: String) throws {
+        let (s, t, conflict) = (m.student, m.teacher, i.conflict)
+        let rows = m.keep.enumerated().map { slot, j in
+            HeatmapRow(image: Array(conflict.images[(j * conflict.pixelsPerImage)..<((j + 1) * conflict.pixelsPerImage)]),
+                       label: conflict.labels[j], digit: conflict.digit[j],
+                       teacherPrediction: t.predictions["test-conflict"]![j],
+                       studentPrediction: s.predictions["test-conflict"]![j],
+                       teacherMap: t.relevance.keptLrp[slot], studentMap: s.relevance.keptLrp[slot],
+                       teacherShare: t.relevance.shareLrp[j], studentShare: s.relevance.shareLrp[j])
+        }
+        let png = Heatmap.png(rows: rows, height: conflict.height, width: conflict.width,
+                              channels: conflict.channels, patch: i.patch, scale: i.options.heatmapScale)
+        try atomicWrite(png, to: path)
+    }
+
+    /// metrics.npz: every number of both networks and the probe, with the
+    /// options, the run description and the input digests in its metadata.
+    static func metricsArtifact(_ i: EvaluationInputs, _ m: Measurements, sets: [String: String], run: RunInfo) -> Artifact {
+        let o = i.options
         var parameters: [String: JSON] = [
             "batch_size": .number(Double(o.batchSize)),
             "lrp_epsilon_factor": .number(Double(o.epsilonFactor)),
-            "patch_size": .number(Double(patch)),
+            "patch_size": .number(Double(i.patch)),
             "heatmap_images": .number(Double(o.heatmapImages)),
-            "probe_pairs": .string("\(probeClean.name)/\(probePatched.name)"),
-            "probe_patch_size": .number(Double(probePatch)),
+            "probe_pairs": .string("\(i.probeClean.name)/\(i.probePatched.name)"),
+            "probe_patch_size": .number(Double(i.probePatch)),
         ]
         for (key, value) in sets { parameters["set." + key] = .string(value) }
         if let runJSON = try? JSONDecoder().decode(JSON.self, from: RunMetrics.makeEncoder().encode(run)) {
             parameters["run"] = runJSON
         }
         let meta = ArtifactMeta(
-            stage: "evaluate", parameters: parameters, inputs: digests,
+            stage: "evaluate", parameters: parameters, inputs: m.digests,
             seed: run.seed >= 0 ? UInt64(run.seed) : nil,
             extra: [
                 "worst_group": "groups class × artifact state over test-clean ∪ test-conflict; group id 2·class + state",
                 "relevance": "share of |Σ_channels R| inside the top-left patch on test-conflict, mean over images; f = z_y − max_{c≠y} z_c",
-                "lrp_units": .array(studentEval.lrp.unitNames.map { .string($0) }),
-                "teacher_lrp_units": .array(teacherEval.lrp.unitNames.map { .string($0) }),
+                "lrp_units": .array(m.studentUnits.map { .string($0) }),
+                "teacher_lrp_units": .array(m.teacherUnits.map { .string($0) }),
                 "probe": "pairs share base images and differ only in the corner patch; per stage tap Δ = a(patched) − a(clean) at every position, Σ_art = E[Δ Δᵀ], Σ_total = centred covariance of a(clean); Σ_digit = between-digit part of Σ_art (per position, around the mean displacement); artifact_share = tr Σ_art / tr Σ_total, digit_share = tr Σ_digit / tr Σ_total; basis share = tr(U_kᵀ Σ_art U_k) / tr Σ_art, digit_share and total_share the same with Σ_digit and Σ_total",
             ])
+        let (k, keep, h, w) = (i.k, m.keep.count, i.conflict.height, i.conflict.width)
         var npz = Artifact(meta: meta)
         npz.set("num_classes", NDArray([Int64(k)], shape: []))
-        npz.set("heatmap_indices", NDArray(keep.map { Int32($0) }, shape: [keep.count]))
-        add(s, prefix: "student/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &npz)
-        add(t, prefix: "teacher/", k: k, keep: keep.count, h: conflict.height, w: conflict.width, to: &npz)
-        addProbe(pairs: pairs, student: studentProbe, teacher: teacherProbe, bases: basisShares, to: &npz)
-        do {
-            try NPZ.write(npz, to: o.npzPath)
-            try atomicWrite(Array(try result.jsonData()), to: o.out)
-        } catch {
-            throw EvaluationError("cannot write the metrics: \(error)")
-        }
-        return result
+        npz.set("heatmap_indices", NDArray(m.keep.map { Int32($0) }, shape: [keep]))
+        add(m.student, prefix: "student/", k: k, keep: keep, h: h, w: w, to: &npz)
+        add(m.teacher, prefix: "teacher/", k: k, keep: keep, h: h, w: w, to: &npz)
+        addProbe(pairs: i.pairs, student: m.studentProbe, teacher: m.teacherProbe, bases: m.basisShares, to: &npz)
+        return npz
     }
 
     /// Every metric of one network on the three test splits.

@@ -1,5 +1,6 @@
 import COpenBLAS
 import NN
+import TensorIO
 
 /// Layer-wise relevance propagation with the ε-rule (LRP-ε; Bach et al.
 /// 2015, Montavon et al. 2019), as a rule-based backward pass over a
@@ -414,8 +415,9 @@ final class Scratch {
 }
 
 /// A failure of the evaluate stage or its metrics, with a message for the user.
-public struct EvaluationError: Error, CustomStringConvertible, Equatable {
+public struct EvaluationError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }

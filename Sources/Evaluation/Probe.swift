@@ -434,7 +434,7 @@ public enum ArtifactProbe {
             }
             let basis: SubspaceBasis
             do { basis = try SubspaceBasis(from: subspace, layer: layer, kind: kind) } catch {
-                throw EvaluationError("probe: \(error)")
+                throw EvaluationError("probe: \(error)", causedBy: error)
             }
             out.append(try basisShare(l, basis: basis))
         }

@@ -42,12 +42,12 @@ public enum RunSettings {
         var out: [String: String] = [:]
         for a in assignments {
             guard let eq = a.firstIndex(of: "=") else {
-                throw EvaluationError("--set '\(a)': expected key=value")
+                throw EvaluationError(usage: "--set '\(a)': expected key=value")
             }
             let key = normalise(String(a[..<eq]))
             let value = String(a[a.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
             guard knownKeys.contains(key) else {
-                throw EvaluationError("--set '\(a)': unknown key '\(key)' (known: \(knownKeys.joined(separator: ", ")))")
+                throw EvaluationError(usage: "--set '\(a)': unknown key '\(key)' (known: \(knownKeys.joined(separator: ", ")))")
             }
             out[key] = value
         }
@@ -83,7 +83,7 @@ public enum RunSettings {
         }
         func number(_ key: String, _ fallbacks: JSON?...) throws -> Double? {
             if let s = sets[key] {
-                guard let d = Double(s), d.isFinite else { throw EvaluationError("--set \(key)=\(s): not a number") }
+                guard let d = Double(s), d.isFinite else { throw EvaluationError(usage: "--set \(key)=\(s): not a number") }
                 return d
             }
             for f in fallbacks {
@@ -100,7 +100,7 @@ public enum RunSettings {
         }
         let seed: Int
         if let s = sets["seed"] {
-            guard let v = Int(s) else { throw EvaluationError("--set seed=\(s): not an integer") }
+            guard let v = Int(s) else { throw EvaluationError(usage: "--set seed=\(s): not an integer") }
             seed = v
         } else if let v = studentMeta?.seed {
             seed = Int(truncatingIfNeeded: v)

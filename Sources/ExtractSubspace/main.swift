@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Extraction
 import Foundation
 import StageKit
@@ -15,8 +16,11 @@ struct ExtractSubspace: ParsableCommand {
         positions per image; then per layer and basis U_k, mu, sigma2 (entries <layer>/<basis>/U, \
         mu, sigma2, eigenvalues, context_rank, n_samples). With --val, logs the teacher's subtask \
         accuracy when one layer is replaced by its rank-k reconstruction (basis@k, also in \
-        meta.extra.basis_at_k).
-        """)
+        meta.extra.basis_at_k). --seed seeds the position draws and the random basis.
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(name: .long, help: "Teacher artifact (teacher.npz).")
     var teacher: String
@@ -45,8 +49,7 @@ struct ExtractSubspace: ParsableCommand {
     @Option(name: .long, help: "Spatial positions drawn per image.")
     var positions: Int = 20
 
-    @Option(name: .long, help: "Seed of the position draws and of the random basis.")
-    var seed: UInt64 = 0
+    @OptionGroup var seedOption: SeedOption
 
     @Option(name: .long, help: "Images per forward/backward batch.")
     var batch: Int = 64
@@ -57,39 +60,32 @@ struct ExtractSubspace: ParsableCommand {
     @Option(name: .long, help: "Comma-separated ks of the basis@k check (default 1,2,4,k,2k, capped at the layer width).")
     var checkK: String?
 
-    @Option(name: .long, help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
-    var threads: Int?
+    @OptionGroup var threadsOption: ThreadsOption
 
-    @Flag(name: .long, help: "No progress line.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
 
     func run() throws {
-        Threads.configure(requested: threads)
-        do {
-            var c = ExtractSubspaceConfig(teacher: teacher, data: data, val: val, out: out)
-            c.studentArch = studentArch
-            c.layers = layers
-            c.k = k
-            c.bases = bases
-            c.positions = positions
-            c.seed = seed
-            c.batch = batch
-            c.capAtContextRank = capAtContextRank
-            c.quiet = quiet
-            if let s = checkK {
-                c.checkK = try s.split(separator: ",").map {
-                    guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
-                        throw ExtractionError("--check-k: '\($0)' is not an integer")
-                    }
-                    return v
+        Threads.configure(requested: threadsOption.threads)
+        var c = ExtractSubspaceConfig(teacher: teacher, data: data, val: val, out: out)
+        c.studentArch = studentArch
+        c.layers = layers
+        c.k = k
+        c.bases = bases
+        c.positions = positions
+        c.seed = seedOption.seed
+        c.batch = batch
+        c.capAtContextRank = capAtContextRank
+        c.quiet = quietFlag.quiet
+        if let s = checkK {
+            c.checkK = try s.split(separator: ",").map {
+                guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                    throw ExtractionError(usage: "--check-k: '\($0)' is not an integer")
                 }
+                return v
             }
-            try ExtractSubspaceStage.run(c)
-        } catch {
-            FileHandle.standardError.write("extract-subspace: error: \(error)\n".data(using: .utf8)!)
-            throw ExitCode(1)
         }
+        try ExtractSubspaceStage.run(c)
     }
 }
 
-ExtractSubspace.main()
+runMain(ExtractSubspace.self)

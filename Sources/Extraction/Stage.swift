@@ -54,7 +54,7 @@ public enum ExtractSubspaceStage {
     /// Parses `--bases`: comma-separated kinds, or `all`.
     public static func parseBases(_ text: String) throws -> [BasisKind] {
         let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !names.isEmpty else { throw ExtractionError("--bases is empty; choose from \(BasisKind.allCases.map(\.rawValue).joined(separator: ", ")) or all") }
+        guard !names.isEmpty else { throw ExtractionError(usage: "--bases is empty; choose from \(BasisKind.allCases.map(\.rawValue).joined(separator: ", ")) or all") }
         var out: [BasisKind] = []
         for n in names {
             if n == "all" {
@@ -78,11 +78,11 @@ public enum ExtractSubspaceStage {
             return teacher.tapNames
         }
         let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !names.isEmpty else { throw ExtractionError("--layers is empty; the teacher's layers are \(teacher.tapNames.joined(separator: ", "))") }
+        guard !names.isEmpty else { throw ExtractionError(usage: "--layers is empty; the teacher's layers are \(teacher.tapNames.joined(separator: ", "))") }
         for n in names where !teacher.tapNames.contains(n) {
             throw ExtractionError("the teacher ('\(teacher.architecture)') has no layer '\(n)'; its layers are \(teacher.tapNames.joined(separator: ", "))")
         }
-        guard Set(names).count == names.count else { throw ExtractionError("--layers names a layer twice: \(text)") }
+        guard Set(names).count == names.count else { throw ExtractionError(usage: "--layers names a layer twice: \(text)") }
         return names
     }
 
@@ -94,7 +94,7 @@ public enum ExtractSubspaceStage {
         do {
             student = try Model(architecture: architecture, inputShape: teacher.inputShape, seed: 0)
         } catch let e as NNError {
-            throw ExtractionError("--student-arch '\(architecture)' on \(teacher.inputShape) inputs: \(e.message)")
+            throw ExtractionError(usage: "--student-arch '\(architecture)' on \(teacher.inputShape) inputs: \(e.message)")
         }
         guard student.tapNames.count == teacher.tapNames.count else {
             throw ExtractionError("the student '\(architecture)' has \(student.tapNames.count) stages, the teacher '\(teacher.architecture)' has \(teacher.tapNames.count); stage i pairs with stage i, so both need the same number of stages (or give --k explicitly)")
@@ -111,17 +111,17 @@ public enum ExtractSubspaceStage {
         guard let text else { return out }
         let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         func number(_ s: String) throws -> Int {
-            guard let v = Int(s), v > 0 else { throw ExtractionError("--k: '\(s)' is not a positive integer") }
+            guard let v = Int(s), v > 0 else { throw ExtractionError(usage: "--k: '\(s)' is not a positive integer") }
             return v
         }
         if items.contains(where: { $0.contains("=") }) {
             for item in items {
                 let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                guard parts.count == 2 else { throw ExtractionError("--k: mix of named and plain entries in '\(text)'; use layer=k for every entry") }
+                guard parts.count == 2 else { throw ExtractionError(usage: "--k: mix of named and plain entries in '\(text)'; use layer=k for every entry") }
                 guard layers.contains(parts[0]) else {
-                    throw ExtractionError("--k names layer '\(parts[0])', which is not extracted (layers: \(layers.joined(separator: ", ")))")
+                    throw ExtractionError(usage: "--k names layer '\(parts[0])', which is not extracted (layers: \(layers.joined(separator: ", ")))")
                 }
-                guard out[parts[0]] == nil else { throw ExtractionError("--k gives layer \(parts[0]) twice") }
+                guard out[parts[0]] == nil else { throw ExtractionError(usage: "--k gives layer \(parts[0]) twice") }
                 out[parts[0]] = try number(parts[1])
             }
         } else if items.count == 1 {
@@ -129,7 +129,7 @@ public enum ExtractSubspaceStage {
             for l in layers { out[l] = v }
         } else {
             guard items.count == layers.count else {
-                throw ExtractionError("--k has \(items.count) values for \(layers.count) layers (\(layers.joined(separator: ", "))); give one, one per layer, or layer=k pairs")
+                throw ExtractionError(usage: "--k has \(items.count) values for \(layers.count) layers (\(layers.joined(separator: ", "))); give one, one per layer, or layer=k pairs")
             }
             for (l, s) in zip(layers, items) { out[l] = try number(s) }
         }
@@ -166,10 +166,10 @@ public enum ExtractSubspaceStage {
         let bases = try parseBases(config.bases)
         let layers = try parseLayers(config.layers, teacher: teacher)
         let ks = try resolveK(config.k, layers: layers, studentArch: config.studentArch, teacher: teacher)
-        guard config.positions > 0 else { throw ExtractionError("--positions must be positive, got \(config.positions)") }
-        guard config.batch > 0 else { throw ExtractionError("--batch must be positive, got \(config.batch)") }
+        guard config.positions > 0 else { throw ExtractionError(usage: "--positions must be positive, got \(config.positions)") }
+        guard config.batch > 0 else { throw ExtractionError(usage: "--batch must be positive, got \(config.batch)") }
         if let ck = config.checkK, let bad = ck.first(where: { $0 < 1 }) {
-            throw ExtractionError("--check-k: k must be positive, got \(bad)")
+            throw ExtractionError(usage: "--check-k: k must be positive, got \(bad)")
         }
         let options = ExtractionOptions(layers: layers, k: ks, bases: bases, positions: config.positions,
                                         seed: config.seed, batch: config.batch,
@@ -294,7 +294,7 @@ public enum ExtractSubspaceStage {
         do {
             return try SubtaskMargin(subtaskClasses: sub, teacherClasses: classes)
         } catch let e as ExtractionError {
-            throw ExtractionError("'\(path)': \(e.message)")
+            throw ExtractionError("'\(path)': \(e.message)", causedBy: e)
         }
     }
 

@@ -1,4 +1,5 @@
 import COpenBLAS
+import TensorIO
 
 /// A network layer: forward and backward over a batch, parameters and named
 /// non-trainable buffers.
@@ -57,10 +58,11 @@ protocol RetainsBackwardState: AnyObject {
 }
 
 /// An error in a model description or a layer configuration.
-public struct NNError: Error, CustomStringConvertible, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+public struct NNError: MessageError, Equatable {
+    public var message: String
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }
 
 // MARK: - Workspace helpers

@@ -3,13 +3,15 @@ import Glibc
 #else
 import Foundation
 #endif
+import TensorIO
 
 /// Every failure of the training machinery on bad input (losses, optimisers,
 /// robust objectives, checkpoints): the message names what was wrong.
-public struct TrainError: Error, CustomStringConvertible, Equatable {
+public struct TrainError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }
 
 /// Classification and regression losses with their gradients.

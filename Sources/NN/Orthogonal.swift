@@ -1,4 +1,5 @@
 import COpenBLAS
+import TensorIO
 
 /// How an `OrthogonalParameter` starts.
 public enum OrthogonalInit: Equatable {
@@ -14,10 +15,11 @@ public enum OrthogonalInit: Equatable {
 }
 
 /// Bad state handed to an orthogonal parameter (e.g. from a checkpoint).
-public struct OrthogonalError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+public struct OrthogonalError: MessageError {
+    public var message: String
+    /// The exit status it causes: an internal failure (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .failure) { self.message = message; self.kind = kind }
 }
 
 /// An n×k matrix Q (k ≤ n) with exactly orthonormal columns, QᵀQ = I_k,

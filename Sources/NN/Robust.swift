@@ -22,7 +22,7 @@ public enum RobustMode: String, CaseIterable, Sendable {
         case "std", "erm": self = .std
         case "balanced": self = .balanced
         case "dro": self = .dro
-        default: throw TrainError("unknown robust objective '\(s)' (expected erm/std, balanced or dro)")
+        default: throw TrainError(usage: "unknown robust objective '\(s)' (expected erm/std, balanced or dro)")
         }
     }
 }

@@ -1,6 +1,7 @@
 // `report`: gathers every metrics.json of a pipeline into results.csv,
 // summary.md and SVG figures. The work is in the Reporting library.
 import ArgumentParser
+import CLIKit
 import Foundation
 import Reporting
 
@@ -24,9 +25,12 @@ struct ReportCommand: ParsableCommand {
             A partial set of runs gives a report over what exists; the runs found
             per method × ρ and expected-but-absent runs (--expect) are printed on
             stderr and listed in summary.md. Exit status 0 when at least one run
-            was read; 1 when none was (nothing is written) or on bad input, and
-            with --strict also when runs are missing or unreadable.
-            """)
+            was read; 65 when none was (nothing is written) or on bad input, and
+            with --strict also when runs are missing or unreadable (after writing
+            the report); 74 when --root or --expect cannot be read or the report
+            cannot be written; 64 on a usage error (docs/stages.md, "Exit status").
+            """,
+        version: toolVersion)
 
     @Option(help: ArgumentHelp("Folder searched recursively for metrics.json files.", valueName: "dir"))
     var root: String
@@ -42,30 +46,23 @@ struct ReportCommand: ParsableCommand {
                                valueName: "file"))
     var expect: String?
 
-    @Flag(help: "Exit with status 1 (after writing the report) when expected runs are missing or metrics.json files are unreadable.")
+    @Flag(help: "Exit with status 65 (after writing the report) when expected runs are missing or metrics.json files are unreadable.")
     var strict = false
 
-    @Flag(name: .shortAndLong, help: "Print only warnings and errors.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
 
     func run() throws {
         let order = (methods ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let options = ReportOptions(root: root, out: out ?? (root.hasSuffix("/") ? root + "report" : root + "/report"),
                                     methodOrder: order, expectFile: expect)
-        let quiet = self.quiet
-        do {
-            let result = try ReportStage.run(options) { line in
-                let important = line.hasPrefix("warning") || line.hasPrefix("unreadable") || line.contains("missing")
-                if !quiet || important { eprint("report: " + line) }
-            }
-            let g = result.gaps
-            if strict && (!g.missing.isEmpty || !g.unreadable.isEmpty) {
-                eprint("report: error (--strict): \(g.missing.count) expected run(s) missing, \(g.unreadable.count) unreadable")
-                throw ExitCode(1)
-            }
-        } catch let e as ReportError {
-            eprint("report: error: \(e.description)")
-            throw ExitCode(1)
+        let quiet = quietFlag.quiet
+        let result = try ReportStage.run(options) { line in
+            let important = line.hasPrefix("warning") || line.hasPrefix("unreadable") || line.contains("missing")
+            if !quiet || important { eprint("report: " + line) }
+        }
+        let g = result.gaps
+        if strict && (!g.missing.isEmpty || !g.unreadable.isEmpty) {
+            throw ReportError.incomplete(missing: g.missing.count, unreadable: g.unreadable.count)
         }
     }
 }
@@ -74,4 +71,4 @@ func eprint(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-ReportCommand.main()
+runMain(ReportCommand.self)

@@ -1,4 +1,5 @@
 import Foundation
+import TensorIO
 
 // The `metrics.json` schema: one file per student run, written by the
 // `evaluate` stage and read by `report`. Keys on disk are snake_case; every
@@ -265,12 +266,24 @@ public struct RunMetrics: Codable, Equatable, Sendable {
 }
 
 /// Errors of the reporting stage, each with a message for the command line.
-public enum ReportError: Error, CustomStringConvertible, Equatable {
+public enum ReportError: ClassifiedError, CustomStringConvertible, Equatable {
     case rootMissing(String)
     case noRuns(root: String, unreadable: Int)
     case badMetrics(String)
     case badExpectFile(String)
     case writeFailed(String)
+    /// `report --strict`: expected runs missing or metrics.json files unreadable.
+    case incomplete(missing: Int, unreadable: Int)
+
+    /// I/O for a missing root, an unreadable --expect file or a failed
+    /// write; bad data for no runs, a malformed metrics.json or an
+    /// incomplete set of runs.
+    public var kind: FailureKind {
+        switch self {
+        case .rootMissing, .badExpectFile, .writeFailed: return .io
+        case .noRuns, .badMetrics, .incomplete: return .data
+        }
+    }
 
     public var description: String {
         switch self {
@@ -281,6 +294,8 @@ public enum ReportError: Error, CustomStringConvertible, Equatable {
         case .badMetrics(let m): return "bad metrics.json: \(m)"
         case .badExpectFile(let m): return "bad --expect file: \(m)"
         case .writeFailed(let m): return "cannot write report: \(m)"
+        case .incomplete(let missing, let unreadable):
+            return "--strict: \(missing) expected run(s) missing, \(unreadable) unreadable"
         }
     }
 }

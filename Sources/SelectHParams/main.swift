@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIKit
 import Distill
 import Foundation
 import StageKit
@@ -15,7 +16,8 @@ struct SelectHParams: ParsableCommand {
         abstract: "Choose a method's hyper-parameters from its tuning students (best mean validation accuracy).",
         discussion: "Each STUDENT is a distill output trained at one point of the method's grid (distill --list-tuning);"
             + " every point needs the same number of students (one per tuning seed). Ties go to the first point in"
-            + " grid order. Writes OUT (JSON) atomically.")
+            + " grid order. Writes OUT (JSON) atomically.\n\n" + exitStatusHelp,
+        version: toolVersion)
 
     @Option(help: "The method the students were trained with (its grid: distill --list-tuning).") var method: String
     @Option(help: "Output tuning artifact (.json).") var out: String
@@ -23,7 +25,7 @@ struct SelectHParams: ParsableCommand {
 
     func run() throws {
         let m = try DistillMethod(parsing: method)
-        guard !students.isEmpty else { throw DistillError("no tuning student given") }
+        guard !students.isEmpty else { throw DistillError(usage: "no tuning student given") }
         for s in students { try requireFile(s, role: "tuning student") }
         var result = try TuningResult.select(method: m, grid: m.spec.tuningGrid, students: students)
         // Students under OUT's folder are recorded relative to it, so the
@@ -47,11 +49,5 @@ struct SelectHParams: ParsableCommand {
     }
 }
 
-let command: SelectHParams
-do { command = try SelectHParams.parse() } catch { SelectHParams.exit(withError: error) }
-do {
-    try command.run()
-} catch {
-    StageKit.log("select-hparams: error: \(error)")
-    exit(1)
-}
+/// Errors print as `select-hparams: error: …` with the exit status of their kind (docs/stages.md, "Exit status").
+runMain(SelectHParams.self)

@@ -1,9 +1,12 @@
+import TensorIO
+
 /// Any problem with the synthesis options or the input files; the message
 /// says what is wrong and, where it helps, what would be accepted.
-public struct SynthesisError: Error, CustomStringConvertible, Equatable {
+public struct SynthesisError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }
 
 /// The splits of issue 4. Teacher splits hold all classes (and carry the
@@ -78,12 +81,12 @@ public enum SplitName: String, CaseIterable, Sendable, Hashable {
     public static func parseList(_ text: String) throws -> [SplitName] {
         var chosen = Set<SplitName>()
         let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !items.isEmpty else { throw SynthesisError("--splits: no split named") }
+        guard !items.isEmpty else { throw SynthesisError(usage: "--splits: no split named") }
         for item in items {
             if let s = SplitName(rawValue: item) { chosen.insert(s); continue }
             if let group = aliases[item] { chosen.formUnion(group); continue }
             let known = SplitName.allCases.map(\.rawValue) + aliases.keys.sorted()
-            throw SynthesisError("--splits: unknown split '\(item)' (known: \(known.joined(separator: ", ")))")
+            throw SynthesisError(usage: "--splits: unknown split '\(item)' (known: \(known.joined(separator: ", ")))")
         }
         return SplitName.allCases.filter { chosen.contains($0) }
     }

@@ -40,7 +40,7 @@ extension SynthesisPlan {
         let staging = (dir as NSString).appendingPathComponent(".synthesize-staging-\(getpid())")
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
-            throw SynthesisError("cannot create the staging folder \(staging): \(error.localizedDescription)")
+            throw SynthesisError(io: "cannot create the staging folder \(staging): \(error.localizedDescription)")
         }
         defer { try? fm.removeItem(atPath: staging) }
         var files: [String] = []
@@ -58,21 +58,21 @@ extension SynthesisPlan {
                 }
             }
         } catch let e as TensorIOError {
-            throw SynthesisError("writing into \(dir) failed, nothing written: \(e.message)")
+            throw SynthesisError("writing into \(dir) failed, nothing written: \(e.message)", causedBy: e)
         }
         // A folder in the way would make a rename fail halfway; refuse first.
         for f in files {
             var isDir: ObjCBool = false
             let to = (dir as NSString).appendingPathComponent(f)
             if fm.fileExists(atPath: to, isDirectory: &isDir), isDir.boolValue {
-                throw SynthesisError("\(to) is a folder; nothing written")
+                throw SynthesisError(io: "\(to) is a folder; nothing written")
             }
         }
         for f in files {
             let from = (staging as NSString).appendingPathComponent(f)
             let to = (dir as NSString).appendingPathComponent(f)
             guard rename(from, to) == 0 else {
-                throw SynthesisError("cannot move \(f) into \(dir): \(String(cString: strerror(errno)))")
+                throw SynthesisError(io: "cannot move \(f) into \(dir): \(String(cString: strerror(errno)))")
             }
         }
         log("synthesize: wrote \(files.joined(separator: ", ")) to \(dir)")
@@ -91,7 +91,7 @@ extension SynthesisPlan {
             }
             for (i, p) in config.cifarPaths.enumerated() { d["cifar-\(i)"] = try sha256Hex(ofFile: p) }
         } catch let e as TensorIOError {
-            throw SynthesisError(e.message)
+            throw SynthesisError(e.message, causedBy: e)
         }
         return d
     }

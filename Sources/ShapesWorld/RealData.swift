@@ -241,11 +241,11 @@ public struct CIFARData: Sendable {
 func readDataFile(_ path: String, what: String) throws -> [UInt8] {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw SynthesisError("\(what) file \(path) does not exist")
+        throw SynthesisError(io: "\(what) file \(path) does not exist")
     }
-    guard !isDir.boolValue else { throw SynthesisError("\(what) file \(path) is a directory") }
+    guard !isDir.boolValue else { throw SynthesisError(io: "\(what) file \(path) is a directory") }
     guard let data = FileManager.default.contents(atPath: path) else {
-        throw SynthesisError("\(what) file \(path) cannot be read")
+        throw SynthesisError(io: "\(what) file \(path) cannot be read")
     }
     let bytes = [UInt8](data)
     if bytes.count >= 2, bytes[0] == 0x1F, bytes[1] == 0x8B {

@@ -108,37 +108,37 @@ public struct SynthesisPlan: Sendable {
     /// created if missing.
     public static func prepare(_ config: SynthesisConfig) throws -> SynthesisPlan {
         guard config.rho.isFinite, config.rho >= 0, config.rho <= 1 else {
-            throw SynthesisError("--rho must be in [0, 1], got \(config.rho)")
+            throw SynthesisError(usage: "--rho must be in [0, 1], got \(config.rho)")
         }
         guard SynthesisConfig.imageSizeRange.contains(config.imageSize), config.imageSize % 4 == 0 else {
-            throw SynthesisError("--image-size must be a multiple of 4 in \(SynthesisConfig.imageSizeRange.lowerBound)…\(SynthesisConfig.imageSizeRange.upperBound) (the patch is a quarter of the side and must hold a 5 × 7 digit), got \(config.imageSize)")
+            throw SynthesisError(usage: "--image-size must be a multiple of 4 in \(SynthesisConfig.imageSizeRange.lowerBound)…\(SynthesisConfig.imageSizeRange.upperBound) (the patch is a quarter of the side and must hold a 5 × 7 digit), got \(config.imageSize)")
         }
         for split in [SplitName.teacherTrain, .teacherVal, .distillTrain, .distillVal, .test] {
             let n = config.perClass[split]
             guard n > 0 else {
-                throw SynthesisError("--\(split.basePool.rawValue)-per-class must be positive, got \(n)")
+                throw SynthesisError(usage: "--\(split.basePool.rawValue)-per-class must be positive, got \(n)")
             }
             guard n <= 1_000_000 else {
-                throw SynthesisError("--\(split.basePool.rawValue)-per-class \(n) is more than 1,000,000")
+                throw SynthesisError(usage: "--\(split.basePool.rawValue)-per-class \(n) is more than 1,000,000")
             }
         }
         guard config.gratingContrast.lowerBound > 0, config.gratingContrast.upperBound <= 1 else {
-            throw SynthesisError("--grating-contrast must be LO,HI with 0 < LO ≤ HI ≤ 1, got \(config.gratingContrast)")
+            throw SynthesisError(usage: "--grating-contrast must be LO,HI with 0 < LO ≤ HI ≤ 1, got \(config.gratingContrast)")
         }
         guard config.imbalance.isFinite, config.imbalance >= 1 else {
-            throw SynthesisError("--imbalance must be a finite factor ≥ 1 (1 = balanced), got \(config.imbalance)")
+            throw SynthesisError(usage: "--imbalance must be a finite factor ≥ 1 (1 = balanced), got \(config.imbalance)")
         }
-        guard !config.splits.isEmpty else { throw SynthesisError("--splits: no split chosen") }
+        guard !config.splits.isEmpty else { throw SynthesisError(usage: "--splits: no split chosen") }
 
         // Base images and the class catalogue.
         let source: BaseSource
         var cifarOrder: [[Int]] = []
         if config.cifarPaths.isEmpty {
-            if config.cifarKind != nil { throw SynthesisError("--cifar-kind needs --cifar files") }
+            if config.cifarKind != nil { throw SynthesisError(usage: "--cifar-kind needs --cifar files") }
             source = .shapes
         } else {
             guard config.imageSize == CIFARData.side else {
-                throw SynthesisError("--image-size must be 32 with CIFAR images, got \(config.imageSize)")
+                throw SynthesisError(usage: "--image-size must be 32 with CIFAR images, got \(config.imageSize)")
             }
             let data = try CIFARData.read(paths: config.cifarPaths, kind: config.cifarKind)
             source = .cifar(data)
@@ -151,7 +151,7 @@ public struct SynthesisPlan: Sendable {
         var allNames = sourceNames
         if config.teacherWorld == .digitAware {
             guard case .shapes = source else {
-                throw SynthesisError("--teacher-world digit-aware needs the shapes world (its glyph family draws random shape classes), not CIFAR images")
+                throw SynthesisError(usage: "--teacher-world digit-aware needs the shapes world (its glyph family draws random shape classes), not CIFAR images")
             }
             allNames += ShapesWorld.glyphClassNames
         }
@@ -198,7 +198,7 @@ public struct SynthesisPlan: Sendable {
             }
             glyphs = .mnist(digits)
         } else if config.mnistLabels != nil {
-            throw SynthesisError("--mnist-labels needs --mnist or --digits mnist:FILE")
+            throw SynthesisError(usage: "--mnist-labels needs --mnist or --digits mnist:FILE")
         }
 
         // Sizes: a split must fit in memory and in an Int32-indexed tensor.
@@ -224,11 +224,11 @@ public struct SynthesisPlan: Sendable {
         if let explicit = config.subtaskClasses {
             if config.family != nil { throw SynthesisError("give either --family or --subtask-classes, not both") }
             guard (2...10).contains(explicit.count) else {
-                throw SynthesisError("--subtask-classes needs 2 to 10 classes (one digit each), got \(explicit.count)")
+                throw SynthesisError(usage: "--subtask-classes needs 2 to 10 classes (one digit each), got \(explicit.count)")
             }
-            guard Set(explicit).count == explicit.count else { throw SynthesisError("--subtask-classes has a repeated class") }
+            guard Set(explicit).count == explicit.count else { throw SynthesisError(usage: "--subtask-classes has a repeated class") }
             for c in explicit where c < 0 || c >= classCount {
-                throw SynthesisError("--subtask-classes: class \(c) is not in 0..<\(classCount)")
+                throw SynthesisError(usage: "--subtask-classes: class \(c) is not in 0..<\(classCount)")
             }
             return (explicit, "custom")
         }
@@ -553,7 +553,7 @@ public func checkWritableDirectory(_ path: String) throws {
     let fm = FileManager.default
     var isDir: ObjCBool = false
     if fm.fileExists(atPath: path, isDirectory: &isDir) {
-        guard isDir.boolValue else { throw SynthesisError("output folder \(path) exists and is not a folder") }
+        guard isDir.boolValue else { throw SynthesisError(io: "output folder \(path) exists and is not a folder") }
     } else {
         do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             // Name the nearest existing ancestor: that is what is in the way.
@@ -564,12 +564,12 @@ public func checkWritableDirectory(_ path: String) throws {
             var parentIsDir: ObjCBool = false
             let why = fm.fileExists(atPath: parent, isDirectory: &parentIsDir) && !parentIsDir.boolValue
                 ? "\(parent) is a file, not a folder" : "\(parent.isEmpty ? "." : parent) is not writable"
-            throw SynthesisError("output folder \(path) cannot be created: \(why)")
+            throw SynthesisError(io: "output folder \(path) cannot be created: \(why)")
         }
     }
     let probe = (path as NSString).appendingPathComponent(".synthesize-probe-\(getpid())")
     guard fm.createFile(atPath: probe, contents: Data()) else {
-        throw SynthesisError("output folder \(path) is not writable")
+        throw SynthesisError(io: "output folder \(path) is not writable")
     }
     try? fm.removeItem(atPath: probe)
 }

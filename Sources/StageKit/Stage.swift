@@ -1,17 +1,19 @@
 import Foundation
+import TensorIO
 
 /// An error a stage reports to its user: printed as `<stage>: error: …` and
-/// exit status 1, never a crash.
-public struct StageError: Error, CustomStringConvertible {
+/// the exit status of its `kind` (`FailureKind`), never a crash.
+public struct StageError: MessageError {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }
 
 /// Checks that a file exists and is readable, with a message naming it.
 public func requireFile(_ path: String, role: String) throws {
     guard FileManager.default.isReadableFile(atPath: path) else {
-        throw StageError("\(role) '\(path)' does not exist or is not readable")
+        throw StageError(io: "\(role) '\(path)' does not exist or is not readable")
     }
 }
 
@@ -22,9 +24,9 @@ public func ensureDirectory(forFile path: String) throws {
     do {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     } catch {
-        throw StageError("cannot create folder '\(dir)': \(error.localizedDescription)")
+        throw StageError(io: "cannot create folder '\(dir)': \(error.localizedDescription)")
     }
     guard FileManager.default.isWritableFile(atPath: dir) else {
-        throw StageError("folder '\(dir)' is not writable")
+        throw StageError(io: "folder '\(dir)' is not writable")
     }
 }

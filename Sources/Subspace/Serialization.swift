@@ -45,7 +45,7 @@ extension SubspaceBasis {
                           sigma2: s2.asDoubles(), eigenvalues: ev.asDoubles(),
                           contextRank: rank.asInts()[0], sampleCount: n.asInts()[0])
         } catch let e as TensorIOError {
-            throw SubspaceError("\(where_): \(e.message)")
+            throw SubspaceError("\(where_): \(e.message)", causedBy: e)
         }
     }
 

@@ -1,3 +1,5 @@
+import TensorIO
+
 // Stage 3's linear algebra: the relevant subspace of a teacher layer
 // (docs/methods.md, "Relevant subspace").
 //
@@ -10,10 +12,11 @@
 // `SubspaceExtractor` strings the first three together for the stage executable.
 
 /// Every failure of the subspace code: bad shapes, degenerate data, LAPACK errors.
-public struct SubspaceError: Error, CustomStringConvertible, Equatable {
+public struct SubspaceError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }
 
 /// Namespace kept for source compatibility with the package skeleton.

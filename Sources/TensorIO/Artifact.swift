@@ -1,12 +1,16 @@
 import Foundation
 
-/// The `meta.json` entry every artifact carries: who made it, from what,
-/// with which parameters. `inputs` maps an input's role (or path) to the
-/// SHA-256 of its file, so a later stage can refuse mismatched inputs.
+/// The `meta.json` entry every artifact carries: who made it (stage, tool
+/// version and commit), from what, with which parameters. `inputs` maps an
+/// input's role (or path) to the SHA-256 of its file, so a later stage can
+/// refuse mismatched inputs.
 public struct ArtifactMeta: Codable, Equatable, Sendable {
     public var formatVersion: Int
     public var stage: String
+    /// `BuildInfo.version` and `BuildInfo.commit` of the tool that wrote it
+    /// (the commit is absent in artifacts written before version 0.2.0).
     public var toolVersion: String
+    public var toolCommit: String?
     public var parameters: [String: JSON]
     public var inputs: [String: String]
     public var seed: UInt64?
@@ -16,13 +20,13 @@ public struct ArtifactMeta: Codable, Equatable, Sendable {
     public var extra: [String: JSON]
 
     public static let currentFormatVersion = 1
-    public static let toolVersion = "0.1.0"
 
     public init(stage: String, parameters: [String: JSON] = [:], inputs: [String: String] = [:],
                 seed: UInt64? = nil, extra: [String: JSON] = [:], created: Date = Date()) {
         self.formatVersion = ArtifactMeta.currentFormatVersion
         self.stage = stage
-        self.toolVersion = ArtifactMeta.toolVersion
+        self.toolVersion = BuildInfo.version
+        self.toolCommit = BuildInfo.commit
         self.parameters = parameters
         self.inputs = inputs
         self.seed = seed

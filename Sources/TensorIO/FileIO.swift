@@ -31,12 +31,12 @@ final class AtomicFile {
     private var finished = false
 
     init(path: String) throws {
-        guard !path.isEmpty else { throw TensorIOError("empty output path") }
+        guard !path.isEmpty else { throw TensorIOError(io: "empty output path") }
         finalPath = path
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[..<$0]) } ?? "."
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !base.isEmpty else { throw TensorIOError("\(path): output path names a folder, not a file") }
+        guard !base.isEmpty else { throw TensorIOError(io: "\(path): output path names a folder, not a file") }
         let dirPrefix = slash == nil ? "" : (dir.isEmpty ? "/" : dir + "/")
         // Unique per process and attempt; O_EXCL guards against collisions.
         var attempt = 0
@@ -47,7 +47,7 @@ final class AtomicFile {
             let d = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if d >= 0 { fd = d; tempPath = candidate; return }
             if errno != EEXIST || attempt > 100 {
-                throw TensorIOError("\(path): cannot create a temporary file in '\(dir)': \(errnoText())")
+                throw TensorIOError(io: "\(path): cannot create a temporary file in '\(dir)': \(errnoText())")
             }
             attempt += 1
         }
@@ -63,7 +63,7 @@ final class AtomicFile {
             let n = Glibc_write(fd, p, min(left, 1 << 30))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TensorIOError("\(finalPath): write failed: \(errnoText())")
+                throw TensorIOError(io: "\(finalPath): write failed: \(errnoText())")
             }
             p += n; left -= n; offset += UInt64(n)
         }
@@ -80,7 +80,7 @@ final class AtomicFile {
                 let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(at) + off_t(done))
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw TensorIOError("\(finalPath): write failed: \(errnoText())")
+                    throw TensorIOError(io: "\(finalPath): write failed: \(errnoText())")
                 }
                 done += n
             }
@@ -92,17 +92,17 @@ final class AtomicFile {
         precondition(!finished)
         if fsync(fd) != 0 {
             let e = errnoText(); abort()
-            throw TensorIOError("\(finalPath): fsync failed: \(e)")
+            throw TensorIOError(io: "\(finalPath): fsync failed: \(e)")
         }
         let c = close(fd)
         fd = -1
         if c != 0 {
             let e = errnoText(); abort()
-            throw TensorIOError("\(finalPath): close failed: \(e)")
+            throw TensorIOError(io: "\(finalPath): close failed: \(e)")
         }
         if rename(tempPath, finalPath) != 0 {
             let e = errnoText(); abort()
-            throw TensorIOError("\(finalPath): cannot move the finished file into place: \(e)")
+            throw TensorIOError(io: "\(finalPath): cannot move the finished file into place: \(e)")
         }
         finished = true
         // Make the rename itself durable; failure here does not undo the write.
@@ -141,15 +141,15 @@ final class ReadFile {
     init(path: String) throws {
         self.path = path
         let d = open(path, O_RDONLY | O_CLOEXEC)
-        guard d >= 0 else { throw TensorIOError("\(path): cannot open: \(errnoText())") }
+        guard d >= 0 else { throw TensorIOError(io: "\(path): cannot open: \(errnoText())") }
         var st = stat()
         guard fstat(d, &st) == 0 else {
             let e = errnoText(); _ = close(d)
-            throw TensorIOError("\(path): cannot stat: \(e)")
+            throw TensorIOError(io: "\(path): cannot stat: \(e)")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             _ = close(d)
-            throw TensorIOError("\(path): not a regular file")
+            throw TensorIOError(io: "\(path): not a regular file")
         }
         fd = d
         size = UInt64(st.st_size)
@@ -169,7 +169,7 @@ final class ReadFile {
             let n = pread(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TensorIOError("read failed: \(errnoText())")
+                throw TensorIOError(io: "read failed: \(errnoText())")
             }
             if n == 0 { throw TensorIOError("file truncated while reading \(what())") }
             done += n

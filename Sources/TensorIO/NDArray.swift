@@ -108,8 +108,9 @@ public struct NDArray: Equatable, Sendable {
 
 /// Every failure of reading or writing an artifact. The message names the
 /// file and the entry where one is known.
-public struct TensorIOError: Error, CustomStringConvertible, Equatable {
+public struct TensorIOError: MessageError, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    /// The exit status it causes: bad input data unless it says otherwise (`FailureKind`).
+    public var kind: FailureKind
+    public init(_ message: String, kind: FailureKind = .data) { self.message = message; self.kind = kind }
 }

@@ -47,7 +47,7 @@ public enum NPZ {
     static func write(_ artifact: Artifact, to path: String, compressionLevel: Int, storeIncompressible: Bool = true,
                       options: WriteOptions) throws {
         guard (0...9).contains(compressionLevel) else {
-            throw TensorIOError("\(path): compression level \(compressionLevel) is not in 0...9")
+            throw TensorIOError("\(path): compression level \(compressionLevel) is not in 0...9", kind: .failure)
         }
         for name in artifact.names { try validate(name: name, path: path) }
         var metaBytes: [UInt8]? = nil
@@ -55,7 +55,7 @@ public enum NPZ {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             do { metaBytes = Array(try enc.encode(meta)) } catch {
-                throw TensorIOError("\(path): metadata cannot be encoded as JSON: \(error)")
+                throw TensorIOError("\(path): metadata cannot be encoded as JSON: \(error)", kind: .failure)
             }
         }
         let file = try AtomicFile(path: path)
@@ -63,7 +63,7 @@ public enum NPZ {
         var written = 0
         for name in artifact.names {
             if let limit = options.failAfterEntries, written >= limit {
-                throw TensorIOError("\(path): simulated failure after \(written) entries")
+                throw TensorIOError(io: "\(path): simulated failure after \(written) entries")
             }
             let a = artifact.arrays[name]!
             let head = NPY.header(dtype: a.dtype, shape: a.shape)
@@ -118,7 +118,7 @@ public enum NPZ {
     private static func openZip(_ path: String) throws -> ZipReader {
         let f = try ReadFile(path: path)
         do { return try ZipReader(file: f) } catch let e as TensorIOError {
-            throw TensorIOError("\(path): \(e.message)")
+            throw TensorIOError("\(path): \(e.message)", kind: e.kind)
         }
     }
 

@@ -144,7 +144,7 @@ func sha256Hex(ofFile path: String, chunk: Int) throws -> String {
         let n = Int(min(UInt64(chunk), f.size - off))
         let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<n])
         do { try f.read(at: off, into: part, what: "data") } catch let e as TensorIOError {
-            throw TensorIOError("\(path): \(e.message)")
+            throw TensorIOError("\(path): \(e.message)", kind: e.kind)
         }
         h.update(UnsafeRawBufferPointer(part))
         off += UInt64(n)

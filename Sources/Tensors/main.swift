@@ -1,5 +1,6 @@
 // tensors: inspect and compare .npz artifacts.
 import ArgumentParser
+import CLIKit
 import Foundation
 import TensorIO
 
@@ -8,18 +9,12 @@ struct Tensors: ParsableCommand {
         commandName: "tensors",
         abstract: "Inspect and compare .npz artifacts (NumPy-compatible: one .npy per array plus meta.json).",
         discussion: """
-        Exit status: 0 on success (and, for diff, when the files match), 1 when a file \
-        cannot be read (message on stderr), 2 when diff finds differences.
+        Exit status: 0 success (for diff: the files match), 2 diff found differences, 64 usage \
+        error, 65 a file is not a readable artifact, 74 a file is missing or cannot be opened \
+        (docs/stages.md, "Exit status").
         """,
+        version: toolVersion,
         subcommands: [Show.self, Diff.self])
-}
-
-/// Prints a TensorIO error to stderr and exits 1 instead of crashing.
-func guarded<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as TensorIOError {
-        FileHandle.standardError.write(Data("tensors: \(e.message)\n".utf8))
-        throw ExitCode(1)
-    }
 }
 
 /// JSON can carry neither NaN nor infinities; they become strings.
@@ -71,7 +66,7 @@ struct Show: ParsableCommand {
     var json = false
 
     func run() throws {
-        let art = try guarded { try NPZ.read(file) }
+        let art = try NPZ.read(file)
         if json {
             let entries: [JSON] = art.names.map { n in
                 let a = art[n]!
@@ -110,7 +105,7 @@ struct Diff: ParsableCommand {
         abstract: "Compare two artifacts entry by entry: max |a - b|, entries present in one file only, dtype or shape mismatches.",
         discussion: """
         Exits 2 if any entry's max absolute difference exceeds --tol, or the entry \
-        sets, dtypes or shapes differ; 0 otherwise; 1 if a file cannot be read. \
+        sets, dtypes or shapes differ; 0 otherwise; 65 or 74 if a file cannot be read. \
         NaN matches NaN; NaN against a number is an infinite difference. \
         Metadata differences are reported but do not count.
         """)
@@ -132,8 +127,8 @@ struct Diff: ParsableCommand {
     }
 
     func run() throws {
-        let x = try guarded { try NPZ.read(a) }
-        let y = try guarded { try NPZ.read(b) }
+        let x = try NPZ.read(a)
+        let y = try NPZ.read(b)
         var rows = [["entry", "status", "max|a-b|", "n>tol"]]
         var report: [JSON] = []
         var differing = 0
@@ -182,6 +177,7 @@ struct Diff: ParsableCommand {
             if p.formatVersion != q.formatVersion { d.append("formatVersion") }
             if p.stage != q.stage { d.append("stage") }
             if p.toolVersion != q.toolVersion { d.append("toolVersion") }
+            if p.toolCommit != q.toolCommit { d.append("toolCommit") }
             if p.parameters != q.parameters { d.append("parameters") }
             if p.inputs != q.inputs { d.append("inputs") }
             if p.seed != q.seed { d.append("seed") }
@@ -191,4 +187,4 @@ struct Diff: ParsableCommand {
     }
 }
 
-Tensors.main()
+runMain(Tensors.self)

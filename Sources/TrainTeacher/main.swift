@@ -1,10 +1,34 @@
 import ArgumentParser
+import CLIKit
 import Foundation
 import NN
 import StageKit
 import Training
 
 extension WeightInit: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+extension RobustGroups: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+/// `--objective`: the robust objectives under the teacher's names (erm
+/// for `RobustMode.std`, which is accepted too).
+enum TeacherObjective: String, CaseIterable, ExpressibleByArgument {
+    case erm, balanced, dro
+
+    init?(argument: String) {
+        guard let mode = try? RobustMode(parsing: argument) else { return nil }
+        self = mode == .std ? .erm : TeacherObjective(rawValue: mode.rawValue)!
+    }
+
+    var mode: RobustMode { self == .erm ? .std : RobustMode(rawValue: rawValue)! }
+}
+extension Augmentation: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(parsing: argument) }
+    public static var allValueStrings: [String] { ["none", "crop", "flip", "crop,flip"] }
+    public var defaultValueDescription: String { description }
+}
 
 /// `train-teacher`: stage 2 of the pipeline (issue 5). The training loop,
 /// checks and checkpointing live in `Training.trainTeacher`; this file maps
@@ -37,11 +61,17 @@ struct TrainTeacher: ParsableCommand {
         with the default --epochs 5 (the same number of steps) reaches 91.5 % on teacher-val \
         and 99.8 % / 99.9 % on the gratings subtask's test-clean / test-conflict.
 
+        --seed seeds the initial weights, the batch order, augmentation and dro's validation \
+        batches.
+
         Robust objectives (docs/methods.md, "Robust objectives"): the loss sees z - log w with \
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
         errors on a validation batch, lambda <- lambda * exp(eta * err).
-        """)
+
+        \(exitStatusHelp)
+        """,
+        version: toolVersion)
 
     @Option(help: "Training split (teacher-train.npz from synthesize).")
     var train: String
@@ -59,8 +89,8 @@ struct TrainTeacher: ParsableCommand {
     var epochs: Int = 5
     @Option(help: "Mini-batch size (the last incomplete batch of an epoch is dropped).")
     var batch: Int = 64
-    @Option(help: "Optimiser: adam, adamw or sgd (momentum --momentum).")
-    var optimizer: String = "adamw"
+    @Option(help: "Optimiser (sgd with --momentum).")
+    var optimizer: OptimizerKind = .adamw
     @Option(help: "Base learning rate (default 1e-3 for adam/adamw, 0.05 for sgd).")
     var lr: Float?
     @Option(help: "Epochs between learning-rate decays (default: a quarter of the epochs, rounded up).")
@@ -71,12 +101,11 @@ struct TrainTeacher: ParsableCommand {
     var weightDecay: Float = 0
     @Option(help: "Momentum of sgd.")
     var momentum: Float = 0.9
-    @Option(help: "Seed of the initial weights, the batch order, augmentation and dro's validation batches.")
-    var seed: UInt64 = 0
-    @Option(help: "Augmentation: none, crop, or crop,flip (flip changes classes of the shapes world).")
-    var augment: String = "none"
-    @Option(help: "Objective: erm, balanced or dro.")
-    var objective: String = "erm"
+    @OptionGroup var seedOption: SeedOption
+    @Option(help: "Augmentation (flip changes classes of the shapes world).")
+    var augment: Augmentation = .none
+    @Option(help: "Objective (docs/methods.md, \"Robust objectives\").")
+    var objective: TeacherObjective = .erm
     @Option(help: "beta in [0, 1] of w_y = ((1-beta) pi_y + beta lambda_y)/pi_y (0 = erm).")
     var beta: Double = 1
     @Option(help: "Step size eta of dro's lambda update.")
@@ -86,76 +115,56 @@ struct TrainTeacher: ParsableCommand {
     @Option(help: "dro: validation images per lambda update.")
     var droBatch: Int = 256
     @Option(help: "Robust groups: class (worst-class) or group (class x artifact state).")
-    var groups: String = "class"
-    @Option(help: "Compute threads (default: all cores; SLURM_CPUS_PER_TASK wins).")
-    var threads: Int?
+    var groups: RobustGroups = .class
+    @OptionGroup var threadsOption: ThreadsOption
     @Option(help: "Stop after this many epochs, keeping the checkpoint and writing no teacher (to split a long run).")
     var stopAfter: Int?
-    @Flag(help: "No progress line or per-epoch summaries.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
     @Option(name: .customLong("check"), help: ArgumentHelp(
         "A split to print the finished teacher's accuracy on (a subtask split such as test-clean.npz: logits cut to its subtask_classes; else all classes); repeatable. Printed only, never stored: choose settings on teacher-val, not on test splits.",
         valueName: "split"))
     var check: [String] = []
 
     func run() throws {
-        Threads.configure(requested: threads)
-        do {
-            var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
-            o.architecture = arch
-            o.batchNorm = !noBatchNorm
-            o.weightInit = weightInit
-            o.epochs = epochs
-            o.batch = batch
-            guard let opt = OptimizerKind(rawValue: optimizer.lowercased()) else {
-                throw StageError("--optimizer must be adam, adamw or sgd, got '\(optimizer)'")
+        Threads.configure(requested: threadsOption.threads)
+        var o = TeacherOptions(trainPath: train, valPath: val, outPath: out)
+        o.architecture = arch
+        o.batchNorm = !noBatchNorm
+        o.weightInit = weightInit
+        o.epochs = epochs
+        o.batch = batch
+        o.optimizer = optimizer
+        o.learningRate = lr
+        o.lrStep = lrStep
+        o.lrGamma = lrGamma
+        o.weightDecay = weightDecay
+        o.momentum = momentum
+        o.seed = seedOption.seed
+        o.augmentation = augment
+        o.objective = objective.mode
+        o.beta = beta
+        o.eta = eta
+        o.droEvery = droEvery
+        o.droBatch = droBatch
+        o.groups = groups
+        o.stopAfterEpochs = stopAfter
+        o.verbose = !quietFlag.quiet
+        for path in check { try requireFile(path, role: "split to check (--check)") }
+        _ = try Training.trainTeacher(o)
+        if !check.isEmpty {
+            let teacher = try TeacherArtifact.load(out)
+            for path in check {
+                let d = try Dataset(path: path)
+                let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
+                let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
+                let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
+                let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
+                    .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
+                print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
+                             d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
             }
-            o.optimizer = opt
-            o.learningRate = lr
-            o.lrStep = lrStep
-            o.lrGamma = lrGamma
-            o.weightDecay = weightDecay
-            o.momentum = momentum
-            o.seed = seed
-            o.augmentation = try Augmentation(parsing: augment)
-            do { o.objective = try RobustMode(parsing: objective) } catch let e as TrainError {
-                throw StageError("--objective: \(e.message)")
-            }
-            o.beta = beta
-            o.eta = eta
-            o.droEvery = droEvery
-            o.droBatch = droBatch
-            guard let g = RobustGroups(rawValue: groups.lowercased()) else {
-                throw StageError("--groups must be class or group, got '\(groups)'")
-            }
-            o.groups = g
-            o.stopAfterEpochs = stopAfter
-            o.verbose = !quiet
-            for path in check { try requireFile(path, role: "split to check (--check)") }
-            _ = try Training.trainTeacher(o)
-            if !check.isEmpty {
-                let teacher = try TeacherArtifact.load(out)
-                for path in check {
-                    let d = try Dataset(path: path)
-                    let ev = try Training.evaluate(model: teacher.model, dataset: d, classes: d.subtaskClasses)
-                    let view = d.subtaskClasses.map { "subtask classes " + $0.map(String.init).joined(separator: ",") } ?? "all classes"
-                    let names = d.classNames ?? ev.perClassRecall.indices.map { "class \($0)" }
-                    let weakest = ev.perClassRecall.enumerated().compactMap { i, r in r.map { (names[i], $0) } }
-                        .sorted { $0.1 < $1.1 }.prefix(5).map { String(format: "%@ %.2f", $0.0, $0.1) }
-                    print(String(format: "check %@: accuracy %.4f, worst class %.4f (%d images, %@); weakest: %@",
-                                 d.name, ev.accuracy, ev.worstClassAccuracy, d.count, view, weakest.joined(separator: ", ")))
-                }
-            }
-        } catch let e as StageError {
-            FileHandle.standardError.write("train-teacher: error: \(e.message)\n".data(using: .utf8)!)
-            throw ExitCode(1)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            FileHandle.standardError.write("train-teacher: error: \(error)\n".data(using: .utf8)!)
-            throw ExitCode(1)
         }
     }
 }
 
-TrainTeacher.main()
+runMain(TrainTeacher.self)

@@ -49,7 +49,7 @@ public struct Augmentation: Equatable, Sendable, CustomStringConvertible {
             case "crop" where !crop: crop = true
             case "flip" where !flip: flip = true
             default:
-                throw StageError("--augment: '\(item)' is not understood in '\(text)' (expected none, crop, flip or crop,flip)")
+                throw StageError(usage: "--augment: '\(item)' is not understood in '\(text)' (expected none, crop, flip or crop,flip)")
             }
         }
     }
@@ -114,7 +114,7 @@ public struct TeacherOptions: Sendable {
 
     /// Checks ranges; errors name the option.
     public func validate() throws {
-        func fail(_ s: String) -> StageError { StageError(s) }
+        func fail(_ s: String) -> StageError { StageError(usage: s) }
         guard epochs > 0 else { throw fail("--epochs must be positive, got \(epochs)") }
         guard batch > 0 else { throw fail("--batch must be positive, got \(batch)") }
         let lr = effectiveLearningRate

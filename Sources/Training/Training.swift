@@ -3,72 +3,20 @@ import StageKit
 import TensorIO
 
 /// Stage 2 of the pipeline, `train-teacher` (issue 5): the teacher's
-/// training loop (`trainTeacher`), its log, and small evaluation helpers.
+/// training loop (`trainTeacher`), its log series, and small evaluation helpers.
 public enum Training {}
 
-/// Per-epoch training log, kept in the checkpoint (so a resumed run ends
-/// with the whole history) and written as `log/...` entries and
-/// `meta.extra["log"]` of the teacher artifact.
-public struct TrainingLog: Equatable, Sendable {
-    /// Epoch number, counted from 1.
-    public var epoch: [Int] = []
-    /// Mean training loss over the epoch's batches (the objective's loss,
-    /// i.e. on shifted logits for `balanced`/`dro`).
-    public var loss: [Double] = []
-    /// Accuracy of the argmax of the raw logits on the (augmented) training batches.
-    public var trainAccuracy: [Double] = []
-    public var valAccuracy: [Double] = []
-    /// Minimum per-class recall on the validation split.
-    public var valWorstClass: [Double] = []
-    /// Learning rate of the epoch.
-    public var learningRate: [Double] = []
-    /// Wall time of the epoch including validation (not deterministic).
-    public var seconds: [Double] = []
-
-    public init() {}
-
-    public var count: Int { epoch.count }
-
-    mutating func append(epoch e: Int, loss l: Double, trainAccuracy t: Double, valAccuracy v: Double,
-                         valWorstClass w: Double, learningRate lr: Double, seconds s: Double) {
-        epoch.append(e); loss.append(l); trainAccuracy.append(t); valAccuracy.append(v)
-        valWorstClass.append(w); learningRate.append(lr); seconds.append(s)
-    }
-
-    /// The log as JSON (meta.extra["log"] and the checkpoint).
-    public var json: JSON {
-        func nums(_ a: [Double]) -> JSON { .array(a.map { .number($0) }) }
-        return .object([
-            "epoch": .array(epoch.map { .number(Double($0)) }),
-            "loss": nums(loss), "train_acc": nums(trainAccuracy), "val_acc": nums(valAccuracy),
-            "val_worst_class": nums(valWorstClass), "lr": nums(learningRate), "seconds": nums(seconds),
-        ])
-    }
-
-    /// Reads what `json` wrote; nil when malformed.
-    public init?(json: JSON?) {
-        guard let o = json?.object else { return nil }
-        func nums(_ k: String) -> [Double]? { o[k]?.array?.compactMap { $0.number } }
-        guard let e = nums("epoch"), let l = nums("loss"), let t = nums("train_acc"), let v = nums("val_acc"),
-              let w = nums("val_worst_class"), let r = nums("lr"), let s = nums("seconds") else { return nil }
-        let n = e.count
-        guard [l, t, v, w, r, s].allSatisfy({ $0.count == n }) else { return nil }
-        epoch = e.map { Int($0) }; loss = l; trainAccuracy = t; valAccuracy = v
-        valWorstClass = w; learningRate = r; seconds = s
-    }
-
-    /// `log/epoch` (int64) and `log/loss`, `log/train_acc`, `log/val_acc`,
-    /// `log/val_worst_class`, `log/lr` (float64), one row per epoch. Wall-clock
-    /// seconds stay in meta.extra only: tensors must be identical between
-    /// two runs of the same seed (the pipeline tests compare them bit for bit).
-    public func write(into a: inout Artifact) {
-        a.set("log/epoch", NDArray(epoch.map(Int64.init), shape: [count]))
-        a.set("log/loss", NDArray(loss, shape: [count]))
-        a.set("log/train_acc", NDArray(trainAccuracy, shape: [count]))
-        a.set("log/val_acc", NDArray(valAccuracy, shape: [count]))
-        a.set("log/val_worst_class", NDArray(valWorstClass, shape: [count]))
-        a.set("log/lr", NDArray(learningRate, shape: [count]))
-    }
+extension Training {
+    /// The teacher's training-log series (`TrainingLog`), in order: epoch
+    /// (from 1), mean training loss over the epoch's batches (the
+    /// objective's loss, i.e. on shifted logits for `balanced`/`dro`),
+    /// accuracy of the argmax of the raw logits on the (augmented) training
+    /// batches, validation accuracy, minimum per-class recall on the
+    /// validation split, learning rate, and the wall time of the epoch
+    /// including validation (not deterministic: meta.json only). Kept in the
+    /// checkpoint (so a resumed run ends with the whole history) and written
+    /// as `log/...` entries and `meta.extra["log"]` of the teacher artifact.
+    public static let logSeries = ["epoch", "loss", "train_acc", "val_acc", "val_worst_class", "lr", "seconds"]
 }
 
 /// Accuracy figures of a model on a split.

@@ -211,7 +211,7 @@ func outsidePatch(_ d: SplitData, _ i: Int) -> [UInt8] {
         c.teacherWorld = .digitAware
         // Glyph classes are teacher-only: not a subtask class.
         c.subtaskClasses = [10, 20]
-        #expect(throws: SynthesisError("--subtask-classes: class 20 is not in 0..<20")) { try SynthesisPlan.prepare(c) }
+        #expect(throws: SynthesisError(usage: "--subtask-classes: class 20 is not in 0..<20")) { try SynthesisPlan.prepare(c) }
         // MNIST glyphs must hold the digits 0–4 for the glyph family, two
         // images each (disjoint pools): the fixture has 0–2 twice, 3–9 once.
         let (imgs, lbls) = try writeMNISTFixture(in: dir, count: 13)

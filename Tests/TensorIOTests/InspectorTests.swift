@@ -115,10 +115,12 @@ func runTensors(_ args: [String]) throws -> (status: Int32, out: String, err: St
     #expect(dj["entries"]?.array?.contains { $0["name"]?.string == "extra" && $0["status"]?.string == "only in B" } == true)
 
     try atomicWrite(Array("garbage".utf8), to: dir + "/bad.npz")
-    for args in [["show", dir + "/bad.npz"], ["diff", pa, dir + "/bad.npz"], ["show", dir + "/missing.npz"]] {
+    // Exit status 65 for a file that is no artifact, 74 for a missing one.
+    for (args, status) in [(["show", dir + "/bad.npz"], 65), (["diff", pa, dir + "/bad.npz"], 65),
+                           (["show", dir + "/missing.npz"], 74)] as [([String], Int32)] {
         let r = try runTensors(args)
-        #expect(r.status == 1, "\(args)")
-        #expect(r.err.hasPrefix("tensors: ") && r.err.contains(args.last!), "\(r.err)")
+        #expect(r.status == status, "\(args)")
+        #expect(r.err.hasPrefix("tensors: error: ") && r.err.contains(args.last!), "\(r.err)")
         #expect(r.out.isEmpty)
     }
 }
