@@ -8,27 +8,30 @@ import TensorIO
 // byte; MNIST digits come from a folder of IDX files, drawn from two
 // disjoint pools (test splits / everything else), recorded in the meta.
 
-/// The files `writeAll(fixedTime:, contactSheets: false)` writes for
+/// The tensors `writeAll(fixedTime:, contactSheets: false)` writes for
 /// `smallConfig(rho: 0.25, seed: 7)` at the default grating contrast, every
-/// split, recorded from `synthesize --fixed-time --no-contact-sheets` built
-/// at commit a7f55d8, before `--digits` existed (SHA-256 of the .npz files,
-/// meta.json included).
+/// split, as `synthesize --fixed-time --no-contact-sheets` built at commit
+/// a7f55d8 (before `--digits`) wrote them: per file, SHA-256 over its arrays
+/// in name order (name, numpy dtype descr, shape as "[a, b]", raw bytes).
+/// meta.json is left out since it records the tools' version and commit.
+/// (Whole-file digests at a7f55d8 began d43628281e6b…, 77932d72144f…; the
+/// a7f55d8 binary reproduced them, and its arrays gave these.)
 @Suite struct GlyphDigitsUnchanged {
     static let golden: [String: String] = [
-        "teacher-train": "d43628281e6b765953e3ea4a684fc5edb0194ffe013898bf8c46028ec5e630fa",
-        "teacher-val": "d66b8cd83e5bf0f6272a441433d2b6c89271ddabdd8bfacc975f5d5e8fb097c0",
-        "distill-train": "77932d72144fca74d9799c5cba93fe34149678f06122cadf0a2f3fa67ea7f3b3",
-        "distill-val": "9afb0282db3a29799980f4c67087c736183b28ebc5e2206a88d9cc7d1ae775c1",
-        "test": "c76cd2ac016ff45993f02c3d6b92a691ee958cccf7bcdef9266214c899a223a7",
-        "test-clean": "e6a40c6f37a342989d54198196bfc3394b56b5e5ed3f608d0481b90f669a7d14",
-        "test-conflict": "716d79b632bd9b42163e57e4bcdf83b81a82fd68f1406f12876193b006098ca2",
-        "distill-train-clean": "22f2feb7308adb53a88262a08f253ea569f584de42653d15fcbf917eb89afa56",
-        "distill-train-decorrelated": "657155aa39c412e8a2d81d8664a7b894b44a27cfd457a964133619e91fa69af0",
+        "teacher-train": "ff079660ae7c101c89b013f40d173694aae022351d8eebe29778f1650e57b48e",
+        "teacher-val": "f7bab2ad8dd59aa4198b8df91cde169122149116fab687824edbe823dcb75de5",
+        "distill-train": "9172d44e7e1aafdceff033839497818a2a55d1aa0cafc3a631baee40ba0297c7",
+        "distill-val": "372480d475b3e65b5adcf123b7c234b43a3f590d930978e219be214bad09feec",
+        "test": "6657c0161830d3055d59b670dd89418a2056f45bd9c617fadf919a7a7178d7f4",
+        "test-clean": "cc80d28f0e16f9b1f519f7742555780e6e8b531dcb4bce50ed63655618d15d72",
+        "test-conflict": "0460526a620d1b47367667cc9b0e95274a83a14813926913b05957dbbed9e516",
+        "distill-train-clean": "3602542adc2bd0a81778ded679ca7768a0b884a74e9d3b01f15848a4e45122cd",
+        "distill-train-decorrelated": "ddb01f6e404a2ae748c4d483e59df4d91d21ee467f2774ffa250fa00a2dedcab",
     ]
     /// The digit-aware teacher world's splits, same settings.
     static let goldenDigitAware: [String: String] = [
-        "teacher-train": "3728c2909073fc3cf762c45754e7319d687e5d21bb90d8acb02aa42185601a8e",
-        "teacher-val": "3e4cfbf0f18cb5a6681171a0d86f41b9475d82f50c404cbb669a334c930789d2",
+        "teacher-train": "38381a42471018a096a2d2458e38e9bf4ab571a4f6b2df399ba047e00b377f5d",
+        "teacher-val": "749d1c8c1743612f4ff49d0f17216632a97988f6e9daa0197e94b1cb2ec6cd49",
     ]
 
     func fileDigests(_ c: SynthesisConfig) throws -> [String: String] {
@@ -37,7 +40,13 @@ import TensorIO
         try SynthesisPlan.prepare(c).writeAll(to: dir, contactSheets: false, fixedTime: true)
         var out: [String: String] = [:]
         for f in try FileManager.default.contentsOfDirectory(atPath: dir) where f.hasSuffix(".npz") {
-            out[String(f.dropLast(4))] = try sha256Hex(ofFile: dir + "/" + f)
+            let a = try NPZ.read(dir + "/" + f)
+            var bytes: [UInt8] = []
+            for name in a.names.sorted() {
+                let x = try a.array(name)
+                bytes += Array(name.utf8) + Array(x.dtype.descr.utf8) + Array("\(x.shape)".utf8) + x.bytes
+            }
+            out[String(f.dropLast(4))] = sha256Hex(bytes)
         }
         return out
     }
