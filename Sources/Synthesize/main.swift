@@ -151,9 +151,9 @@ struct Synthesize: ParsableCommand {
     static func parseDigits(_ text: String, mnist: String?) throws -> String? {
         if text == "glyph" { return mnist }
         guard text.hasPrefix("mnist:"), text.count > "mnist:".count else {
-            throw SynthesisError("--digits must be glyph or mnist:PATH (a folder of MNIST IDX files or an images-idx3 file), got '\(text)'")
+            throw SynthesisError(usage: "--digits must be glyph or mnist:PATH (a folder of MNIST IDX files or an images-idx3 file), got '\(text)'")
         }
-        guard mnist == nil else { throw SynthesisError("give either --digits mnist:PATH or --mnist, not both") }
+        guard mnist == nil else { throw SynthesisError(usage: "give either --digits mnist:PATH or --mnist, not both") }
         return String(text.dropFirst("mnist:".count))
     }
 
