@@ -183,7 +183,6 @@ public struct DistillMethod: Hashable, CustomStringConvertible, Sendable {
     public static var allCases: [DistillMethod] { MethodRegistry.all.map(DistillMethod.init) }
 
     public var name: String { spec.name }
-    public var rawValue: String { spec.name }
     public var description: String { spec.name }
     public var defaults: MethodDefaults { spec.defaults }
     public var usesTeacher: Bool { spec.defaults.usesTeacher }

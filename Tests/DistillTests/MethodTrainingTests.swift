@@ -29,7 +29,7 @@ func methodLearnsWellAboveChance(_ method: DistillMethod) throws {
     let r = try trainer.run()
     let log = r.candidates[0].log
     let best = r.candidates[0].bestValAccuracy
-    #expect(best >= 0.5, "\(method.rawValue): best validation accuracy \(best), chance 0.2")
+    #expect(best >= 0.5, "\(method.name): best validation accuracy \(best), chance 0.2")
     // The kept student is the best epoch's: its accuracy is the logged best.
     #expect(abs(Fixture.accuracy(r.student, Fixture.val) - best) < 1e-9)
     #expect(log.epochs == 6)
@@ -87,7 +87,7 @@ func teacherOnlyStudentsNeverSeeLabels(_ method: DistillMethod) throws {
     let a = try Fixture.trainer(c).run()
     let b = try Fixture.trainer(c, train: scrambled).run()
     let same = Fixture.flat(a.student) == Fixture.flat(b.student)
-    #expect(same == !method.usesLabels, "\(method.rawValue)")
+    #expect(same == !method.usesLabels, "\(method.name)")
 }
 
 /// The teacher's outputs are computed once: the cache equals a fresh teacher

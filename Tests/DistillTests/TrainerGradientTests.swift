@@ -38,9 +38,9 @@ func combinedLossGradientMatchesFiniteDifferences(_ method: DistillMethod) throw
         let ana = coords.map { Double(analytic[pi][$0]) }
         let err = relativeError(num, ana)
         let norm = ana.map { $0 * $0 }.reduce(0, +).squareRoot()
-        if ProcessInfo.processInfo.environment["GRADCHECK_PRINT"] != nil { print("FD", method.rawValue, p.name, err, norm, num, ana) }
+        if ProcessInfo.processInfo.environment["GRADCHECK_PRINT"] != nil { print("FD", method.name, p.name, err, norm, num, ana) }
         if norm > 1e-4 {
-            #expect(err < 0.05, "\(method.rawValue) \(p.name): rel. error \(err), |g| \(norm), numeric \(num), analytic \(ana)")
+            #expect(err < 0.05, "\(method.name) \(p.name): rel. error \(err), |g| \(norm), numeric \(num), analytic \(ana)")
             checked += 1
         }
     }
