@@ -90,7 +90,7 @@ endif
 # -------------------------------------------------------------- tools
 # The git commit baked into the tools (`<tool> --version`, every artifact's
 # meta.json): scripts/build-info.sh writes it to the git-ignored
-# Sources/CBuildInfo/build_commit.h, only when it changed (a new commit or
+# Sources/Core/CBuildInfo/build_commit.h, only when it changed (a new commit or
 # local changes then relink the tools, and nothing else). Refreshed on every
 # goal that may build, never under `make -n`.
 ifneq ($(if $(MAKECMDGOALS),$(filter-out help list-pipelines clean clean-% distclean setup,$(MAKECMDGOALS)),all),)

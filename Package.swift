@@ -43,69 +43,73 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries.
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        // Core, C side (Sources/Core): system libraries and small C shims.
+        .systemLibrary(name: "CZlib", path: "Sources/Core/CZlib"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/Core/COpenBLAS"),
         // Sets OpenBLAS single-threaded at load in every process linking NN.
-        .target(name: "CSerialBLAS", dependencies: ["COpenBLAS"]),
+        .target(name: "CSerialBLAS", dependencies: ["COpenBLAS"], path: "Sources/Core/CSerialBLAS"),
         // Persistent spin-then-sleep workers for the layers' fork-joins.
-        .target(name: "CWorkerPool", linkerSettings: [.linkedLibrary("pthread")]),
+        .target(name: "CWorkerPool", path: "Sources/Core/CWorkerPool", linkerSettings: [.linkedLibrary("pthread")]),
         // The git commit baked in at build time (scripts/build-info.sh; see build_info.c).
-        .target(name: "CBuildInfo"),
+        .target(name: "CBuildInfo", path: "Sources/Core/CBuildInfo"),
 
-        // Libraries, one per concern.
-        .target(name: "SeededRNG", swiftSettings: fast),
-        .target(name: "TensorIO", dependencies: ["CZlib", "CBuildInfo"], swiftSettings: fast),
-        .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "CWorkerPool", "TensorIO", "SeededRNG"], swiftSettings: fast),
-        .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], swiftSettings: fast),
-        .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], swiftSettings: fast),
-        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace", "StageKit"], swiftSettings: fast),
-        .target(name: "Training", dependencies: ["NN", "TensorIO", "StageKit"], swiftSettings: fast),
-        .target(name: "Extraction", dependencies: ["NN", "Subspace", "TensorIO", "StageKit", "COpenBLAS"], swiftSettings: fast),
-        .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS", "Subspace"], swiftSettings: fast),
-        .target(name: "Reporting", dependencies: ["TensorIO"]),
+        // Core (Sources/Core): numerics, tensor I/O, the network engine, what
+        // every stage and command line shares.
+        .target(name: "SeededRNG", path: "Sources/Core/SeededRNG", swiftSettings: fast),
+        .target(name: "TensorIO", dependencies: ["CZlib", "CBuildInfo"], path: "Sources/Core/TensorIO", swiftSettings: fast),
+        .target(name: "NN", dependencies: ["COpenBLAS", "CSerialBLAS", "CWorkerPool", "TensorIO", "SeededRNG"], path: "Sources/Core/NN", swiftSettings: fast),
+        .target(name: "StageKit", dependencies: ["NN", "TensorIO", "COpenBLAS"], path: "Sources/Core/StageKit", swiftSettings: fast),
         // What every command line shares: the error path and exit status,
         // --version, the --threads/--seed/--quiet option groups.
         .target(name: "CLIKit", dependencies: [
             "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], path: "Sources/Core/CLIKit"),
 
-        // Thin command lines.
+        // The study (Sources/Study): one library per stage (docs/stages.md).
+        .target(name: "ShapesWorld", dependencies: ["TensorIO", "SeededRNG", "CZlib"], path: "Sources/Study/ShapesWorld", swiftSettings: fast),
+        .target(name: "Subspace", dependencies: ["COpenBLAS", "TensorIO", "SeededRNG"], path: "Sources/Study/Subspace", swiftSettings: fast),
+        .target(name: "Distill", dependencies: ["NN", "COpenBLAS", "TensorIO", "Subspace", "StageKit"], path: "Sources/Study/Distill", swiftSettings: fast),
+        .target(name: "Training", dependencies: ["NN", "TensorIO", "StageKit"], path: "Sources/Study/Training", swiftSettings: fast),
+        .target(name: "Extraction", dependencies: ["NN", "Subspace", "TensorIO", "StageKit", "COpenBLAS"], path: "Sources/Study/Extraction", swiftSettings: fast),
+        .target(name: "Evaluation", dependencies: ["NN", "TensorIO", "StageKit", "Reporting", "COpenBLAS", "Subspace"], path: "Sources/Study/Evaluation", swiftSettings: fast),
+        .target(name: "Reporting", dependencies: ["TensorIO"], path: "Sources/Study/Reporting"),
+
+        // The stages (Sources/Stages): one thin command line each, its folder
+        // named after the command; each calls its library in Sources/Study.
         .executableTarget(name: "Tensors", dependencies: [
             "CLIKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], path: "Sources/Stages/tensors"),
         .executableTarget(name: "Synthesize", dependencies: [
             "CLIKit", "ShapesWorld", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], path: "Sources/Stages/synthesize"),
         .executableTarget(name: "TrainTeacher", dependencies: [
             "CLIKit", "Training", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Stages/train-teacher", swiftSettings: fast),
         .executableTarget(name: "ExtractSubspace", dependencies: [
             "CLIKit", "Extraction", "Subspace", "StageKit", "NN", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Stages/extract-subspace", swiftSettings: fast),
         .executableTarget(name: "DistillCLI", dependencies: [
             "CLIKit", "Distill", "StageKit", "NN", "TensorIO", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Stages/distill", swiftSettings: fast),
         .executableTarget(name: "SelectHParams", dependencies: [
             "CLIKit", "Distill", "StageKit", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], path: "Sources/Stages/select-hparams"),
         .executableTarget(name: "Evaluate", dependencies: [
             "CLIKit", "Evaluation", "StageKit", "NN", "TensorIO", "Reporting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Stages/evaluate", swiftSettings: fast),
         .executableTarget(name: "Report", dependencies: [
             "CLIKit", "Reporting", "TensorIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], path: "Sources/Stages/report"),
+        // Benchmarks (Sources/Bench; `make bench`, docs/speed.md).
         .executableTarget(name: "BenchIO", dependencies: [
             "CLIKit", "TensorIO", "SeededRNG", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Bench/bench-io", swiftSettings: fast),
         .executableTarget(name: "BenchNN", dependencies: [
             "CLIKit", "NN", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
-
+        ], path: "Sources/Bench/bench-nn", swiftSettings: fast),
         .executableTarget(name: "BenchDistill", dependencies: [
             "CLIKit", "Distill", "StageKit", "NN", "TensorIO", "ShapesWorld", "Subspace", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ], path: "Sources/Bench/bench-distill", swiftSettings: fast),
 
         // Tests.
         .target(name: "TestSupport", path: "Sources/TestSupport"),

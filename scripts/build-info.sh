@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Records the git commit the tools are built from in
-# Sources/CBuildInfo/build_commit.h (git-ignored; see build_info.c there):
+# Sources/Core/CBuildInfo/build_commit.h (git-ignored; see build_info.c there):
 # the short hash, with "-dirty" when tracked files have local changes, or
 # "unknown" outside a git checkout. Rewrites the header, and touches
 # build_info.c so that SwiftPM recompiles it, only when the text changes,
@@ -8,7 +8,7 @@
 # Run by the Makefile before every build (make build, make, make test).
 set -u
 cd "$(dirname "$0")/.."
-dir=Sources/CBuildInfo
+dir=Sources/Core/CBuildInfo
 commit=unknown
 if hash=$(git rev-parse --short=7 HEAD 2>/dev/null); then
     commit=$hash

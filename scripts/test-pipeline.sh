@@ -89,7 +89,7 @@ $MAKE ARTIFACTS=$A all >"$T/back.log" 2>&1
 check "back to the original parameters gives the original results" "same_results $T/ref-copy $A"
 
 # 3.
-for src in Sources/DistillCLI/main.swift Sources/NN/Model.swift Sources/ShapesWorld; do
+for src in Sources/Stages/distill/main.swift Sources/Core/NN/Model.swift Sources/Study/ShapesWorld; do
     f=$(find $src -name '*.swift' | head -1)
     check "editing $f re-runs no finished stage" "! $MAKE ARTIFACTS=$A -n -W $f all | grep -qE '$STAGE_CMD'"
 done

@@ -30,7 +30,8 @@ struct BenchIO: ParsableCommand {
 
     @Option(help: "numpy benchmark script.")
     var script: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("bench/npz_bench.py").path
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("bench/npz_bench.py").path
 
     @Flag(help: "Skip the numpy comparison.")
     var noNumpy = false

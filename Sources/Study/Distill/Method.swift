@@ -4,7 +4,7 @@ import TensorIO
 
 /// A distillation method: a name, its published defaults, and, for a method
 /// with a layer term, how to build that term on one paired layer. Each method
-/// is one type in `Sources/Distill/Methods/` and one line in
+/// is one type in `Sources/Study/Distill/Methods/` and one line in
 /// `MethodRegistry.all`; the trainer, the teacher cache, the command line,
 /// Make (`distill --needs-subspace`) and the tests enumerate the registry.
 /// The formulas: docs/methods.md, "Methods".

@@ -217,7 +217,8 @@ struct BenchNN: ParsableCommand {
     var only = "gemm,layout,teacher,teacher-im2col,student,teacher-nobn,memory,torch"
     @Option(help: "PyTorch side of the comparison (run when python3 can import torch).")
     var torchScript: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("bench/torch_bench.py").path
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("bench/torch_bench.py").path
 
     /// Best training and inference images/s per model, for the PyTorch ratios.
     final class Results { var train: [String: Double] = [:]; var infer: [String: Double] = [:] }
