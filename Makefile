@@ -20,6 +20,7 @@
 ## Variables:
 ##   PIPELINE=name           pipelines/<name>.mk (quick, tiny, paper, digit-aware, longtail, ...)
 ##   ARTIFACTS=dir           where artifacts go (default: artifacts)
+##   LOCK_WAIT=1             wait for another make on the same folder instead of refusing
 ##   LAUNCH='srun -n1 -c2'   prefix every stage command with a launcher (use with -jN)
 ##   -j2                     run independent stages in parallel
 ##   SWIFT=swift             the Swift toolchain driver
@@ -85,6 +86,18 @@ $(error no pipeline '$(PIPELINE)': pipelines/$(PIPELINE).mk does not exist (make
 endif
 include pipelines/$(PIPELINE).mk
 WITH_DAG := 1
+# One make per artifacts folder (scripts/make-lock.sh): taken before any
+# parameter file is written; never under make -n; once per make (not again
+# when make restarts after remaking methods.mk). A second make refuses, or
+# with LOCK_WAIT=1 waits; a killed make leaves no stale lock.
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+ifndef MAKE_RESTARTS
+LOCK_STATUS := $(shell bash scripts/make-lock.sh $(A) $$PPID $(LOCK_WAIT))
+ifneq ($(LOCK_STATUS),ok)
+$(error $(LOCK_STATUS))
+endif
+endif
+endif
 endif
 
 # -------------------------------------------------------------- tools

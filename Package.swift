@@ -124,6 +124,8 @@ let package = Package(
         .testTarget(name: "ExtractionTests", dependencies: ["TestSupport", "Extraction", "Subspace", "StageKit", "NN", "TensorIO"]),
         .testTarget(name: "CLIKitTests", dependencies: ["CLIKit", "TensorIO", "StageKit", "Distill", "ShapesWorld", "Reporting",
                                                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Seeded mutations of every artifact kind through the stages' readers (make test).
+        .testTarget(name: "FuzzTests", dependencies: ["TensorIO", "StageKit", "NN", "Subspace", "Reporting", "SeededRNG"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "StageKit", "NN", "TensorIO", "Reporting", "Subspace"]),
     ],
     swiftLanguageModes: [.v5]

@@ -6,8 +6,7 @@
 #   2. changing a distillation parameter re-runs only the distillations,
 #      evaluations and the report, never synthesis, teacher or subspace
 #   3. editing a stage's code does not make any finished stage run again
-#   4. SIGKILL of make in the middle of stages, then make again: results
-#      identical to an uninterrupted run; no partial artifact at a final path
+#   4. (SIGKILLs at random moments: scripts/test-reliability.sh)
 #   5. make -j2 gives the same results as make -j1
 #   6. estimating a variant's subspace on another split (BASIS_SPLITS,
 #      BASIS_SPLIT_<variant>) makes that split and subspace and re-runs only
@@ -94,20 +93,7 @@ for src in Sources/Stages/distill/main.swift Sources/Core/NN/Model.swift Sources
     check "editing $f re-runs no finished stage" "! $MAKE ARTIFACTS=$A -n -W $f all | grep -qE '$STAGE_CMD'"
 done
 
-# 4.
-B=$T/killed
-partial=0
-for delay in 1 3 6 10; do
-    setsid $MAKE ARTIFACTS=$B all >"$T/kill.log" 2>&1 &
-    pid=$!
-    sleep $delay
-    kill -KILL -- -$pid 2>/dev/null
-    wait $pid 2>/dev/null
-    all_readable "$B" || { echo "  after SIGKILL at ${delay}s"; partial=1; }
-done
-check "no partial artifact at a final path after SIGKILL (4 kill points)" "[ $partial -eq 0 ]"
-$MAKE ARTIFACTS=$B all >"$T/resume.log" 2>&1 || { tail -20 "$T/resume.log"; }
-check "after SIGKILLs, make finishes with results identical to an uninterrupted run" "same_results $T/ref-copy $B"
+# 4. SIGKILLs: the kill storm of scripts/test-reliability.sh.
 
 # 5.
 C=$T/parallel

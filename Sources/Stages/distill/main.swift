@@ -67,6 +67,8 @@ struct DistillCommand: ParsableCommand {
     var weightInit: WeightInit = .pytorch
     @Option(help: "Tuning artifact (select-hparams): its chosen hyper-parameters replace the method's defaults (docs/methods.md, \"Tuning protocol\").")
     var tuned: String?
+    @Flag(name: .customLong("allow-mismatch"), help: "Run even when the validation split or the subspace's data come from another world than the training split; the mismatches go into student.npz meta.extra.provenance_mismatches (docs/stages.md, \"Provenance\").")
+    var allowMismatch = false
     @OptionGroup var threadsOption: ThreadsOption
 
     /// `--list-methods` lines: name, basis, λ_task/λ_kd/λ_layer/T, summary.
@@ -141,7 +143,8 @@ struct DistillCommand: ParsableCommand {
             hooks.warn = { StageKit.log("distill: warning: \($0)") }
             let r = try DistillStage.run(DistillStageOptions(teacherPath: teacher!, trainPath: train!, valPath: val!,
                                                              subspacePath: subspace, outPath: out!, config: c,
-                                                             tunedPath: tuned, explicit: explicit), hooks: hooks)
+                                                             tunedPath: tuned, explicit: explicit,
+                                                             allowMismatch: allowMismatch), hooks: hooks)
             let chosen = r.candidates[r.chosen]
             StageKit.log(String(format: "distill: wrote %@ (best val acc %.4f at epoch %d, λ_layer %g)", out!,
                                 chosen.bestValAccuracy, chosen.bestEpoch + 1, Double(r.chosenLambdaLayer)))

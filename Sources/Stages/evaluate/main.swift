@@ -89,6 +89,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Patched split of the probe's image pairs, the same base images with the patch (default DIR/test-conflict.npz), e.g. distill-train-decorrelated.npz with distill-train-clean.npz.", valueName: "split.npz"))
     var probePatched: String?
 
+    @Flag(help: "Run even when the student records another teacher or subspace than the ones given, or its training split another world than the test splits; the mismatches go into metrics.npz meta.extra.provenance_mismatches (docs/stages.md, \"Provenance\").")
+    var allowMismatch = false
+
     @OptionGroup var threadsOption: ThreadsOption
 
     func run() throws {
@@ -97,7 +100,7 @@ struct Evaluate: ParsableCommand {
                                       sets: sets, batchSize: batch, epsilonFactor: lrpEpsilon,
                                       heatmapImages: heatmapImages, heatmapScale: heatmapScale,
                                       teacherCache: teacherCache, subspace: subspace,
-                                      probeClean: probeClean, probePatched: probePatched)
+                                      probeClean: probeClean, probePatched: probePatched, allowMismatch: allowMismatch)
         let start = ProgressLine.now()
         _ = try EvaluateStage.run(options) { log("evaluate: " + $0) }
         log("evaluate: wrote \(out) and \(options.npzPath)\(heatmap.map { " and " + $0 } ?? "") in \(ProgressLine.format(seconds: ProgressLine.now() - start))")

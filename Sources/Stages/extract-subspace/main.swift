@@ -60,6 +60,9 @@ struct ExtractSubspace: ParsableCommand {
     @Option(name: .long, help: "Comma-separated ks of the basis@k check (default 1,2,4,k,2k, capped at the layer width).")
     var checkK: String?
 
+    @Flag(name: .customLong("allow-mismatch"), help: "Run even when --val comes from another world than --data; the mismatch goes into meta.extra.provenance_mismatches (docs/stages.md, \"Provenance\").")
+    var allowMismatch = false
+
     @OptionGroup var threadsOption: ThreadsOption
 
     @OptionGroup var quietFlag: QuietFlag
@@ -76,6 +79,7 @@ struct ExtractSubspace: ParsableCommand {
         c.batch = batch
         c.capAtContextRank = capAtContextRank
         c.quiet = quietFlag.quiet
+        c.allowMismatch = allowMismatch
         if let s = checkK {
             c.checkK = try s.split(separator: ",").map {
                 guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {

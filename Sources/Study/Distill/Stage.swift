@@ -17,9 +17,15 @@ public struct DistillStageOptions {
     /// by option, which it must not contradict.
     public var tunedPath: String?
     public var explicit: Set<Hyperparameter> = []
+    /// Run even when the inputs' provenance does not match (a validation
+    /// split or a subspace's data from another world than the training
+    /// split); the mismatches go into student.npz `meta.extra`.
+    public var allowMismatch = false
 
     public init(teacherPath: String, trainPath: String, valPath: String, subspacePath: String?, outPath: String,
-                config: DistillConfig, tunedPath: String? = nil, explicit: Set<Hyperparameter> = []) {
+                config: DistillConfig, tunedPath: String? = nil, explicit: Set<Hyperparameter> = [],
+                allowMismatch: Bool = false) {
+        self.allowMismatch = allowMismatch
         self.teacherPath = teacherPath
         self.trainPath = trainPath
         self.valPath = valPath
@@ -100,6 +106,12 @@ public enum DistillStage {
             "val": try sha256Hex(ofFile: o.valPath),
         ]
         if let d = tuningDigest { digests["tuning"] = d }
+        // Provenance: the validation split and the subspace's data come from
+        // the training split's world (ProvenanceChecks).
+        var provenance = ProvenanceChecks(allowMismatch: o.allowMismatch)
+        let world = SplitWorld(meta: train.meta)
+        try provenance.world(SplitWorld(meta: val.meta), of: "validation split '\(o.valPath)'",
+                             matches: world, of: "training split '\(o.trainPath)'")
 
         // The teacher (its network only when the method learns from it).
         var teacher: TeacherArtifact?
@@ -123,6 +135,8 @@ public enum DistillStage {
             guard recorded == digests["teacher"] else {
                 throw DistillError("subspace '\(path)' was computed from another teacher: its teacher digest \(recorded.prefix(16))… ≠ sha256 of '\(o.teacherPath)' \(digests["teacher"]!.prefix(16))…; re-run extract-subspace with this teacher")
             }
+            try provenance.world(SplitWorld(recorded: sub.meta?.parameters["world"]), of: "the data of subspace '\(path)'",
+                                 matches: world, of: "training split '\(o.trainPath)'")
             let stored = SubspaceBasis.stored(in: sub)
             for (layer, k) in stored where k == kind {
                 do { bases[layer] = try SubspaceBasis(from: sub, layer: layer, kind: kind) } catch let e as SubspaceError {
@@ -134,6 +148,8 @@ public enum DistillStage {
                 throw DistillError("subspace '\(path)' holds no \(kind.rawValue) basis (method \(method.name)); it has: \(have.isEmpty ? "none" : have)")
             }
         }
+
+        for w in provenance.warnings { hooks.log("distill: " + w) }
 
         let t0 = ProgressLine.now()
         let trainer: DistillTrainer
@@ -173,6 +189,7 @@ public enum DistillStage {
         for key in ["rho", "family"] { if let v = train.meta?.parameters[key] { params[key] = v } }
         params["pairs"] = .array(result.pairs.map { .string($0.description) })
         params["subtask_classes"] = .array(classIndices.map { .number(Double($0)) })
+        if let world { params["world"] = world.json }
         if let t = o.tunedPath { params["tuned"] = .string(t) }
         let chosen = result.candidates[result.chosen]
         // Dead student channels per paired layer during the kept epoch.
@@ -195,7 +212,8 @@ public enum DistillStage {
             "train_images": .number(Double(train.count)),
             "val_images": .number(Double(val.count)),
         ]
-        var a = Artifact(meta: ArtifactMeta(stage: "distill", parameters: params, inputs: digests, seed: config.seed, extra: extra))
+        var a = Artifact(meta: ArtifactMeta(stage: "distill", parameters: params, inputs: digests, seed: config.seed,
+                                            extra: extra.merging(provenance.metaExtra) { a, _ in a }))
         NetworkArtifact.write(result.student, into: &a)
         for (n, s, v) in result.methodState { a.set("method/" + n, NDArray(v, shape: s)) }
         chosen.log.write(into: &a, prefix: "log/")

@@ -39,11 +39,17 @@ public struct EvaluateOptions {
     /// DATA/test-conflict.npz.
     public var probeClean: String?
     public var probePatched: String?
+    /// Run even when the inputs' provenance does not match (another
+    /// teacher or subspace than the student's, test splits of another
+    /// world); the mismatches go into metrics.npz `meta.extra`.
+    public var allowMismatch: Bool
 
     public init(student: String, teacher: String, data: String, out: String, heatmap: String? = nil,
                 sets: [String] = [], batchSize: Int = 50, epsilonFactor: Float = 0.25,
                 heatmapImages: Int = 8, heatmapScale: Int = 4, teacherCache: String? = nil,
-                subspace: String? = nil, probeClean: String? = nil, probePatched: String? = nil) {
+                subspace: String? = nil, probeClean: String? = nil, probePatched: String? = nil,
+                allowMismatch: Bool = false) {
+        self.allowMismatch = allowMismatch
         self.student = student; self.teacher = teacher; self.data = data; self.out = out
         self.heatmap = heatmap; self.sets = sets; self.batchSize = batchSize
         self.epsilonFactor = epsilonFactor; self.heatmapImages = heatmapImages; self.heatmapScale = heatmapScale
@@ -301,7 +307,7 @@ public enum EvaluateStage {
         if let runJSON = try? JSONDecoder().decode(JSON.self, from: RunMetrics.makeEncoder().encode(run)) {
             parameters["run"] = runJSON
         }
-        let meta = ArtifactMeta(
+        var meta = ArtifactMeta(
             stage: "evaluate", parameters: parameters, inputs: m.digests,
             seed: run.seed >= 0 ? UInt64(run.seed) : nil,
             extra: [
@@ -311,6 +317,9 @@ public enum EvaluateStage {
                 "teacher_lrp_units": .array(m.teacherUnits.map { .string($0) }),
                 "probe": "pairs share base images and differ only in the corner patch; per stage tap Δ = a(patched) − a(clean) at every position, Σ_art = E[Δ Δᵀ], Σ_total = centred covariance of a(clean); Σ_digit = between-digit part of Σ_art (per position, around the mean displacement); artifact_share = tr Σ_art / tr Σ_total, digit_share = tr Σ_digit / tr Σ_total; basis share = tr(U_kᵀ Σ_art U_k) / tr Σ_art, digit_share and total_share the same with Σ_digit and Σ_total",
             ])
+        if !i.provenanceMismatches.isEmpty {
+            meta.extra["provenance_mismatches"] = .array(i.provenanceMismatches.map { .string($0) })
+        }
         let (k, keep, h, w) = (i.k, m.keep.count, i.conflict.height, i.conflict.width)
         var npz = Artifact(meta: meta)
         npz.set("num_classes", NDArray([Int64(k)], shape: []))

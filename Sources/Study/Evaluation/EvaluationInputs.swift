@@ -30,6 +30,8 @@ struct EvaluationInputs {
     /// The probe's image pairs (`ArtifactProbe.pairs`).
     let pairs: [Int]
     let subspaceDigest: String?
+    /// Provenance mismatches the user allowed (`--allow-mismatch`).
+    let provenanceMismatches: [String]
 
     var splits: [StageKit.Dataset] { [test, clean, conflict] }
 
@@ -64,7 +66,32 @@ struct EvaluationInputs {
             throw EvaluationError("probe split '\(probeClean.name)': images are \(probeClean.imageShape), the networks expect \(student.inputShape)")
         }
         pairs = try ArtifactProbe.pairs(clean: probeClean, patched: probePatched, patch: probePatch)
-        subspaceDigest = try Self.checkSubspace(o, subspace, teacher: teacher, studentMeta: studentArtifact.meta, log: log)
+        subspaceDigest = try Self.checkSubspace(o, subspace, teacher: teacher)
+        provenanceMismatches = try Self.checkProvenance(o, studentMeta: studentArtifact.meta, teacher: teacher,
+                                                        subspaceDigest: subspaceDigest, splits: splits,
+                                                        splitPaths: splitPaths).mismatches
+        for m in provenanceMismatches { log("warning: \(m); allowed by --allow-mismatch, recorded in metrics.npz meta.extra.provenance_mismatches") }
+    }
+
+    /// What the student recorded about its own upstream against what
+    /// evaluate is given: the teacher it was distilled from, the subspace
+    /// it used, the world of its training split against each test split's
+    /// (`ProvenanceChecks`). Returns the mismatches the user allowed.
+    static func checkProvenance(_ o: EvaluateOptions, studentMeta: ArtifactMeta?, teacher: TeacherArtifact,
+                                subspaceDigest: String?, splits: [StageKit.Dataset], splitPaths: [String]) throws -> ProvenanceChecks {
+        var checks = ProvenanceChecks(allowMismatch: o.allowMismatch)
+        let recorder = "student '\(o.student)'"
+        try checks.digest(recorded: studentMeta?.inputs["teacher"], by: recorder, actual: teacher.digest,
+                          of: o.teacher, what: "teacher")
+        if let d = subspaceDigest, let path = o.subspace {
+            try checks.digest(recorded: studentMeta?.inputs["subspace"], by: recorder, actual: d, of: path, what: "subspace")
+        }
+        let trained = SplitWorld(recorded: studentMeta?.parameters["world"])
+        for (name, (d, path)) in zip(EvaluateStage.splitNames, zip(splits, splitPaths)) {
+            try checks.world(SplitWorld(meta: d.meta), of: "\(name) split '\(path)'",
+                             matches: trained, of: "the training split of \(recorder)")
+        }
+        return checks
     }
 
     /// Every input file exists and no output is an input; returns the
@@ -160,10 +187,9 @@ struct EvaluationInputs {
         return side / 4
     }
 
-    /// The subspace fits the teacher (extracted from it, its layers); warns
-    /// when the student was distilled with another one. Returns its digest.
-    static func checkSubspace(_ o: EvaluateOptions, _ subspace: Artifact?, teacher: TeacherArtifact, studentMeta: ArtifactMeta?,
-                              log: (String) -> Void) throws -> String? {
+    /// The subspace fits the teacher (extracted from it, its layers).
+    /// Returns its digest.
+    static func checkSubspace(_ o: EvaluateOptions, _ subspace: Artifact?, teacher: TeacherArtifact) throws -> String? {
         guard let path = o.subspace, let sub = subspace else { return nil }
         let digest = try sha256Hex(ofFile: path)
         if let t = sub.meta?.inputs["teacher"], t != teacher.digest {
@@ -171,9 +197,6 @@ struct EvaluationInputs {
         }
         for (layer, _) in SubspaceBasis.stored(in: sub) where !teacher.model.tapNames.contains(layer) {
             throw EvaluationError("subspace '\(path)' has a basis for layer '\(layer)', which the teacher '\(teacher.model.architecture)' does not have")
-        }
-        if let used = studentMeta?.inputs["subspace"], used != digest {
-            log("warning: the student was distilled with another subspace than --subspace \(path); the probe measures the given one")
         }
         return digest
     }

@@ -28,6 +28,9 @@ public struct ExtractSubspaceConfig {
     /// ks of the basis@k check (each capped at d); nil: {1, 2, 4, paired k, 2 × paired k}.
     public var checkK: [Int]?
     public var quiet = false
+    /// Run even when --val comes from another world than --data; the
+    /// mismatch goes into the artifact's `meta.extra` (`ProvenanceChecks`).
+    public var allowMismatch = false
 
     /// What the pipelines' `subdistill*` methods need by default; the Makefile adds more.
     public static let defaultBases = "prcaposdef,pca"
@@ -192,6 +195,13 @@ public enum ExtractSubspaceStage {
             }
             val = ds
         }
+        // Provenance: the validation split comes from the data's world.
+        var provenance = ProvenanceChecks(allowMismatch: config.allowMismatch)
+        let world = SplitWorld(meta: data.meta)
+        if let v = val {
+            try provenance.world(SplitWorld(meta: v.meta), of: "--val '\(config.val!)'", matches: world, of: "--data '\(config.data)'")
+        }
+        for w in provenance.warnings { log("extract-subspace: " + w) }
         try ensureDirectory(forFile: config.out)
         var inputs = ["teacher": teacherArtifact.digest, "data": try sha256Hex(ofFile: config.data)]
         if let v = config.val { inputs["val"] = try sha256Hex(ofFile: v) }
@@ -253,6 +263,8 @@ public enum ExtractSubspaceStage {
         ]
         if let s = config.studentArch { parameters["student_arch"] = .string(s) }
         if let v = val { parameters["val_split"] = .string(v.name) }
+        // What distill checks the student's training split against.
+        if let world { parameters["world"] = world.json }
         if let ck = config.checkK { parameters["check_k"] = .array(ck.map { .number(Double($0)) }) }
         var extra: [String: JSON] = [
             "images": .number(Double(result.images)),
@@ -268,7 +280,7 @@ public enum ExtractSubspaceStage {
             extra["check_seconds"] = .number(checkSeconds)
         }
         var artifact = Artifact(meta: ArtifactMeta(stage: stageName, parameters: parameters, inputs: inputs,
-                                                   seed: config.seed, extra: extra))
+                                                   seed: config.seed, extra: extra.merging(provenance.metaExtra) { a, _ in a }))
         for b in result.bases { b.write(into: &artifact) }
         try NPZ.write(artifact, to: config.out)
         log("extract-subspace: wrote \(config.out)")
