@@ -132,6 +132,9 @@ public enum ConfigField: String, CaseIterable, Sendable {
     case beta, imbalance
     case lambdaLayer = "lambda_layer"
     case basisSplit = "basis_split"
+    /// Whether the student saw the calibrated teacher (last, so that older
+    /// orders of the fields are kept).
+    case calibratedTeacher = "calibrated_teacher"
 
     /// The value as text (nil when absent).
     public func value(_ r: RunInfo) -> String? {
@@ -145,6 +148,7 @@ public enum ConfigField: String, CaseIterable, Sendable {
         case .imbalance: return r.imbalance.map(numberText)
         case .lambdaLayer: return r.lambdaLayer.map(numberText)
         case .basisSplit: return r.basisSplit
+        case .calibratedTeacher: return r.calibratedTeacher.map { $0 ? "true" : "false" }
         }
     }
 
@@ -160,6 +164,7 @@ public enum ConfigField: String, CaseIterable, Sendable {
         case .imbalance: return "imb"
         case .lambdaLayer: return "λ"
         case .basisSplit: return "basis"
+        case .calibratedTeacher: return "cal"
         }
     }
 
