@@ -277,6 +277,17 @@ func trajectory(updates: Int, groups: Int = 3, drift: Double = 0.05) -> DROTraje
     #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/pareto-imbalance-10.svg")) == pareto)
 }
 
+@Test func olderRunsWithoutTheCalibratedFlagShareTheSeries() {
+    var old = makeRun("kd", rho: 0, seed: 1, acc: 0.8)
+    old.metrics.run.calibratedTeacher = nil
+    var new = makeRun("kd", rho: 0, seed: 2, acc: 0.7)
+    new.metrics.run.calibratedTeacher = false
+    #expect(Dataset(runs: [old, new]).series.count == 1)
+    var cal = makeRun("kd", rho: 0, seed: 1, acc: 0.9)
+    cal.metrics.run.calibratedTeacher = true
+    #expect(Dataset(runs: [old, new, cal]).series.map(\.name) == ["kd [cal=false]", "kd [cal=true]"])
+}
+
 @Test func plainPipelinesKeepTheirOutput() throws {
     // Runs whose objectives do not vary: no study sections or figures, the published CSV header.
     let runs = [makeRun("kd", rho: 0, seed: 1, acc: 0.8, tObj: "erm", sObj: "std"),

@@ -148,7 +148,9 @@ public enum ConfigField: String, CaseIterable, Sendable {
         case .imbalance: return r.imbalance.map(numberText)
         case .lambdaLayer: return r.lambdaLayer.map(numberText)
         case .basisSplit: return r.basisSplit
-        case .calibratedTeacher: return r.calibratedTeacher.map { $0 ? "true" : "false" }
+        // Absent (metrics.json written before the field) counts as false, so that
+        // re-evaluated and older runs of one sweep stay in one series.
+        case .calibratedTeacher: return r.calibratedTeacher == true ? "true" : "false"
         }
     }
 
