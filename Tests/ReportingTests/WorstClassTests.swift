@@ -152,7 +152,7 @@ func paretoRuns() -> [LoadedRun] {
     let ermElements = try #require(parseXML(ermFigure))
     #expect(seriesPerPanel(ermElements) == [1, 1])
     let md = try #require(WorstClassReport.calibrationSection(Dataset(runs: runs)))
-    #expect(md.contains("| erm | 10 | 90.0 | 50.0 | 0.050 ± 0.127 | 0.100 ± 0.254 | 0.050 ± 0.127 | 0.100 ± 0.254 | 0.025 ± 0.064 | 2 | `reliability-erm-imbalance-10.svg` |"), "\(md)")
+    #expect(md.contains("| erm | 10 | 90.0 | 50.0 | 0.050 ± 0.127 | 0.100 ± 0.254 | 0.050 ± 0.127 | 0.100 ± 0.254 | 50.0 | 0.025 ± 0.064 | 2 | `reliability-erm-imbalance-10.svg` |"), "\(md)")
 }
 
 @Test func predictorAnalysisFindsTheKnownCorrelations() throws {

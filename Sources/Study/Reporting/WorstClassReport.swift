@@ -270,12 +270,13 @@ public enum WorstClassReport {
                 + [SummaryMarkdown.cell(t.accuracy, .accTest, showN: false, constantAsSingle: true),
                    SummaryMarkdown.cell(t.worstClass, .worstClass, showN: false, constantAsSingle: true),
                    ece(t.eceMean), ece(t.eceMax), ece(t.eceMeanShiftRemoved), ece(t.eceMaxShiftRemoved),
+                   SummaryMarkdown.cell(t.worstClassShiftRemoved, .worstClass, showN: false, constantAsSingle: true),
                    ece(t.topLabelEce), String(t.seeds.count), "`\(reliabilityName(t))`"]
         }
         let context = ts.contains { !$0.config.context.isEmpty }
         let header = ["teacher objective", "imbalance"] + (context ? ["setting"] : [])
             + ["overall %", "worst class %", "per-class ECE mean", "per-class ECE max", "mean, shift removed", "max, shift removed",
-               "top-label ECE", "seeds", "reliability diagram"]
+               "worst class %, shift removed", "top-label ECE", "seeds", "reliability diagram"]
         out += SummaryMarkdown.table(header: header, rows: rows) + "\n"
         return out
     }
