@@ -102,6 +102,11 @@ private func expectRefused(_ o: DistillStageOptions, _ text: String, sourceLocat
     #expect(meta.parameters["temperature"]?.number == 4)
     #expect(meta.parameters["pairs"] == .array(["stage1:stage1", "stage2:stage2", "stage3:stage3"]))
     #expect(meta.parameters["subtask_classes"] == .array([10, 11, 12, 13, 14]))
+    // Per-class counts of the training split (evaluate's logit adjustment).
+    let train = try Dataset(path: Fixture.trainPath)
+    let counts = (0..<5).map { c in train.labels.filter { $0 == c }.count }
+    #expect(counts.reduce(0, +) == train.count)
+    #expect(meta.parameters["train_class_counts"] == .array(counts.map { .number(Double($0)) }))
     #expect(meta.seed == 5)
     #expect(meta.extra["candidates"]?.array?.count == 2)
     #expect(meta.extra["warnings"]?.array?.count == warnings.count)

@@ -39,6 +39,17 @@ struct Evaluate: ParsableCommand {
             the student; near 0: it filters it), and the same for Σ_digit and Σ_total. In \
             metrics.json under "probe", in metrics.npz under probe/.
 
+            Worst-class study (docs/protocol.md, "Metrics"): calibration of the softmax \
+            over the subtask logits on test, for the student and the teacher, and for the \
+            teacher also with its log_shift removed (the scores a --calibrated-teacher \
+            student sees): per-class one-vs-rest ECE with 10 equal-width bins, its mean and \
+            max over classes, top-label ECE and reliability bins ("calibration", \
+            "calibration_shift_removed"); the student's post-hoc logit adjustment, argmax \
+            z_y − log π_y with π the class frequencies it recorded as train_class_counts \
+            ("logit_adjusted"; absent for older students); and the "dro" record of a dro \
+            student or teacher (meta.extra.dro), copied. A malformed train_class_counts or \
+            dro record stops the stage with status 65 before anything is written.
+
             --set key=value fills the run description (keys: \
             \(RunSettings.knownKeys.joined(separator: ", "))); the student's and teacher's \
             metadata fill what is not set.

@@ -24,6 +24,21 @@ struct ReportCommand: ParsableCommand {
             worst-vs-overall.svg: worst-class vs overall accuracy per objective
             pair (only when the objectives vary).
 
+            When the teacher or student objectives vary (the worst-class study,
+            pipelines/longtail.mk), summary.md adds: the Pareto view per imbalance
+            factor (every teacher × student objective, calibrated-teacher variant
+            and β; mean [95 % interval] of overall and worst-class test accuracy;
+            the front of the means; baselines: the erm teacher's std, logit-adjusted
+            std (std+LA, derived from evaluate's logit_adjusted block) and reweighted
+            students; which baselines each combination dominates); the teachers'
+            calibration (own accuracies, per-class ECE mean/max raw and with the
+            shift removed); Spearman and Pearson correlations of the teacher's
+            per-class ECE and of its worst-class accuracy with the student's
+            worst-class accuracy, per student objective and pooled; and the DRO
+            group weights (updates, log λ range). Figures: pareto-<panel>.svg,
+            reliability-<teacher>.svg, dro-trajectory.svg; figures of this kind
+            left from an earlier report that no longer match are removed.
+
             A partial set of runs gives a report over what exists; the runs found
             per method × ρ and expected-but-absent runs (--expect) are printed on
             stderr and listed in summary.md. Exit status 0 when at least one run

@@ -50,7 +50,7 @@ public struct DistillStageOptions {
 ///
 /// meta: stage `distill`, every parameter (`lambda_layer` = the kept
 /// candidate's, `lambda_layer_candidates` = all, resolved `pairs`,
-/// `subtask_classes`, the split's `rho` and `family`), the SHA-256 of
+/// `subtask_classes`, `train_class_counts`, the split's `rho` and `family`), the SHA-256 of
 /// teacher, train, val (and subspace), the seed; `extra` holds the log, the
 /// candidates, the best epoch, `dead_channels` per pair at the kept epoch
 /// (order: `dead_channels_pairs`) and the warnings.
@@ -189,6 +189,8 @@ public enum DistillStage {
         for key in ["rho", "family"] { if let v = train.meta?.parameters[key] { params[key] = v } }
         params["pairs"] = .array(result.pairs.map { .string($0.description) })
         params["subtask_classes"] = .array(classIndices.map { .number(Double($0)) })
+        // Class frequencies of the training split: evaluate's post-hoc logit adjustment needs them.
+        params["train_class_counts"] = .array((0..<train.numClasses).map { c in .number(Double(train.labels.filter { $0 == c }.count)) })
         if let world { params["world"] = world.json }
         if let t = o.tunedPath { params["tuned"] = .string(t) }
         let chosen = result.candidates[result.chosen]

@@ -122,8 +122,12 @@ public enum EvaluateStage {
         let sets = try checkOptions(o)
         let inputs = try EvaluationInputs(checking: o, log: log)
         let run = try describeRun(inputs, sets: sets, log: log)
+        // What the worst-class study reads from the artifacts' metadata,
+        // checked before the long computation so a malformed record fails fast.
+        let recorded = try WorstClassInputs(inputs, log: log)
         for out in o.outputPaths { try ensureDirectory(forFile: out) }
-        let m = try measure(inputs, log: log)
+        var m = try measure(inputs, log: log)
+        addWorstClassMetrics(&m, inputs, recorded, log: log)
         let result = RunMetrics(run: run, student: m.student.metrics, teacher: m.teacher.metrics, numClasses: inputs.k,
                                 probe: probeMetrics(pairs: "\(inputs.probeClean.name)/\(inputs.probePatched.name)", images: inputs.pairs.count,
                                                     student: m.studentProbe, teacher: m.teacherProbe, bases: m.basisShares))
@@ -151,6 +155,62 @@ public enum EvaluateStage {
         /// The networks' LRP units (metrics.npz metadata).
         var studentUnits: [String], teacherUnits: [String]
         var digests: [String: String]
+        /// The student's logit-adjusted test predictions (when its training
+        /// class counts are recorded).
+        var logitAdjustedPredictions: [Int]? = nil
+    }
+
+    /// The student's training class counts and the DRO trajectories of
+    /// both networks, read from their metadata.
+    struct WorstClassInputs {
+        var trainCounts: [Int]?
+        var studentDRO: DROTrajectory?, teacherDRO: DROTrajectory?
+
+        init(_ i: EvaluationInputs, log: (String) -> Void) throws {
+            let o = i.options
+            trainCounts = try Calibration.trainClassCounts(i.studentArtifact.meta, classes: i.k, path: o.student)
+            if trainCounts == nil {
+                log("note: the student records no train_class_counts (written before they existed); no logit-adjusted scores")
+            }
+            studentDRO = try Calibration.droTrajectory(i.studentArtifact.meta, role: "student", path: o.student)
+            teacherDRO = try Calibration.droTrajectory(i.teacher.meta, role: "teacher", path: o.teacher)
+        }
+    }
+
+    /// Calibration on `test` (student; teacher raw and with its logit shift
+    /// removed), the student's post-hoc logit adjustment and the DRO
+    /// trajectories. Computed from the logits after `measure`, so a
+    /// teacher read from `--teacher-cache` gets them too.
+    static func addWorstClassMetrics(_ m: inout Measurements, _ i: EvaluationInputs, _ r: WorstClassInputs,
+                                     log: (String) -> Void) {
+        let k = i.k, labels = i.test.labels
+        let zs = m.student.logits["test"] ?? [], zt = m.teacher.logits["test"] ?? []
+        m.student.metrics.calibration = Calibration.measure(
+            probabilities: Calibration.probabilities(logits: zs, classes: k), labels: labels, classes: k)
+        m.teacher.metrics.calibration = Calibration.measure(
+            probabilities: Calibration.probabilities(logits: zt, classes: k), labels: labels, classes: k)
+        // The teacher's shift over its own classes, cut to the subtask's
+        // columns as distill does before it subtracts it.
+        let shift = i.teacherColumns.map { Double(i.teacher.logShift[$0]) }
+        m.teacher.metrics.calibrationShiftRemoved = Calibration.measure(
+            probabilities: Calibration.probabilities(logits: zt, classes: k, shift: shift), labels: labels, classes: k)
+        if let counts = r.trainCounts {
+            if let la = Calibration.logitAdjusted(logits: zs, labels: labels, classes: k, trainCounts: counts) {
+                m.student.metrics.logitAdjusted = la.metrics
+                m.logitAdjustedPredictions = la.predictions
+            } else {
+                log("warning: a class has no training example (train_class_counts \(counts)); logit adjustment undefined, not recorded")
+            }
+        }
+        m.student.metrics.dro = r.studentDRO
+        m.teacher.metrics.dro = r.teacherDRO
+        let (cs, ct, cc) = (m.student.metrics.calibration!, m.teacher.metrics.calibration!, m.teacher.metrics.calibrationShiftRemoved!)
+        log(String(format: "calibration on test: per-class ECE mean/max student %.3f/%.3f, teacher %.3f/%.3f, teacher shift removed %.3f/%.3f; top-label ECE student %.3f, teacher %.3f",
+                   cs.classwiseEceMean, cs.classwiseEceMax, ct.classwiseEceMean, ct.classwiseEceMax,
+                   cc.classwiseEceMean, cc.classwiseEceMax, cs.topLabelEce, ct.topLabelEce))
+        if let la = m.student.metrics.logitAdjusted {
+            log(String(format: "student logit-adjusted (τ = 1): acc test %.3f, worst class %.3f", la.accTest, la.worstClass))
+        }
     }
 
     /// Ranges of the numeric options; returns the `--set` assignments.
@@ -327,7 +387,29 @@ public enum EvaluateStage {
         add(m.student, prefix: "student/", k: k, keep: keep, h: h, w: w, to: &npz)
         add(m.teacher, prefix: "teacher/", k: k, keep: keep, h: h, w: w, to: &npz)
         addProbe(pairs: i.pairs, student: m.studentProbe, teacher: m.teacherProbe, bases: m.basisShares, to: &npz)
+        addWorstClass(m, to: &npz)
         return npz
+    }
+
+    /// The worst-class study's numbers into metrics.npz:
+    /// `{student,teacher}/calibration/…`, `teacher/calibration_shift_removed/…`
+    /// (`Calibration.write`), `student/logit_adjusted/{acc_test,worst_class,
+    /// per_class_recall,class_priors,pred_test}` and `{student,teacher}/dro/…`.
+    static func addWorstClass(_ m: Measurements, to a: inout Artifact) {
+        for (prefix, n) in [("student/", m.student), ("teacher/", m.teacher)] {
+            if let c = n.metrics.calibration { Calibration.write(c, prefix: prefix + "calibration/", to: &a) }
+            if let c = n.metrics.calibrationShiftRemoved { Calibration.write(c, prefix: prefix + "calibration_shift_removed/", to: &a) }
+            if let d = n.metrics.dro { Calibration.write(d, prefix: prefix + "dro/", to: &a) }
+        }
+        if let la = m.student.metrics.logitAdjusted {
+            let p = "student/logit_adjusted/"
+            a.set(p + "acc_test", NDArray([la.accTest], shape: []))
+            a.set(p + "worst_class", NDArray([la.worstClass], shape: []))
+            a.set(p + "per_class_recall", NDArray(la.perClassRecall, shape: [la.perClassRecall.count]))
+            a.set(p + "class_priors", NDArray(la.classPriors, shape: [la.classPriors.count]))
+            a.set(p + "tau", NDArray([la.tau], shape: []))
+            if let pred = m.logitAdjustedPredictions { a.set(p + "pred_test", NDArray(pred.map { Int32($0) }, shape: [pred.count])) }
+        }
     }
 
     /// Every metric of one network on the three test splits.

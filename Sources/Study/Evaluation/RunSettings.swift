@@ -57,7 +57,7 @@ public enum RunSettings {
     /// The run description. `sets` (from `parse`) win; metadata fills the
     /// rest: student meta parameters `method`, `objective`/`student_objective`,
     /// `teacher_objective`, `beta`, `lambda_layer`, `basis_split`,
-    /// `imbalance`, `rho`, its seed; the teacher meta's `objective`; the
+    /// `imbalance`, `rho`, `calibrated_teacher`, its seed; the teacher meta's `objective`; the
     /// student network's architecture; the test split's `family` and `rho`;
     /// `basis_split` last from the subspace given to `evaluate` (see
     /// `basisSplit(subspaceMeta:)`), the student's own record winning since
@@ -120,6 +120,7 @@ public enum RunSettings {
             imbalance: try number("imbalance", sp["imbalance"]),
             lambdaLayer: try number("lambda_layer", sp["lambda_layer"]),
             basisSplit: string("basis_split", sp["basis_split"], basisSplit(subspaceMeta: subspaceMeta).map { .string($0) }),
-            label: string("label"))
+            label: string("label"),
+            calibratedTeacher: sp["calibrated_teacher"].flatMap { if case .bool(let b) = $0 { return b } else { return nil } })
     }
 }

@@ -132,6 +132,9 @@ public enum ConfigField: String, CaseIterable, Sendable {
     case beta, imbalance
     case lambdaLayer = "lambda_layer"
     case basisSplit = "basis_split"
+    /// Whether the student saw the calibrated teacher (last, so that older
+    /// orders of the fields are kept).
+    case calibratedTeacher = "calibrated_teacher"
 
     /// The value as text (nil when absent).
     public func value(_ r: RunInfo) -> String? {
@@ -145,6 +148,9 @@ public enum ConfigField: String, CaseIterable, Sendable {
         case .imbalance: return r.imbalance.map(numberText)
         case .lambdaLayer: return r.lambdaLayer.map(numberText)
         case .basisSplit: return r.basisSplit
+        // Absent (metrics.json written before the field) counts as false, so that
+        // re-evaluated and older runs of one sweep stay in one series.
+        case .calibratedTeacher: return r.calibratedTeacher == true ? "true" : "false"
         }
     }
 
@@ -160,6 +166,7 @@ public enum ConfigField: String, CaseIterable, Sendable {
         case .imbalance: return "imb"
         case .lambdaLayer: return "λ"
         case .basisSplit: return "basis"
+        case .calibratedTeacher: return "cal"
         }
     }
 

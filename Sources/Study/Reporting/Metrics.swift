@@ -32,15 +32,21 @@ public struct RunInfo: Codable, Equatable, Hashable, Sendable {
     public var basisSplit: String?
     /// Free text, carried through to the CSV only.
     public var label: String?
+    /// Whether the student was distilled from the calibrated teacher
+    /// (`distill --calibrated-teacher`: the teacher's logit shift removed);
+    /// from the student's meta parameter `calibrated_teacher`, absent in
+    /// older files.
+    public var calibratedTeacher: Bool?
 
     public init(pipeline: String? = nil, subtask: String? = nil, method: String, rho: Double, seed: Int,
                 studentArch: String? = nil, teacherObjective: String? = nil, studentObjective: String? = nil,
                 beta: Double? = nil, imbalance: Double? = nil, lambdaLayer: Double? = nil,
-                basisSplit: String? = nil, label: String? = nil) {
+                basisSplit: String? = nil, label: String? = nil, calibratedTeacher: Bool? = nil) {
         self.pipeline = pipeline; self.subtask = subtask; self.method = method; self.rho = rho; self.seed = seed
         self.studentArch = studentArch; self.teacherObjective = teacherObjective
         self.studentObjective = studentObjective; self.beta = beta; self.imbalance = imbalance
         self.lambdaLayer = lambdaLayer; self.basisSplit = basisSplit; self.label = label
+        self.calibratedTeacher = calibratedTeacher
     }
 
     enum CodingKeys: String, CodingKey {
@@ -52,6 +58,7 @@ public struct RunInfo: Codable, Equatable, Hashable, Sendable {
         case lambdaLayer = "lambda_layer"
         case basisSplit = "basis_split"
         case label
+        case calibratedTeacher = "calibrated_teacher"
     }
 }
 
@@ -78,15 +85,32 @@ public struct ModelMetrics: Codable, Equatable, Sendable {
     public var relevanceLrp: Double?
     /// Number of dead channels per paired layer.
     public var deadChannels: [Int]?
+    /// Calibration of the network's softmax over the subtask logits on
+    /// `test` (docs/protocol.md, "Metrics"); absent in older files.
+    public var calibration: CalibrationMetrics?
+    /// Teacher only: the same for softmax(z − log w_t), the scores a
+    /// `--calibrated-teacher` student is distilled from (the teacher's
+    /// `log_shift` cut to the subtask and removed). Equals `calibration`
+    /// for a teacher without shift (`erm`).
+    public var calibrationShiftRemoved: CalibrationMetrics?
+    /// Student only: post-hoc logit adjustment (Menon et al. 2021) with the
+    /// class frequencies of the student's training split.
+    public var logitAdjusted: LogitAdjustedMetrics?
+    /// The λ trajectory of a `dro` objective, copied from the network's
+    /// `meta.extra.dro` (absent for other objectives and older artifacts).
+    public var dro: DROTrajectory?
 
     public init(accTest: Double? = nil, accClean: Double? = nil, accConflict: Double? = nil,
                 worstGroup: Double? = nil, worstClass: Double? = nil, perClassRecall: [Double]? = nil,
                 agreement: Double? = nil, relevanceGxi: Double? = nil, relevanceLrp: Double? = nil,
-                deadChannels: [Int]? = nil) {
+                deadChannels: [Int]? = nil, calibration: CalibrationMetrics? = nil,
+                calibrationShiftRemoved: CalibrationMetrics? = nil, logitAdjusted: LogitAdjustedMetrics? = nil,
+                dro: DROTrajectory? = nil) {
         self.accTest = accTest; self.accClean = accClean; self.accConflict = accConflict
         self.worstGroup = worstGroup; self.worstClass = worstClass; self.perClassRecall = perClassRecall
         self.agreement = agreement; self.relevanceGxi = relevanceGxi; self.relevanceLrp = relevanceLrp
-        self.deadChannels = deadChannels
+        self.deadChannels = deadChannels; self.calibration = calibration
+        self.calibrationShiftRemoved = calibrationShiftRemoved; self.logitAdjusted = logitAdjusted; self.dro = dro
     }
 
     enum CodingKeys: String, CodingKey {
@@ -100,6 +124,10 @@ public struct ModelMetrics: Codable, Equatable, Sendable {
         case relevanceGxi = "relevance_gxi"
         case relevanceLrp = "relevance_lrp"
         case deadChannels = "dead_channels"
+        case calibration
+        case calibrationShiftRemoved = "calibration_shift_removed"
+        case logitAdjusted = "logit_adjusted"
+        case dro
     }
 
     /// Worst-class accuracy, falling back to the minimum of `perClassRecall` when the field is absent.
@@ -117,6 +145,142 @@ public struct ModelMetrics: Codable, Equatable, Sendable {
 
     /// Total dead channels over all paired layers.
     public var deadChannelsTotal: Double? { deadChannels.map { Double($0.reduce(0, +)) } }
+}
+
+/// Reliability-diagram data: B equal-width confidence bins on [0, 1]
+/// (bin b holds confidences in [b/B, (b+1)/B), the last bin also 1).
+/// Empty bins have count 0 and NaN confidence and accuracy.
+public struct ReliabilityBins: Codable, Equatable, Sendable {
+    /// Mean confidence of the bin's entries.
+    public var confidence: [Double]
+    /// Fraction of the bin's entries that are correct (top-label) or
+    /// belong to the class (class-wise).
+    public var accuracy: [Double]
+    /// Entries in the bin.
+    public var count: [Int]
+
+    public init(confidence: [Double], accuracy: [Double], count: [Int]) {
+        self.confidence = confidence; self.accuracy = accuracy; self.count = count
+    }
+
+    /// Equal when every value is equal or both are NaN: an empty bin's NaN
+    /// must not make a record unequal to its own metrics.json round trip.
+    public static func == (a: ReliabilityBins, b: ReliabilityBins) -> Bool {
+        func same(_ x: [Double], _ y: [Double]) -> Bool {
+            x.count == y.count && zip(x, y).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+        }
+        return a.count == b.count && same(a.confidence, b.confidence) && same(a.accuracy, b.accuracy)
+    }
+}
+
+/// Calibration of one network's probabilities p = softmax(scores) over the
+/// K subtask classes on the `test` split (docs/protocol.md, "Metrics").
+/// With N images and B equal-width bins:
+/// - class-wise ECE of class c: the one-vs-rest problem "is the image of
+///   class c" scored by p_c on every image, ECE_c = Σ_b (n_b/N)·|acc_b − conf_b|,
+///   acc_b the fraction of bin b's images of class c and conf_b their mean p_c;
+/// - top-label ECE: the same with confidence max_c p_c and "correct" =
+///   argmax = label.
+public struct CalibrationMetrics: Codable, Equatable, Sendable {
+    /// B, the number of bins.
+    public var bins: Int
+    /// ECE_c per class, index = class.
+    public var classwiseEce: [Double]
+    /// Mean and maximum of `classwiseEce`.
+    public var classwiseEceMean: Double
+    public var classwiseEceMax: Double
+    /// Top-label ECE.
+    public var topLabelEce: Double
+    /// Accuracy and worst-class accuracy of argmax p (for the shifted
+    /// teacher scores these differ from the network's own).
+    public var accuracy: Double?
+    public var worstClass: Double?
+    /// Top-label reliability diagram.
+    public var reliability: ReliabilityBins
+    /// One-vs-rest reliability diagram of each class, index = class.
+    public var classwiseReliability: [ReliabilityBins]?
+
+    public init(bins: Int, classwiseEce: [Double], classwiseEceMean: Double, classwiseEceMax: Double,
+                topLabelEce: Double, accuracy: Double? = nil, worstClass: Double? = nil,
+                reliability: ReliabilityBins, classwiseReliability: [ReliabilityBins]? = nil) {
+        self.bins = bins; self.classwiseEce = classwiseEce; self.classwiseEceMean = classwiseEceMean
+        self.classwiseEceMax = classwiseEceMax; self.topLabelEce = topLabelEce; self.accuracy = accuracy
+        self.worstClass = worstClass; self.reliability = reliability; self.classwiseReliability = classwiseReliability
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bins
+        case classwiseEce = "classwise_ece"
+        case classwiseEceMean = "classwise_ece_mean"
+        case classwiseEceMax = "classwise_ece_max"
+        case topLabelEce = "top_label_ece"
+        case accuracy
+        case worstClass = "worst_class"
+        case reliability
+        case classwiseReliability = "classwise_reliability"
+    }
+}
+
+/// Post-hoc logit adjustment of a student (Menon et al. 2021): predictions
+/// argmax_y (z_y − τ·log π_y), π the class frequencies of the student's
+/// training split, scored on `test`.
+public struct LogitAdjustedMetrics: Codable, Equatable, Sendable {
+    /// τ (1 in `evaluate`).
+    public var tau: Double
+    /// π_y, index = class.
+    public var classPriors: [Double]
+    public var accTest: Double
+    public var worstClass: Double
+    public var perClassRecall: [Double]
+
+    public init(tau: Double, classPriors: [Double], accTest: Double, worstClass: Double, perClassRecall: [Double]) {
+        self.tau = tau; self.classPriors = classPriors; self.accTest = accTest; self.worstClass = worstClass
+        self.perClassRecall = perClassRecall
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tau
+        case classPriors = "class_priors"
+        case accTest = "acc_test"
+        case worstClass = "worst_class"
+        case perClassRecall = "per_class_recall"
+    }
+}
+
+/// The group weights of a `dro` objective over training (written by
+/// `distill` and `train-teacher` into `meta.extra.dro`, copied by
+/// `evaluate`): G groups, log λ after each update.
+public struct DROTrajectory: Codable, Equatable, Sendable {
+    /// Number of λ updates.
+    public var updates: Int
+    /// Smallest and largest log λ_g over the run.
+    public var logLambdaMin: Double
+    public var logLambdaMax: Double
+    /// log λ_g at the end of training (G entries).
+    public var finalLogLambda: [Double]
+    /// One row of G values of log λ per update.
+    public var history: [[Double]]
+    /// K: λ was updated every K training steps.
+    public var every: Int
+    /// η of the exponentiated-gradient step.
+    public var eta: Double
+
+    public init(updates: Int, logLambdaMin: Double, logLambdaMax: Double, finalLogLambda: [Double],
+                history: [[Double]], every: Int, eta: Double) {
+        self.updates = updates; self.logLambdaMin = logLambdaMin; self.logLambdaMax = logLambdaMax
+        self.finalLogLambda = finalLogLambda; self.history = history; self.every = every; self.eta = eta
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case updates
+        case logLambdaMin = "log_lambda_min"
+        case logLambdaMax = "log_lambda_max"
+        case finalLogLambda = "final_log_lambda"
+        case history, every, eta
+    }
+
+    /// G, the number of groups.
+    public var groups: Int { finalLogLambda.count }
 }
 
 /// The artifact probe of `evaluate` (issue 11; definitions in the Evaluation

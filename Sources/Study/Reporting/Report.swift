@@ -157,8 +157,10 @@ public enum ReportStage {
             (accuracyFigure, Figures.accuracyVsRho(d)),
             (relevanceFigure, Figures.relevanceVsRho(d)),
         ]
-        let objective = Figures.worstVsOverall(d)
+        let companion = d.hasObjectiveStudy ? Dataset(runs: d.companionRuns, methodOrder: d.methods) : d
+        let objective = Figures.worstVsOverall(companion)
         if let objective { files.append((objectiveFigure, objective)) }
+        files += WorstClassReport.figures(companion)
 
         do {
             try FileManager.default.createDirectory(atPath: o.out, withIntermediateDirectories: true)
@@ -173,6 +175,17 @@ public enum ReportStage {
             log("wrote \(path)")
         }
         var removed: [String] = []
+        // Figures of the worst-class study left from an earlier report (a panel, teacher or DRO
+        // configuration that no longer exists) would no longer match the data.
+        let writtenNames = Set(files.map(\.0))
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: o.out)) ?? []
+        for name in existing.sorted() where WorstClassReport.isOwnFigure(name) && !writtenNames.contains(name) {
+            let stale = trimmedRoot(o.out) + "/" + name
+            if (try? FileManager.default.removeItem(atPath: stale)) != nil {
+                removed.append(stale)
+                log("removed stale \(stale)")
+            }
+        }
         if objective == nil {
             // A figure left from an earlier run with varying objectives would no longer match the data.
             let stale = trimmedRoot(o.out) + "/" + objectiveFigure

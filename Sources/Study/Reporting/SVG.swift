@@ -244,10 +244,12 @@ public struct ChartSeries: Sendable {
     public var points: [DataPoint]
     /// Draw a line through the points (sorted by x).
     public var connect: Bool
+    /// Draw a marker at each point (off for long trajectories and guide lines).
+    public var markers: Bool
     public init(id: String, name: String, cssClass: String = "series", style: SeriesStyle,
-                points: [DataPoint], connect: Bool = true) {
+                points: [DataPoint], connect: Bool = true, markers: Bool = true) {
         self.id = id; self.name = name; self.cssClass = cssClass; self.style = style
-        self.points = points; self.connect = connect
+        self.points = points; self.connect = connect; self.markers = markers
     }
 }
 
@@ -332,7 +334,7 @@ public struct Figure: Sendable {
         var seen = Set<String>()
         var out: [LegendEntry] = []
         for s in series where seen.insert(s.id).inserted {
-            out.append(LegendEntry(name: s.name, colour: s.style.colour, marker: s.style.marker,
+            out.append(LegendEntry(name: s.name, colour: s.style.colour, marker: s.markers ? s.style.marker : nil,
                                    dash: s.style.dash, line: s.connect))
         }
         return out
@@ -523,8 +525,10 @@ extension Figure {
                     doc.line(xa, cy - 3, xa, cy + 3, stroke: s.style.colour, width: 1.2)
                     doc.line(xb, cy - 3, xb, cy + 3, stroke: s.style.colour, width: 1.2)
                 }
-                s.style.marker.draw(into: &doc, x: cx, y: cy, r: s.cssClass == "series" ? 4 : 3.2, colour: s.style.colour)
-                allMarkers.append((cx, cy))
+                if s.markers {
+                    s.style.marker.draw(into: &doc, x: cx, y: cy, r: s.cssClass == "series" ? 4 : 3.2, colour: s.style.colour)
+                    allMarkers.append((cx, cy))
+                }
                 if let label = p.label { labels.append((label, cx, cy)) }
             }
             doc.close("g")

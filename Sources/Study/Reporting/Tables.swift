@@ -50,12 +50,49 @@ public enum ResultsCSV {
         return nil
     }
 
+    /// Extra columns of the worst-class study, present only when some run has the values (so
+    /// older reports keep their header): `calibrated_teacher` (when a run used the calibrated
+    /// teacher), `la_acc_test`, `la_worst_class` (the student's post-hoc logit adjustment), and the
+    /// per-class ECE mean/max and top-label ECE of the student, of the teacher and of the teacher
+    /// with its shift removed (`*_cal_*`).
+    public static func worstClassColumns(_ runs: [LoadedRun]) -> [String] {
+        var out: [String] = []
+        if runs.contains(where: { $0.metrics.run.calibratedTeacher == true }) { out.append("calibrated_teacher") }
+        if runs.contains(where: { $0.metrics.student.logitAdjusted != nil }) { out += ["la_acc_test", "la_worst_class"] }
+        if runs.contains(where: { $0.metrics.student.calibration != nil || $0.metrics.teacher?.calibration != nil }) {
+            out += ["student_ece_classwise_mean", "student_ece_classwise_max", "student_ece_top_label",
+                    "teacher_ece_classwise_mean", "teacher_ece_classwise_max", "teacher_ece_top_label",
+                    "teacher_cal_ece_classwise_mean", "teacher_cal_ece_classwise_max", "teacher_cal_worst_class"]
+        }
+        return out
+    }
+
+    /// The value of one run for a column of `worstClassColumns`.
+    static func worstClassValue(_ m: RunMetrics, _ column: String) -> String {
+        let s = m.student, t = m.teacher, sc = s.calibration, tc = t?.calibration, tr = t?.calibrationShiftRemoved
+        switch column {
+        case "calibrated_teacher": return m.run.calibratedTeacher.map { $0 ? "true" : "false" } ?? ""
+        case "la_acc_test": return num(s.logitAdjusted?.accTest)
+        case "la_worst_class": return num(s.logitAdjusted?.worstClass)
+        case "student_ece_classwise_mean": return num(sc?.classwiseEceMean)
+        case "student_ece_classwise_max": return num(sc?.classwiseEceMax)
+        case "student_ece_top_label": return num(sc?.topLabelEce)
+        case "teacher_ece_classwise_mean": return num(tc?.classwiseEceMean)
+        case "teacher_ece_classwise_max": return num(tc?.classwiseEceMax)
+        case "teacher_ece_top_label": return num(tc?.topLabelEce)
+        case "teacher_cal_ece_classwise_mean": return num(tr?.classwiseEceMean)
+        case "teacher_cal_ece_classwise_max": return num(tr?.classwiseEceMax)
+        case "teacher_cal_worst_class": return num(tr?.worstClass)
+        default: return ""
+        }
+    }
+
     /// The CSV text: header plus one row per run, in the given order. Missing values are empty
-    /// fields; numbers are printed with full (round-trip) precision. Probe columns
-    /// (`probeColumns`) go just before `path`.
+    /// fields; numbers are printed with full (round-trip) precision. The worst-class study's
+    /// columns (`worstClassColumns`) and then the probe columns (`probeColumns`) go just before `path`.
     public static func render(_ runs: [LoadedRun]) -> String {
-        let probe = probeColumns(runs)
-        var out = (columns.dropLast() + probe + [columns.last!]).joined(separator: ",") + "\n"
+        let probe = probeColumns(runs), worst = worstClassColumns(runs)
+        var out = (columns.dropLast() + worst + probe + [columns.last!]).joined(separator: ",") + "\n"
         for r in runs {
             let m = r.metrics, run = m.run, s = m.student, t = m.teacher
             let fields: [String] = [
@@ -65,7 +102,7 @@ public enum ResultsCSV {
                 num(s.worstClassOrDerived), num(s.agreement), num(s.relevanceGxi), num(s.relevanceLrp),
                 num(t?.accTest), num(t?.accClean), num(t?.accConflict), run.studentArch ?? "", run.pipeline ?? "",
                 num(t?.worstClassOrDerived), m.numClasses.map(String.init) ?? "", run.label ?? "",
-            ] + probe.map { num(probeValue(m.probe, $0)) } + [r.path]
+            ] + worst.map { worstClassValue(m, $0) } + probe.map { num(probeValue(m.probe, $0)) } + [r.path]
             out += fields.map(escape).joined(separator: ",") + "\n"
         }
         return out
@@ -390,7 +427,10 @@ public enum SummaryMarkdown {
             if let t = metricTable(d, m) { out += t + "\n" }
         }
         if let o = overlapSection(d) { out += o }
-        if let c = companionSection(d) { out += c }
+        // The companion study's runs include the derived logit-adjusted students (`companionRuns`).
+        let companion = d.hasObjectiveStudy ? Dataset(runs: d.companionRuns, methodOrder: d.methods) : d
+        if let c = companionSection(companion) { out += c }
+        if let w = WorstClassReport.sections(companion) { out += w }
         if let p = probeSection(d) { out += p }
         while out.hasSuffix("\n\n") { out.removeLast() }
         return out
