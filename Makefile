@@ -174,6 +174,10 @@ tuned = $(call get,TUNED,$1)
 variants = $(call get,METHODS,$1) $(addsuffix -tuned,$(call tuned,$1))
 run_rhos = $(filter $(call get,RHOS,$2),$(call get,RHOS,$1))
 uniq = $(if $1,$(firstword $1) $(call uniq,$(filter-out $(firstword $1),$1)))
+# A variant $1 runs with every teacher, or only with those in its own
+# TEACHERS_<variant> when set (e.g. the calibrated-teacher arm only for the
+# teachers that have a logit shift to undo).
+runs_with = $(if $(filter undefined,$(origin TEACHERS_$1)),yes,$(filter $2,$(TEACHERS_$1)))
 ALL_VARIANTS = $(call uniq,$(foreach u,$(SUBTASKS),$(call variants,$u)))
 
 # ------------------------------------------------------- stage rules
@@ -267,8 +271,8 @@ $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(if $(call tuned,$u),$(foreach 
 $(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(call tuned,$u),\
   $(eval $(call tune_rules,$t,$u,$m))$(foreach p,$(TUNE_POINTS_$m),$(foreach s,$(TUNE_SEEDS),\
   $(eval $(call tune_run_rules,$t,$u,$s,$m,$p)))))))
-$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(call variants,$u),$(foreach r,$(call run_rhos,$u,$m),$(foreach s,$(SEEDS),\
-  $(eval $(call run_rules,$t,$u,$r,$s,$m)))))))
+$(foreach t,$(TEACHERS),$(foreach u,$(SUBTASKS),$(foreach m,$(call variants,$u),$(if $(call runs_with,$m,$t),$(foreach r,$(call run_rhos,$u,$m),$(foreach s,$(SEEDS),\
+  $(eval $(call run_rules,$t,$u,$r,$s,$m))))))))
 endif
 
 REPORT := $(A)/report/summary.md

@@ -38,6 +38,10 @@ import StageKit
     }
     #expect(full.candidates == resumed.candidates)
     #expect(full.chosen == resumed.chosen)
+    // The λ trajectory survives the interruptions: 2 epochs × 20 steps / 4.
+    #expect(full.dro == resumed.dro)
+    #expect(full.dro?.object?["updates"] == .number(10))
+    #expect(full.dro?.object?["history"]?.array?.count == 10)
     #expect(full.candidates.count == 2 && full.candidates.allSatisfy { $0.log.epochs == 2 })
 
     // A checkpoint of another run (other fingerprint) is ignored: training restarts.

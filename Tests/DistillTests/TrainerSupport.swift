@@ -45,7 +45,7 @@ enum Fixture {
     }()
 
     /// Replaces the N×32×32×3 images of a split by their central side×side crops.
-    private static func centreCrop(_ path: String, to side: Int) throws {
+    static func centreCrop(_ path: String, to side: Int) throws {
         var a = try NPZ.read(path)
         let img = try a.array("images")
         let (n, h, w) = (img.shape[0], img.shape[1], img.shape[2])
@@ -209,6 +209,7 @@ extension DistillMethod {
     static func named(_ n: String) -> DistillMethod { try! DistillMethod(parsing: n) }
     static let labelOnly = named("label-only")
     static let kd = named("kd")
+    static let kdCE = named("kd+ce")
     static let fitnet = named("fitnet")
     static let fitnetNoAct = named("fitnet-noact")
     static let attention = named("attention")

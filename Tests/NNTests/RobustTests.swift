@@ -1,12 +1,13 @@
 import Foundation
 import Testing
 @testable import NN
+import TensorIO
 
 @Suite struct RobustTests {
     @Test func lambdaUpdateMatchesHandComputation() throws {
         // numpy, float64: lam = ones(3)/3; for err in ([.5,.1,0], [.25,0,1]):
         //   lam = lam*exp(0.1*err); lam /= lam.sum()
-        var r = try RobustObjective(mode: .dro, classes: 3, groupPriors: [0.5, 0.3, 0.2])
+        var r = try RobustObjective(mode: .dro, classes: 3, groupPriors: [0.5, 0.3, 0.2], eta: 0.1)
         #expect(r.lambda.allSatisfy { abs($0 - 1.0 / 3) < 1e-15 })
         try r.update(groupErrors: [0.5, 0.1, 0.0])
         let l1 = [0.343404368866461, 0.3299392909656645, 0.32665634016787454]
@@ -22,9 +23,58 @@ import Testing
         #expect(throws: TrainError.self) { try r.update(groupErrors: [0.1, 0.2, 1.5]) }
     }
 
+    @Test func reweightedIsBalancedCostsAsExampleWeights() throws {
+        let pi = [0.6, 0.25, 0.1, 0.05]
+        for beta in [1.0, 0.5, 0] {
+            let r = try RobustObjective(mode: .reweighted, classes: 4, groupPriors: pi, beta: beta)
+            #expect(r.logShift() == nil)
+            let w = try #require(try r.exampleWeights(groups: [0, 1, 2, 3, 3]))
+            for y in 0..<4 {
+                let want = ((1 - beta) * pi[y] + beta / 4) / pi[y]
+                #expect(abs(Double(w[min(y, 4)]) - want) < 1e-6)
+            }
+            // Mean 1 over the training distribution, whatever β.
+            let mean = (0..<4).reduce(0.0) { $0 + pi[$1] * Double(w[$1]) }
+            #expect(abs(mean - 1) < 1e-6)
+            // Soft targets are left alone (the weight multiplies the whole term).
+            let p = Tensor(shape: [1, 4], data: [0.1, 0.2, 0.3, 0.4])
+            #expect(try r.reweightTargets(p, states: [0]) == p)
+        }
+        // λ never moves.
+        var r = try RobustObjective(mode: .reweighted, classes: 2, groupPriors: [0.9, 0.1])
+        try r.update(groupErrors: [0, 1])
+        #expect(r.updates == 0 && r.history.isEmpty)
+        if case .some = r.droRecord { Issue.record("a reweighted objective has a dro record") }
+        #expect(try RobustMode(parsing: "reweighted") == .reweighted)
+    }
+
+    @Test func droRecordTracesEveryUpdate() throws {
+        var r = try RobustObjective(mode: .dro, classes: 3, groupPriors: [0.5, 0.3, 0.2], eta: 0.5, updateEvery: 7)
+        let start = -log(3.0)
+        let none = try #require(r.droRecord?.object)
+        #expect(none["updates"] == .number(0) && none["history"] == .array([]))
+        #expect(none["final_log_lambda"] == .array([JSON](repeating: .number(start), count: 3)))
+        #expect(none["log_lambda_min"] == .number(start) && none["log_lambda_max"] == .number(start))
+        try r.update(groupErrors: [0.5, 0.1, 0.0])
+        let first = r.logLambda
+        try r.update(groupErrors: [0.0, 0.0, 1.0])
+        #expect(r.history == [first, r.logLambda])
+        let rec = try #require(r.droRecord?.object)
+        #expect(rec["updates"] == .number(2) && rec["every"] == .number(7) && rec["eta"] == .number(0.5))
+        #expect(rec["final_log_lambda"] == .array(r.logLambda.map { .number($0) }))
+        let all = r.history.flatMap { $0 } + [start]
+        #expect(rec["log_lambda_min"] == .number(all.min()!) && rec["log_lambda_max"] == .number(all.max()!))
+        // A restored history must fit the restored state.
+        var s = try RobustObjective(mode: .dro, classes: 3, groupPriors: [0.5, 0.3, 0.2], eta: 0.5, updateEvery: 7)
+        try s.importState(r.exportState())
+        #expect(throws: TrainError.self) { try s.importHistory([first]) }
+        try s.importHistory(r.history)
+        #expect(s == r && s.history == r.history)
+    }
+
     @Test func betaMixesAverageAndRobustCosts() throws {
         let pi = [0.5, 0.3, 0.2]
-        var r = try RobustObjective(mode: .dro, classes: 3, groupPriors: pi, beta: 0.5)
+        var r = try RobustObjective(mode: .dro, classes: 3, groupPriors: pi, beta: 0.5, eta: 0.1)
         try r.update(groupErrors: [0.5, 0.1, 0.0])
         let lam = [0.343404368866461, 0.3299392909656645, 0.32665634016787454]
         let w = r.classWeights()
@@ -59,8 +109,11 @@ import Testing
     }
 
     @Test func updatesAreDueEveryKStepsInDROOnly() throws {
-        let dro = try RobustObjective(mode: .dro, classes: 2, groupPriors: [0.5, 0.5])
+        let dro = try RobustObjective(mode: .dro, classes: 2, groupPriors: [0.5, 0.5], updateEvery: 32)
         #expect((1...100).filter { dro.isUpdateDue(step: $0) } == [32, 64, 96])
+        // The default schedule: every 8 steps, η = 0.2.
+        let d = try RobustObjective(mode: .dro, classes: 2, groupPriors: [0.5, 0.5])
+        #expect((1...20).filter { d.isUpdateDue(step: $0) } == [8, 16] && d.eta == 0.2)
         let bal = try RobustObjective(mode: .balanced, classes: 2, groupPriors: [0.5, 0.5])
         #expect(!(1...100).contains { bal.isUpdateDue(step: $0) })
     }

@@ -88,6 +88,11 @@ import Testing
     #expect(resumed.log["loss"]! == straight.log["loss"]!)
     #expect(resumed.log["val_acc"]! == straight.log["val_acc"]!)
     #expect(resumed.log["epoch"]! == [1, 2, 3, 4])
+    // The λ trajectory in meta.extra.dro survives the interruption.
+    let da = try #require(a.meta?.extra["dro"]?.object), db = try #require(b.meta?.extra["dro"]?.object)
+    #expect(da == db)
+    #expect(da["history"]?.array?.count == Int(da["updates"]?.number ?? -1) && (da["updates"]?.number ?? 0) > 0)
+    #expect(da["every"] == .number(3) && da["eta"] == .number(o.eta))
 }
 
 @Test func finishedRunIsNotRepeatedButAChangedOneIs() throws {
@@ -161,6 +166,18 @@ import Testing
     #expect(abs(lam.reduce(0, +) - 1) < 1e-12)
     #expect(lam.max()! - lam.min()! > 0.005)
     #expect(try TeacherArtifact.load(dir.file("dro.npz")).meta?.extra["robust_updates"] == .number(78))
+    // meta.extra.dro: every update's log λ, its range and the final value.
+    let rec = try #require(try TeacherArtifact.load(dir.file("dro.npz")).meta?.extra["dro"]?.object)
+    let history = try #require(rec["history"]?.array).map { try #require($0.array).compactMap(\.number) }
+    #expect(rec["updates"] == .number(78) && history.count == 78 && history.allSatisfy { $0.count == 3 })
+    #expect(rec["final_log_lambda"] == .array(lam.map { .number(log($0)) }) || zip(history.last!, lam).allSatisfy { abs($0 - log($1)) < 1e-12 })
+    #expect(rec["log_lambda_max"]!.number! >= history.last!.max()! && rec["log_lambda_min"]!.number! <= history.last!.min()!)
+    #expect(try TeacherArtifact.load(dir.file("balanced.npz")).meta?.extra["dro"] == nil)
+    // reweighted: the balanced costs as example weights, no logit shift.
+    let rw = try run(.reweighted, "reweighted.npz")
+    #expect(rw.log["val_worst_class"]!.last! > worstERM + 0.2)
+    let trw = try TeacherArtifact.load(dir.file("reweighted.npz"))
+    #expect(trw.logShift.allSatisfy { $0 == 0 } && trw.meta?.parameters["objective"] == "reweighted")
 }
 
 @Test func nonFiniteTrainingStopsWithoutAnArtifact() throws {

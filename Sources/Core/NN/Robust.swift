@@ -3,11 +3,12 @@ import Glibc
 #else
 import Foundation
 #endif
+import TensorIO
 
 /// Which objective a network is trained with (docs/methods.md, "Robust
-/// objectives"). Teacher objectives are `erm`, `balanced`, `dro`; student
-/// objectives `std`, `balanced`, `dro`; `erm` and `std` are the same thing
-/// (no shift) and both spellings parse.
+/// objectives"). Teacher objectives are `erm`, `balanced`, `dro`,
+/// `reweighted`; student objectives `std`, `balanced`, `dro`, `reweighted`;
+/// `erm` and `std` are the same thing (no shift) and both spellings parse.
 public enum RobustMode: String, CaseIterable, Sendable {
     /// Plain ERM: no logit shift, no re-weighting.
     case std
@@ -15,16 +16,23 @@ public enum RobustMode: String, CaseIterable, Sendable {
     case balanced
     /// λ updated by exponentiated-gradient ascent on validation group errors.
     case dro
+    /// The re-weighting baseline: the costs of `balanced` (λ uniform) applied
+    /// as per-example loss weights w_g, with no logit shift.
+    case reweighted
 
-    /// Parses `std`, `erm`, `balanced`, `dro`.
+    /// Parses `std`, `erm`, `balanced`, `dro`, `reweighted`.
     public init(parsing s: String) throws {
         switch s.lowercased() {
         case "std", "erm": self = .std
         case "balanced": self = .balanced
         case "dro": self = .dro
-        default: throw TrainError(usage: "unknown robust objective '\(s)' (expected erm/std, balanced or dro)")
+        case "reweighted": self = .reweighted
+        default: throw TrainError(usage: "unknown robust objective '\(s)' (expected erm/std, balanced, dro or reweighted)")
         }
     }
+
+    /// Whether the objective shifts the logits (the margin form).
+    public var shiftsLogits: Bool { self == .balanced || self == .dro }
 }
 
 /// The robust (worst-class / worst-group) objective of Wang et al. 2022
@@ -35,10 +43,10 @@ public enum RobustMode: String, CaseIterable, Sendable {
 /// (`statesPerClass` A = 1: groups are the classes, worst-class; A = 2:
 /// class × artifact state, worst-group).
 ///
-/// Group weights λ on the simplex, start uniform. Every K = 32 steps the
-/// trainer measures each group's error rate on a validation batch and calls
-/// `update(groupErrors:)`: λ ← λ ⊙ exp(η·err), renormalised (η = 0.1;
-/// exponentiated-gradient ascent). λ is stored as log λ so that long runs
+/// Group weights λ on the simplex, start uniform. Every K steps (default 8)
+/// the trainer measures each group's error rate on a validation batch and
+/// calls `update(groupErrors:)`: λ ← λ ⊙ exp(η·err), renormalised (default
+/// η = 0.2; exponentiated-gradient ascent). λ is stored as log λ so that long runs
 /// cannot underflow a weight to 0.
 ///
 /// Costs. With group priors π_g (training frequencies) the objective
@@ -67,6 +75,21 @@ public enum RobustMode: String, CaseIterable, Sendable {
 /// Note on β: with this formula β = 0 gives w ≡ 1 (plain ERM) whatever λ;
 /// `balanced` (plain logit adjustment, w_y = 1/(C·π_y), i.e. softmax(z + log π))
 /// is λ uniform at β = 1, the default.
+///
+/// Re-weighting (`reweighted`). The same costs w_g with λ uniform, applied
+/// as example weights instead of a margin: L = (1/B) Σ_b w_(g_b)·ℓ(y_b, z_b)
+/// on the raw logits (`logShift()` is nil, `exampleWeights` returns the
+/// full w_g). Since π are the training frequencies, the mean of w over the
+/// training set is Σ_g π_g·w_g = (1 − β) + β = 1 for every β: the weights
+/// move the emphasis between classes, never the overall loss scale. With
+/// hard labels both forms have the same Bayes decision, argmax_y w_y·p(y|x);
+/// they differ in what a finite network fits (Wang et al. 2022 report
+/// re-weighting as the weaker baseline), which is what the study compares.
+///
+/// Trajectory. Every `update` appends the new log λ to `history`, so a run
+/// can record how far λ moved (`droRecord`); `history` is not part of
+/// `exportState` (the snapshots of the kept epoch stay as they were) and is
+/// saved and restored by the trainers' checkpoints on their own.
 public struct RobustObjective: Equatable {
     public let mode: RobustMode
     public let classes: Int
@@ -82,15 +105,30 @@ public struct RobustObjective: Equatable {
     public private(set) var logLambda: [Double]
     /// Number of λ updates so far.
     public private(set) var updates = 0
+    /// log λ after each update, in order (one row of G values per update).
+    public private(set) var history: [[Double]] = []
 
     public var groups: Int { classes * statesPerClass }
+
+    /// Default schedule of the λ updates, K = 8 steps and η = 0.2 (both
+    /// trainers). A group's log λ can gain at most η per update on another
+    /// group's, so a run of U updates caps the spread at η·U. At the size of
+    /// a `longtail` student (516 images at r = 30, batch 32, 40 epochs: 640
+    /// steps) the earlier K = 32, η = 0.1 gave U = 20 and a cap of 2 nats,
+    /// which the two tail classes hit (error 1 at every update; the
+    /// student's worst class stayed 0); K = 8, η = 0.2 gives U = 80, a cap of
+    /// 16, a measured spread of 7.7 nats and a worst class of 0.23
+    /// (docs/methods.md, "Robust objectives").
+    public static let defaultEta = 0.2
+    public static let defaultUpdateEvery = 8
 
     /// - Parameters:
     ///   - groupPriors: π over the G groups (group g = y·A + a); normalised
     ///     here; every group must have positive mass (a group absent from
     ///     training has no defined cost). For `std` they are not used.
     public init(mode: RobustMode, classes: Int, statesPerClass: Int = 1, groupPriors: [Double],
-                beta: Double = 1, eta: Double = 0.1, updateEvery: Int = 32) throws {
+                beta: Double = 1, eta: Double = RobustObjective.defaultEta,
+                updateEvery: Int = RobustObjective.defaultUpdateEvery) throws {
         guard classes > 0, statesPerClass > 0 else {
             throw TrainError("robust objective: need classes > 0 and statesPerClass > 0, got \(classes), \(statesPerClass)")
         }
@@ -99,6 +137,7 @@ public struct RobustObjective: Equatable {
             throw TrainError("robust objective: \(groupPriors.count) group priors for \(g) groups (\(classes) classes × \(statesPerClass) states)")
         }
         if mode != .std {
+            // Every robust mode, re-weighting included, divides by π_g.
             if let bad = groupPriors.firstIndex(where: { !($0 > 0) || !$0.isFinite }) {
                 throw TrainError("robust objective: group \(bad) has prior \(groupPriors[bad]); every group needs training examples")
             }
@@ -115,6 +154,14 @@ public struct RobustObjective: Equatable {
         self.eta = eta
         self.updateEvery = updateEvery
         self.logLambda = [Double](repeating: -log(Double(g)), count: g)
+    }
+
+    /// Equal settings and state (log λ, update count); the trajectory
+    /// `history` is a record of the run, not state, and is not compared.
+    public static func == (a: RobustObjective, b: RobustObjective) -> Bool {
+        a.mode == b.mode && a.classes == b.classes && a.statesPerClass == b.statesPerClass
+            && a.groupPriors == b.groupPriors && a.beta == b.beta && a.eta == b.eta
+            && a.updateEvery == b.updateEvery && a.logLambda == b.logLambda && a.updates == b.updates
     }
 
     /// λ on the simplex.
@@ -148,6 +195,47 @@ public struct RobustObjective: Equatable {
         let lse = m + log(logLambda.reduce(0) { $0 + exp($1 - m) })
         for g in 0..<groups { logLambda[g] -= lse }
         updates += 1
+        history.append(logLambda)
+    }
+
+    /// Restores `history` from a checkpoint (rows of G values). The count
+    /// must equal `updates` (restore the state first): a mismatch means the
+    /// checkpoint is not this run's.
+    public mutating func importHistory(_ rows: [[Double]]) throws {
+        guard rows.count == updates, rows.allSatisfy({ $0.count == groups && $0.allSatisfy(\.isFinite) }) else {
+            throw TrainError("robust state: \(rows.count) history rows for \(updates) updates of \(groups) groups")
+        }
+        history = rows
+    }
+
+    /// The λ trajectory of a `dro` run, for an artifact's `meta.extra.dro`:
+    /// `updates`, `log_lambda_min` and `log_lambda_max` (over the start value
+    /// −log G and every update, all groups), `final_log_lambda` (after the
+    /// last update; the start value if there was none), `history` (one row
+    /// of G log λ per update, in order), `every` (K) and `eta` (η). nil for
+    /// other modes.
+    public var droRecord: JSON? {
+        guard mode == .dro else { return Optional<JSON>.none }
+        return Self.droRecord(history: history, groups: groups, every: updateEvery, eta: eta)
+    }
+
+    /// `droRecord` of a trajectory kept apart from its objective (a trainer
+    /// restores the kept epoch's λ at the end, but reports the whole run).
+    public static func droRecord(history: [[Double]], groups: Int, every: Int, eta: Double) -> JSON {
+        let start: Double = -log(Double(groups))
+        var lo = start, hi = start
+        for row in history { for x in row { lo = Swift.min(lo, x); hi = Swift.max(hi, x) } }
+        let final: [Double] = history.last ?? [Double](repeating: start, count: groups)
+        let rows: [JSON] = history.map { row in JSON.array(row.map { JSON.number($0) }) }
+        var o: [String: JSON] = [:]
+        o["updates"] = .number(Double(history.count))
+        o["log_lambda_min"] = .number(lo)
+        o["log_lambda_max"] = .number(hi)
+        o["final_log_lambda"] = .array(final.map { JSON.number($0) })
+        o["history"] = .array(rows)
+        o["every"] = .number(Double(every))
+        o["eta"] = .number(eta)
+        return .object(o)
     }
 
     /// log of the per-group cost w_g = ((1 − β)·π_g + β·λ_g)/π_g, from log λ.
@@ -174,31 +262,40 @@ public struct RobustObjective: Equatable {
         }
     }
 
-    /// The per-class costs w̄_y (w_y when groups are the classes).
+    /// The per-class costs w̄_y (w_y when groups are the classes); for
+    /// `reweighted` the class marginals of its example weights.
     public func classWeights() -> [Double] {
         mode == .std ? [Double](repeating: 1, count: classes) : logClassCosts().map { exp($0) }
     }
 
     /// The logit shift s = log w̄ (length C) to pass as `logShift` to the
-    /// losses (which use z − s); nil in `std` mode.
+    /// losses (which use z − s); nil in `std` and `reweighted` mode.
     public func logShift() -> [Float]? {
-        mode == .std ? nil : logClassCosts().map { Float($0) }
+        mode.shiftsLogits ? logClassCosts().map { Float($0) } : nil
+    }
+
+    /// The full per-group costs w_g = ((1 − β)·π_g + β·λ_g)/π_g.
+    public func groupCosts() -> [Double] {
+        if mode == .std { return [Double](repeating: 1, count: groups) }
+        return (0..<groups).map { exp(logCost(prior: groupPriors[$0], logLambda: logLambda[$0])) }
     }
 
     /// r_g = w_g / w̄_(class of g) for every group (all 1 when A = 1 or `std`).
     public func withinClassWeights() -> [Double] {
-        if mode == .std || statesPerClass == 1 { return [Double](repeating: 1, count: groups) }
+        if !mode.shiftsLogits || statesPerClass == 1 { return [Double](repeating: 1, count: groups) }
         let lc = logClassCosts()
         return (0..<groups).map { g in
             exp(logCost(prior: groupPriors[g], logLambda: logLambda[g]) - lc[g / statesPerClass])
         }
     }
 
-    /// Per-example weights r_(g_b) for a hard-label loss, from each
-    /// example's group id g = y·A + a; nil when they would all be 1.
+    /// Per-example weights for a loss, from each example's group id
+    /// g = y·A + a: r_(g_b) in the margin modes (the part of the cost the
+    /// shift cannot carry), the whole cost w_(g_b) for `reweighted`; nil when
+    /// they would all be 1.
     public func exampleWeights(groups ids: [Int]) throws -> [Float]? {
-        if mode == .std || statesPerClass == 1 { return nil }
-        let r = withinClassWeights()
+        if mode == .std || (mode.shiftsLogits && statesPerClass == 1) { return nil }
+        let r = mode == .reweighted ? groupCosts() : withinClassWeights()
         return try ids.enumerated().map { i, g in
             guard g >= 0 && g < groups else { throw TrainError("robust weights: group id \(g) of example \(i) outside 0..<\(groups)") }
             return Float(r[g])
@@ -216,7 +313,7 @@ public struct RobustObjective: Equatable {
         guard states.count == b else {
             throw TrainError("robust reweightTargets: \(states.count) states for \(b) examples")
         }
-        if mode == .std || statesPerClass == 1 { return targets }
+        if !mode.shiftsLogits || statesPerClass == 1 { return targets }
         let a = statesPerClass, c = classes
         let r = withinClassWeights().map { Float($0) }
         var out = targets

@@ -55,11 +55,13 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .customLong("dkd-alpha"), help: "DKD weight of TCKD.") var dkdAlpha: Float = 1
     @Option(name: .customLong("dkd-beta"), help: "DKD weight of NCKD (default 8).") var dkdBeta: Float?
     @Option(name: .customLong("dkd-warmup"), help: "DKD linear warm-up in epochs (default: a twelfth of --epochs; 0: none).") var dkdWarmup: Double?
-    @Option(help: "Student objective.") var objective: RobustMode = .std
-    @Option(help: "Robust β in [0, 1]: w = ((1−β)π + βλ)/π.") var beta: Double = 1
-    @Option(help: "DRO step size η.") var eta: Double = 0.1
-    @Option(name: .customLong("dro-every"), help: "DRO: update λ every K steps.") var droEvery: Int = 32
-    @Option(name: .customLong("dro-batch"), help: "DRO: validation images per λ update.") var droBatch: Int = 128
+    @Option(help: "Student objective (docs/methods.md, \"Robust objectives\"): std (= erm), balanced (logits shifted by log w, w_y = ((1−β)π_y + β/C)/π_y: logit adjustment), dro (the same shift with λ updated from validation errors), reweighted (balanced's w_y as per-example weights of the CE and KD terms, mean 1 over the training split, no shift; the priors are the training labels' frequencies even for teacher-only methods; not with dkd).")
+    var objective: RobustMode = .std
+    @Option(help: "Robust β in [0, 1]: w = ((1−β)π + βλ)/π; 0 gives std.") var beta: Double = 1
+    @Option(help: "DRO step size η: log λ_g += η·err_g per update, so U updates let log λ spread by at most η·U.") var eta: Double = RobustObjective.defaultEta
+    @Option(name: .customLong("dro-every"), help: "DRO: update λ every K training steps. A dro run records its λ trajectory in student.npz meta.extra.dro (updates, log_lambda_min/max, final_log_lambda, history, every, eta).")
+    var droEvery: Int = RobustObjective.defaultUpdateEvery
+    @Option(name: .customLong("dro-batch"), help: "DRO: random validation images whose per-class errors drive each λ update.") var droBatch: Int = 128
     @Option(help: "Robust groups: class, or group (class × artifact).") var groups: RobustGroups = .class
     @Flag(name: .customLong("calibrated-teacher"), help: "Undo a robust teacher's logit shift before distilling.") var calibratedTeacher = false
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false

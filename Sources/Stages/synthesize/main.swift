@@ -5,6 +5,7 @@ import ShapesWorld
 
 extension TeacherWorld: ExpressibleByArgument {}
 extension CIFARKind: ExpressibleByArgument {}
+extension ImbalanceClasses: ExpressibleByArgument {}
 
 /// `synthesize`: stage 1 of the pipeline, the data (issue 4). All checks
 /// live in `SynthesisPlan.prepare`; this file only maps options onto a
@@ -79,8 +80,14 @@ struct Synthesize: ParsableCommand {
     @Option(name: .long, help: "Stripe contrast range LO,HI of the gratings family, 0 < LO <= HI <= 1 (1,1: full contrast, orientation as easy to learn as the corner digit).")
     var gratingContrast: String = "0.3,0.6"
 
-    @Option(name: .long, help: "Long-tail factor r >= 1 of teacher-train and distill-train: class c keeps round(n·r^(-c/(K-1))) images.")
+    @Option(name: .long, help: "Long-tail factor r >= 1 of teacher-train and distill-train (and the basis splits): class c keeps round(n·r^(-c/(K-1))) images. teacher-val, distill-val and the test splits stay balanced.")
     var imbalance: Double = 1
+
+    @Option(name: .long, help: "Classes of teacher-train the long tail runs over: all (every class, in class-id order: K = 20) or subtask (only the --family's classes, in member order, e.g. gratings 10..14 with K = 5; every other class keeps --teacher-train-per-class). distill-train holds the subtask only, so its profile is the same either way. Recorded in the splits' meta.json (imbalance_classes) when not all.")
+    var imbalanceClasses: ImbalanceClasses = .all
+
+    @Option(name: .long, help: "With --imbalance > 1: refuse (exit 64) when the rarest class of a written training split would keep fewer images than this; the message names the per-class count that reaches it. 1 accepts any profile.")
+    var minPerClass: Int = 10
 
     @Flag(name: .long, help: "distill-val gets random digits (like test) instead of digit = label.")
     var valDecorrelated = false
@@ -132,6 +139,8 @@ struct Synthesize: ParsableCommand {
         c.perClass.test = testPerClass
         c.imageSize = imageSize
         c.imbalance = imbalance
+        c.imbalanceClasses = imbalanceClasses
+        c.minPerClass = minPerClass
         let bounds = gratingContrast.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
         guard bounds.count == 2, let lo = bounds[0], let hi = bounds[1], lo.isFinite, hi.isFinite, lo <= hi else {
             throw SynthesisError(usage: "--grating-contrast must be LO,HI (two numbers, LO <= HI), got '\(gratingContrast)'")

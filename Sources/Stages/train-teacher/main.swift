@@ -15,7 +15,7 @@ extension RobustGroups: ExpressibleByArgument {
 /// `--objective`: the robust objectives under the teacher's names (erm
 /// for `RobustMode.std`, which is accepted too).
 enum TeacherObjective: String, CaseIterable, ExpressibleByArgument {
-    case erm, balanced, dro
+    case erm, balanced, dro, reweighted
 
     init?(argument: String) {
         guard let mode = try? RobustMode(parsing: argument) else { return nil }
@@ -67,7 +67,11 @@ struct TrainTeacher: ParsableCommand {
         Robust objectives (docs/methods.md, "Robust objectives"): the loss sees z - log w with \
         w_y = ((1-beta) pi_y + beta lambda_y) / pi_y; balanced keeps lambda uniform (beta 1: \
         plain logit adjustment), dro updates lambda every --dro-every steps from the group \
-        errors on a validation batch, lambda <- lambda * exp(eta * err).
+        errors on a validation batch, lambda <- lambda * exp(eta * err). reweighted applies \
+        balanced's costs as per-example loss weights w_y = ((1-beta) pi_y + beta/C) / pi_y \
+        (mean 1 over the training split) with no logit shift (log_shift stays zero). A dro \
+        teacher records its lambda trajectory in meta.extra.dro: updates, log_lambda_min, \
+        log_lambda_max, final_log_lambda, history (log lambda after every update), every, eta.
 
         \(exitStatusHelp)
         """,
@@ -104,14 +108,14 @@ struct TrainTeacher: ParsableCommand {
     @OptionGroup var seedOption: SeedOption
     @Option(help: "Augmentation (flip changes classes of the shapes world).")
     var augment: Augmentation = .none
-    @Option(help: "Objective (docs/methods.md, \"Robust objectives\").")
+    @Option(help: "Objective: erm, balanced, dro or reweighted (docs/methods.md, \"Robust objectives\").")
     var objective: TeacherObjective = .erm
     @Option(help: "beta in [0, 1] of w_y = ((1-beta) pi_y + beta lambda_y)/pi_y (0 = erm).")
     var beta: Double = 1
     @Option(help: "Step size eta of dro's lambda update.")
-    var eta: Double = 0.1
+    var eta: Double = RobustObjective.defaultEta
     @Option(help: "dro: update lambda every K training steps.")
-    var droEvery: Int = 32
+    var droEvery: Int = RobustObjective.defaultUpdateEvery
     @Option(help: "dro: validation images per lambda update.")
     var droBatch: Int = 256
     @Option(help: "Robust groups: class (worst-class) or group (class x artifact state).")

@@ -34,14 +34,14 @@ public struct DistillConfig: Equatable {
     /// DKD's linear warm-up in epochs; nil: a twelfth of the epochs
     /// (mdistiller's 20 of 240), 0: none.
     public var dkdWarmupEpochs: Double?
-    /// Student robust objective: `std`, `balanced`, `dro`.
+    /// Student robust objective: `std`, `balanced`, `dro`, `reweighted`.
     public var objective: RobustMode = .std
     /// β of w_y = ((1 − β)π_y + βλ_y)/π_y; the default 1 makes `balanced` plain logit adjustment.
     public var robustBeta: Double = 1
     /// η of the exponentiated-gradient step on λ.
-    public var eta: Double = 0.1
+    public var eta: Double = RobustObjective.defaultEta
     /// K: λ is updated every K training steps.
-    public var droEvery = 32
+    public var droEvery = RobustObjective.defaultUpdateEvery
     /// Images of the validation batch on which each λ update measures the group errors.
     public var droBatch = 128
     public var groups: RobustGroups = .class
@@ -108,6 +108,9 @@ public struct DistillConfig: Equatable {
         }
         if !method.usesLabels && lambdaTask > 0 {
             throw DistillError(usage: "\(method.name) is teacher-only (no ground-truth labels reach its loss): --lambda-task must be 0; use kd+ce for KD with labels")
+        }
+        if objective == .reweighted && method.spec.makeLogitLoss(config: self) != nil {
+            throw DistillError(usage: "--objective reweighted weights the CE and KD terms per example; \(method.name)'s own logit term takes no example weights (use balanced or dro with \(method.name))")
         }
         if !method.usesTeacher && calibratedTeacher {
             throw DistillError(usage: "--calibrated-teacher needs a teacher-based method, not \(method.name)")

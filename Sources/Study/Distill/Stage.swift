@@ -198,7 +198,7 @@ public enum DistillStage {
         let dead: [JSON] = result.pairs.map { p in
             .number(chosen.log["dead_channels/\(p.label)"].map { $0[max(chosen.bestEpoch, 0)] } ?? 0)
         }
-        let extra: [String: JSON] = [
+        var extra: [String: JSON] = [
             "dead_channels": .array(dead),
             "dead_channels_pairs": .array(result.pairs.map { .string($0.label) }),
             "log": chosen.log.json,
@@ -214,6 +214,9 @@ public enum DistillStage {
             "train_images": .number(Double(train.count)),
             "val_images": .number(Double(val.count)),
         ]
+        // `dro`: the λ trajectory (updates, log λ range, final, history, K, η);
+        // evaluate copies it into metrics.json.
+        if let dro = result.dro { extra["dro"] = dro }
         var a = Artifact(meta: ArtifactMeta(stage: "distill", parameters: params, inputs: digests, seed: config.seed,
                                             extra: extra.merging(provenance.metaExtra) { a, _ in a }))
         NetworkArtifact.write(result.student, into: &a)

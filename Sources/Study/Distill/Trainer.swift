@@ -28,6 +28,9 @@ public struct DistillResult {
     public var chosen: Int
     public var warnings: [String]
     public var pairs: [LayerPair]
+    /// `dro` only: the kept candidate's λ trajectory over its whole training
+    /// (`RobustObjective.droRecord`), for `meta.extra.dro`; nil otherwise.
+    public var dro: JSON?
     public var chosenLambdaLayer: Float { candidates[chosen].lambdaLayer }
 }
 
@@ -171,7 +174,9 @@ public final class DistillTrainer {
                 let s = a == 1 ? 0 : (train.artifact[i] ? 1 : 0)
                 for j in 0..<classes { pri[j * a + s] += Double(p1[i * classes + j]) }
             }
-            groupPriors = method.usesLabels
+            // `reweighted` weights examples by their label's cost, so its
+            // priors are the label frequencies (mean weight 1 over the split).
+            groupPriors = method.usesLabels || config.objective == .reweighted
                 ? try Robust.priors(ids: a == 1 ? train.labels : train.group, count: classes * a)
                 : pri.map { $0 / Double(teacher.count) }
         } else {
@@ -333,10 +338,14 @@ public final class DistillTrainer {
         var logs: [TrainingLog] = []
         var best: Snapshot?
         var chosen: (index: Int, snapshot: Snapshot)?
+        // The kept candidate's λ trajectory over all its epochs (the robust
+        // state itself is restored to the kept epoch at the end).
+        var chosenHistory: [[Double]] = []
         var resumed = false
         if let ck = checkpoint, let a = ck.load() {
             let r = try restoreCheckpoint(a)
             (cand, epoch, logs, best, chosen) = (r.candidate, r.epoch, r.logs, r.best, r.chosen)
+            chosenHistory = r.chosenHistory
             resumed = true
             hooks.log("distill: resuming from \(ck.path): λ_layer candidate \(min(cand, nCand - 1) + 1)/\(nCand), \(epoch) epochs done")
         }
@@ -362,6 +371,7 @@ public final class DistillTrainer {
                 if done {
                     if chosen == nil || logs[cand].best!.accuracy > logs[chosen!.index].best!.accuracy {
                         chosen = (cand, best!)
+                        chosenHistory = robust.history
                     }
                     for w in warnings(candidate: cand, log: logs[cand]) { hooks.warn(w) }
                     cand += 1
@@ -369,7 +379,8 @@ public final class DistillTrainer {
                     best = nil
                 }
                 if let ck = checkpoint {
-                    try ck.save(checkpointArtifact(candidate: cand, epoch: epoch, logs: logs, best: best, chosen: chosen),
+                    try ck.save(checkpointArtifact(candidate: cand, epoch: epoch, logs: logs, best: best, chosen: chosen,
+                                                   chosenHistory: chosenHistory),
                                 epoch: cand * epochs + epoch)
                 }
                 epochsThisCall += 1
@@ -382,8 +393,14 @@ public final class DistillTrainer {
         try restore(chosen.snapshot)
         let candidates = logs.enumerated().map { CandidateResult(lambdaLayer: config.lambdaLayers[$0.offset], log: $0.element) }
         let allWarnings = logs.indices.flatMap { warnings(candidate: $0, log: logs[$0]) }
+        // Spelled out: JSON is nil-literal-expressible, so a `? … : nil`
+        // would give JSON.null instead of no record.
+        var dro: JSON?
+        if config.objective == .dro {
+            dro = RobustObjective.droRecord(history: chosenHistory, groups: robust.groups, every: config.droEvery, eta: config.eta)
+        }
         return DistillResult(student: student, methodState: exportMethodState(), candidates: candidates,
-                             chosen: chosen.index, warnings: allWarnings, pairs: pairs)
+                             chosen: chosen.index, warnings: allWarnings, pairs: pairs, dro: dro)
     }
 
     /// Failures made visible: dead student channels at the end of training

@@ -55,9 +55,19 @@ extension DistillTrainer {
         return out
     }
 
+    /// The λ trajectories (`RobustObjective.history`) go into the metadata
+    /// as JSON numbers, which round-trip doubles exactly: `dro_current` for
+    /// the candidate in progress, `dro_chosen` for the kept one. Only for
+    /// `dro`, so other runs' checkpoints are unchanged.
     func checkpointArtifact(candidate: Int, epoch: Int, logs: [TrainingLog], best: Snapshot?,
-                                    chosen: (index: Int, snapshot: Snapshot)?) throws -> Artifact {
-        var a = Artifact(meta: ArtifactMeta(stage: "distill-checkpoint"))
+                            chosen: (index: Int, snapshot: Snapshot)?, chosenHistory: [[Double]] = []) throws -> Artifact {
+        var extra: [String: JSON] = [:]
+        if config.objective == .dro {
+            func rows(_ h: [[Double]]) -> JSON { .array(h.map { .array($0.map { .number($0) }) }) }
+            extra["dro_current"] = rows(epoch > 0 ? robust.history : [])
+            extra["dro_chosen"] = rows(chosenHistory)
+        }
+        var a = Artifact(meta: ArtifactMeta(stage: "distill-checkpoint", extra: extra))
         func counter(_ name: String, _ v: Int) { a.set("counter/\(name)", NDArray([Int64(v)], shape: [1])) }
         counter("candidate", candidate)
         counter("epoch", epoch)
@@ -81,7 +91,16 @@ extension DistillTrainer {
     }
 
     func restoreCheckpoint(_ a: Artifact) throws -> (candidate: Int, epoch: Int, logs: [TrainingLog],
-                                                             best: Snapshot?, chosen: (index: Int, snapshot: Snapshot)?) {
+                                                     best: Snapshot?, chosen: (index: Int, snapshot: Snapshot)?,
+                                                     chosenHistory: [[Double]]) {
+        func rows(_ key: String) throws -> [[Double]] {
+            guard config.objective == .dro else { return [] }
+            guard case .array(let r)? = a.meta?.extra[key] else { throw DistillError("checkpoint: no λ trajectory '\(key)'") }
+            return try r.map { row in
+                guard case .array(let v) = row else { throw DistillError("checkpoint: malformed λ trajectory '\(key)'") }
+                return try v.map { guard let x = $0.number else { throw DistillError("checkpoint: malformed λ trajectory '\(key)'") }; return x }
+            }
+        }
         func counter(_ name: String) throws -> Int {
             guard let v = a["counter/\(name)"], v.dtype == .int64, v.count == 1 else {
                 throw DistillError("checkpoint: no counter '\(name)'")
@@ -101,6 +120,9 @@ extension DistillTrainer {
             try restore(Snapshot(model: Checkpoint.arrays(prefix: "cur/model/", from: a),
                                  method: Checkpoint.arrays(prefix: "cur/method/", from: a)))
             try optimizer.importState(Checkpoint.arrays(prefix: "cur/optim/", from: a))
+            do { try robust.importHistory(try rows("dro_current")) } catch let e as TrainError {
+                throw DistillError("checkpoint: \(e.message)")
+            }
             best = Snapshot(model: try Checkpoint.arrays(prefix: "best/model/", from: a),
                             method: try Checkpoint.arrays(prefix: "best/method/", from: a))
         }
@@ -109,6 +131,6 @@ extension DistillTrainer {
             chosen = (ch, Snapshot(model: try Checkpoint.arrays(prefix: "chosen/model/", from: a),
                                    method: try Checkpoint.arrays(prefix: "chosen/method/", from: a)))
         }
-        return (cand, epoch, logs, best, chosen)
+        return (cand, epoch, logs, best, chosen, try rows("dro_chosen"))
     }
 }

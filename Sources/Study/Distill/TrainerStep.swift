@@ -19,19 +19,25 @@ extension DistillTrainer {
         let shift = robust.logShift()
         var terms: [Double] = []
         var total = 0.0
+        // Per-example weights: the within-class part r of a worst-group margin
+        // objective, or the whole cost w_g of `reweighted` (which uses the
+        // labels even for a teacher-only method: the weight is the example's
+        // class cost); nil otherwise.
+        let w = try robust.exampleWeights(groups: config.groups == .group ? idx.map { train.group[$0] } : labels)
         if config.lambdaTask > 0 {
-            let w = config.groups == .group ? try robust.exampleWeights(groups: idx.map { train.group[$0] }) : nil
             let (l, gt) = try Loss.crossEntropy(zs, labels: labels, logShift: shift, weights: w)
             axpy(&g, config.lambdaTask, gt)
             terms.append(Double(l)); total += Double(config.lambdaTask) * Double(l)
         }
         if config.lambdaKD > 0 {
             targets!.gather(idx, into: &pBatch)
-            if config.groups == .group && config.objective != .std {
+            // Margin objectives carry r on the soft targets (no label needed);
+            // `reweighted` weights the example's whole KD term by w_(g_b).
+            if config.groups == .group && config.objective.shiftsLogits {
                 pBatch = try robust.reweightTargets(pBatch, states: idx.map { train.artifact[$0] ? 1 : 0 })
             }
             let (l, gk) = try Loss.distillation(student: zs, teacherProbs: pBatch, temperature: config.temperature,
-                                                logShift: shift)
+                                                logShift: shift, weights: config.objective == .reweighted ? w : nil)
             axpy(&g, config.lambdaKD, gk)
             terms.append(Double(l)); total += Double(config.lambdaKD) * Double(l)
         }

@@ -138,6 +138,18 @@ public struct PerClassCounts: Equatable, Sendable {
     }
 }
 
+/// Which classes of teacher-train the long-tail profile runs over.
+public enum ImbalanceClasses: String, CaseIterable, Sendable {
+    /// Every class of the source (20 in the shapes world), in class-id order:
+    /// the profile of the earlier studies.
+    case all
+    /// Only the subtask's classes (the family given by `--family`, or
+    /// `--subtask-classes`), in subtask order, every other class at full
+    /// size: the teacher meets the same tail inside the subtask as the
+    /// student does in distill-train.
+    case subtask
+}
+
 /// Everything `synthesize` can be asked; `SynthesisPlan.prepare` checks it.
 public struct SynthesisConfig: Sendable {
     public var seed: UInt64 = 0
@@ -160,6 +172,15 @@ public struct SynthesisConfig: Sendable {
     /// Long-tail imbalance factor r ≥ 1 of the training splits: class c of K
     /// keeps round(n · r^(−c/(K−1))) images, at least 1. 1 = balanced.
     public var imbalance: Double = 1
+    /// Over which classes teacher-train's profile runs (distill-train and
+    /// its basis splits hold the subtask's classes only, so for them both
+    /// choices give the same profile).
+    public var imbalanceClasses: ImbalanceClasses = .all
+    /// The fewest images a class of a thinned training split may keep;
+    /// `prepare` refuses a configuration below it. nil: no floor beyond the
+    /// profile's own 1 (the library default, so that existing callers keep
+    /// their behaviour; `synthesize` passes its `--min-per-class`, 10).
+    public var minPerClass: Int? = nil
     /// Distillation validation gets random digits (like test) instead of digit = label.
     public var valDecorrelated = false
     /// MNIST digits for the glyphs (`--digits mnist:PATH`, `--mnist`): an

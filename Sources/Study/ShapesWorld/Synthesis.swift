@@ -211,13 +211,17 @@ public struct SynthesisPlan: Sendable {
             }
         }
 
-        if let dir = config.outputDirectory { try checkWritableDirectory(dir) }
-
-        return SynthesisPlan(config: config, source: source, allClassNames: allNames,
+        let plan = SynthesisPlan(config: config, source: source, allClassNames: allNames,
                              sourceClassCount: sourceNames.count, subtaskClasses: subtask,
                              subtaskName: subtaskName,
                              painter: PatchPainter(imageSize: config.imageSize, glyphs: glyphs, seed: config.seed),
                              digitFiles: digitFiles, cifarOrder: cifarOrder)
+        if let m = config.minPerClass {
+            guard m >= 1 else { throw SynthesisError(usage: "--min-per-class must be at least 1, got \(m)") }
+            try plan.checkMinimumPerClass(m)
+        }
+        if let dir = config.outputDirectory { try checkWritableDirectory(dir) }
+        return plan
     }
 
     static func resolveSubtask(config: SynthesisConfig, source: BaseSource, classCount: Int) throws -> ([Int], String) {
@@ -269,17 +273,62 @@ public struct SynthesisPlan: Sendable {
 
     /// Images per label of a split: the per-class count, thinned to the
     /// long-tail profile n_c = max(1, round(n · r^(−c/(K−1)))) in training
-    /// splits. The profile runs over the source's classes only: the glyph
-    /// family of the digit-aware teacher world keeps n per class, so that
-    /// its shape classes hold exactly the standard world's images.
+    /// splits. In teacher-train the profile runs over the source's classes
+    /// (`--imbalance-classes all`; the glyph family of the digit-aware
+    /// teacher world keeps n per class, so that its shape classes hold
+    /// exactly the standard world's images) or over the subtask's classes
+    /// in subtask order, every other class keeping n (`subtask`).
+    /// Validation and test splits are never thinned: worst-class accuracy
+    /// is measured on balanced data.
     public func classCounts(of split: SplitName) -> [Int] {
         let all = classes(of: split).count
-        let k = split.isTeacher ? sourceClassCount : all
         let n = config.perClass[split]
-        guard split.isTraining, config.imbalance > 1, k > 1 else { return [Int](repeating: n, count: all) }
-        return (0..<all).map { c in
-            guard c < k else { return n }
-            return max(1, Int((Double(n) * pow(config.imbalance, -Double(c) / Double(k - 1))).rounded()))
+        guard split.isTraining, config.imbalance > 1 else { return [Int](repeating: n, count: all) }
+        let rank = profileRanks(of: split)
+        let k = rank.compactMap { $0 }.count
+        guard k > 1 else { return [Int](repeating: n, count: all) }
+        return rank.map { r in
+            guard let r else { return n }
+            return Self.tailCount(n: n, factor: config.imbalance, rank: r, of: k)
+        }
+    }
+
+    /// Per label of a training split, its position c in the long-tail
+    /// profile, nil for a label the profile leaves at full size.
+    func profileRanks(of split: SplitName) -> [Int?] {
+        let all = classes(of: split).count
+        if split.isTeacher && config.imbalanceClasses == .subtask {
+            return (0..<all).map { subtaskClasses.firstIndex(of: $0) }
+        }
+        let k = split.isTeacher ? sourceClassCount : all
+        return (0..<all).map { $0 < k ? $0 : nil }
+    }
+
+    /// n_c = max(1, round(n · r^(−c/(K−1)))).
+    static func tailCount(n: Int, factor: Double, rank c: Int, of k: Int) -> Int {
+        max(1, Int((Double(n) * pow(factor, -Double(c) / Double(k - 1))).rounded()))
+    }
+
+    /// The smallest per-class count whose rarest class keeps at least `m`
+    /// images under factor r (what to suggest when a configuration is refused).
+    static func perClassNeeded(min m: Int, factor: Double, classes k: Int) -> Int {
+        var n = max(m, Int(((Double(m) - 0.5) * factor).rounded(.down)))
+        while tailCount(n: n, factor: factor, rank: k - 1, of: k) < m { n += 1 }
+        return n
+    }
+
+    /// `--min-per-class`: refuses a written training split whose rarest
+    /// class would keep fewer than `m` images, naming the class and the
+    /// per-class count that would reach the floor.
+    func checkMinimumPerClass(_ m: Int) throws {
+        guard config.imbalance > 1 else { return }
+        for split in config.splits where split.isTraining {
+            let counts = classCounts(of: split)
+            guard let low = counts.min(), low < m, let c = counts.firstIndex(of: low) else { continue }
+            let names = split.isTeacher ? allClassNames : subtaskClasses.map { allClassNames[$0] }
+            let k = profileRanks(of: split).compactMap { $0 }.count
+            let need = Self.perClassNeeded(min: m, factor: config.imbalance, classes: max(k, 2))
+            throw SynthesisError(usage: "--imbalance \(String(format: "%g", config.imbalance)) leaves class \(names[c]) of \(split.rawValue) with \(low) image\(low == 1 ? "" : "s"), fewer than --min-per-class \(m); raise --\(split.basePool.rawValue)-per-class to at least \(need) (now \(config.perClass[split])), lower --imbalance, or lower --min-per-class")
         }
     }
 
@@ -476,6 +525,16 @@ public struct SynthesisPlan: Sendable {
             "glyphs": .string(painter.pools == nil ? "font5x7" : "mnist"),
         ]
         if split.isTraining { p["imbalance"] = .number(config.imbalance) }
+        // Recorded only when not the default, so that earlier files stay
+        // byte-identical. Not named subtask_classes: train-teacher refuses a
+        // training split that is a subtask split.
+        if split.isTraining, config.imbalanceClasses != .all {
+            p["imbalance_classes"] = .string(config.imbalanceClasses.rawValue)
+            if split.isTeacher {
+                p["imbalance_subtask"] = .string(subtaskName)
+                p["imbalance_class_ids"] = .array(subtaskClasses.map { .number(Double($0)) })
+            }
+        }
         // MNIST digits: which pool the patches draw from (font: nothing new,
         // so the font world's files stay byte-identical).
         if let pools = painter.pools, patchRule(split) != .none {

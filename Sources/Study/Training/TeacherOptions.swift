@@ -92,9 +92,9 @@ public struct TeacherOptions: Sendable {
     /// β of w_y = ((1−β)π_y + βλ_y)/π_y; 1 = full robust weight (with λ
     /// uniform: plain logit adjustment), 0 = ERM.
     public var beta: Double = 1
-    public var eta: Double = 0.1
+    public var eta: Double = RobustObjective.defaultEta
     /// K: λ update every K steps (`dro`).
-    public var droEvery = 32
+    public var droEvery = RobustObjective.defaultUpdateEvery
     /// Validation images per λ update (`dro`).
     public var droBatch = 256
     public var groups = RobustGroups.class

@@ -266,6 +266,7 @@ final class TeacherRun {
                 try model.setState(s.model.map { (name: $0.0, shape: $0.1, values: $0.2) })
                 try optimizer.importState(s.optimizer)
                 try objective.importState(s.extra.filter { $0.0.hasPrefix("robust/") }.map { (String($0.0.dropFirst(7)), $0.1, $0.2) })
+                if o.objective == .dro { try objective.importHistory(try Self.historyRows(saved.meta?.extra["dro_history"])) }
                 let done = try s.counter("epochs_done")
                 guard let l = TrainingLog(json: saved.meta?.extra["log"], series: Training.logSeries), l.epochs == done,
                       (0...o.epochs).contains(done) else {
@@ -382,9 +383,22 @@ final class TeacherRun {
         state.optimizer = optimizer.exportState()
         state.extra = objective.exportState().map { ("robust/" + $0.0, $0.1, $0.2) }
         state.counters = [("epochs_done", epoch + 1)]
+        var extra: [String: JSON] = ["log": log.json]
+        // dro: the λ trajectory so far (JSON numbers round-trip exactly), so
+        // a resumed run reports the same history as an uninterrupted one.
+        if o.objective == .dro { extra["dro_history"] = .array(objective.history.map { .array($0.map { .number($0) }) }) }
         let meta = ArtifactMeta(stage: "train-teacher-checkpoint", parameters: o.parameters,
-                                inputs: inputs.digests, seed: o.seed, extra: ["log": log.json])
+                                inputs: inputs.digests, seed: o.seed, extra: extra)
         try checkpoint.save(try Checkpoint.artifact(state, meta: meta), epoch: epoch + 1)
+    }
+
+    /// The rows of a checkpoint's `dro_history`.
+    static func historyRows(_ json: JSON?) throws -> [[Double]] {
+        guard case .array(let rows)? = json else { throw StageError("no dro_history in the checkpoint") }
+        return try rows.map { row in
+            guard case .array(let v) = row else { throw StageError("malformed dro_history") }
+            return try v.map { guard let x = $0.number else { throw StageError("malformed dro_history") }; return x }
+        }
     }
 
     /// `--stop-after`: ends the call before `epoch`, keeping the checkpoint.
@@ -434,6 +448,8 @@ final class TeacherRun {
             "total_seconds": .number(log["seconds"]?.reduce(0, +) ?? 0),
         ]
         if let names = train.classNames { extra["class_names"] = .array(names.map { .string($0) }) }
+        // dro: the λ trajectory (updates, log λ range, final, history, K, η).
+        if let dro = objective.droRecord { extra["dro"] = dro }
         // Empty when the run resumed from the final checkpoint: recompute
         // (same network, same numbers) so the metadata never depends on it.
         if lastRecall.isEmpty { lastRecall = try Training.evaluate(model: model, dataset: val, batch: o.batch).perClassRecall }
