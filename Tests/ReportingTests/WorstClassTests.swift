@@ -297,3 +297,11 @@ func trajectory(updates: Int, groups: Int = 3, drift: Double = 0.05) -> DROTraje
     #expect(parseCSV(ResultsCSV.render(runs))[0] == ResultsCSV.columns)
     #expect(!SummaryMarkdown.render(d, root: "r", gaps: Gaps(), expected: nil).contains("Worst-class study"))
 }
+
+@Test func numberTextReadsFloat32ValuesAsTheyWereSet() {
+    #expect(numberText(Double(Float(0.1))) == "0.1")
+    #expect(numberText(0.1) == "0.1")
+    #expect(numberText(100) == "100")
+    #expect(numberText(0.25) == "0.25")
+    #expect(numberText(1e-5) == "1e-05")
+}

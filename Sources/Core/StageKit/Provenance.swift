@@ -23,7 +23,10 @@ public struct ProvenanceError: MessageError, Equatable {
 /// imbalance, the artifact rule, the digit pool) are not part of it.
 public struct SplitWorld: Equatable, Sendable {
     /// The parameters that define a world.
-    public static let parameterKeys = ["source", "image_size", "grating_contrast", "glyphs", "mnist_files",
+    /// (The MNIST files are identified by their digests in `meta.inputs`;
+    /// `mnist_files` is recorded only on splits that carry patches, so a
+    /// clean test split of the same world lacks it.)
+    public static let parameterKeys = ["source", "image_size", "grating_contrast", "glyphs",
                                        "family", "subtask_classes", "teacher_world"]
     public let fields: [String: JSON]
 

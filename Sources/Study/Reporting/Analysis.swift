@@ -177,6 +177,9 @@ public enum ConfigField: String, CaseIterable, Sendable {
 /// Shortest round-trip text of a number ("0.5", "100", "1e-05").
 public func numberText(_ v: Double) -> String {
     if v.isFinite, v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+    // A value stored as Float32 (λ_layer in the students' metadata) reads
+    // back as 0.10000000149011612; its shortest Float text is what was set.
+    if v.isFinite, Double(Float(v)) == v { return "\(Float(v))" }
     return "\(v)"
 }
 
