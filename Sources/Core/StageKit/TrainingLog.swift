@@ -40,8 +40,12 @@ public struct TrainingLog: Equatable, Sendable {
 
     /// Best validation accuracy (series `val_accuracy`) and its epoch (first
     /// on ties), nil before any epoch or without that series.
-    public var best: (accuracy: Double, epoch: Int)? {
-        guard let v = series["val_accuracy"], !v.isEmpty else { return nil }
+    public var best: (accuracy: Double, epoch: Int)? { best(by: "val_accuracy") }
+
+    /// The highest value of `series` and its epoch (first on ties), nil
+    /// before any epoch or without that series.
+    public func best(by name: String) -> (accuracy: Double, epoch: Int)? {
+        guard let v = series[name], !v.isEmpty else { return nil }
         var b = 0
         for i in v.indices where v[i] > v[b] { b = i }
         return (v[b], b)

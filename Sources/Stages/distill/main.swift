@@ -14,6 +14,7 @@ extension StudentNormalization: ExpressibleByArgument {}
 extension RobustMode: ExpressibleByArgument {}
 extension RobustGroups: ExpressibleByArgument {}
 extension WeightInit: ExpressibleByArgument {}
+extension EpochSelection: ExpressibleByArgument {}
 
 /// `distill`: stage 4, train a student from the frozen teacher (docs/methods.md).
 struct DistillCommand: ParsableCommand {
@@ -64,6 +65,8 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .customLong("dro-batch"), help: "DRO: random validation images whose per-class errors drive each λ update.") var droBatch: Int = 128
     @Option(help: "Robust groups: class, or group (class × artifact).") var groups: RobustGroups = .class
     @Flag(name: .customLong("calibrated-teacher"), help: "Undo a robust teacher's logit shift before distilling.") var calibratedTeacher = false
+    @Option(name: .customLong("select-by"), help: "Validation score that keeps the epoch and the λ_layer candidate: val-accuracy (overall), or val-worst-class (the worst class's recall, what a worst-class objective optimises). Recorded as select_by when not the default.")
+    var selectBy: EpochSelection = .valAccuracy
     @Flag(name: .customLong("no-batch-norm"), help: "Student without batch normalisation.") var noBatchNorm = false
     @Option(name: .customLong("init"), help: "Initialisation of the student's convolutions and linear layers (docs/methods.md, \"Initialisation\").")
     var weightInit: WeightInit = .pytorch
@@ -127,6 +130,7 @@ struct DistillCommand: ParsableCommand {
             c.droBatch = droBatch
             c.groups = groups
             c.calibratedTeacher = calibratedTeacher
+            c.selectBy = selectBy
             c.architecture = arch
             c.batchNorm = !noBatchNorm
             c.weightInit = weightInit

@@ -47,6 +47,8 @@ public struct DistillConfig: Equatable {
     public var groups: RobustGroups = .class
     /// Undo a robust teacher's logit shift (p_t = softmax((z_t − log w_t)/T)).
     public var calibratedTeacher = false
+    /// Which validation score keeps an epoch (and a λ_layer candidate).
+    public var selectBy: EpochSelection = .valAccuracy
     /// Student architecture (NN's architecture string).
     public var architecture = "c8,p,c16,p,c16,p,gap,fc5"
     public var batchNorm = true
@@ -145,7 +147,26 @@ public struct DistillConfig: Equatable {
             "drop_last": true,
         ]
         if let pairs { p["pairs"] = .array(pairs.map { .string($0.description) }) }
+        // Recorded only when not the default, so default runs keep their metadata.
+        if selectBy != .valAccuracy { p["select_by"] = .string(selectBy.rawValue) }
         p.merge(method.spec.parameters(self)) { _, own in own }
         return p
+    }
+}
+
+/// Which validation score keeps a student's epoch and λ_layer candidate
+/// (`distill --select-by`): overall accuracy, or the worst class's recall,
+/// the score a worst-class objective optimises (docs/methods.md, "Robust
+/// objectives"). Ties go to the earlier epoch, then the earlier candidate.
+public enum EpochSelection: String, CaseIterable, Sendable {
+    case valAccuracy = "val-accuracy"
+    case valWorstClass = "val-worst-class"
+
+    /// The training-log series it reads.
+    public var series: String {
+        switch self {
+        case .valAccuracy: return "val_accuracy"
+        case .valWorstClass: return "val_worst_class_accuracy"
+        }
     }
 }

@@ -4,13 +4,19 @@ import StageKit
 import Subspace
 import TensorIO
 
-/// One λ_layer candidate's training: its per-epoch log and best validation score.
+/// One λ_layer candidate's training: its per-epoch log and the kept epoch.
 public struct CandidateResult: Equatable {
     public var lambdaLayer: Float
     public var log: TrainingLog
-    public var bestValAccuracy: Double { log.best?.accuracy ?? 0 }
+    /// The score that keeps an epoch (`DistillConfig.selectBy`).
+    public var selectBy: EpochSelection = .valAccuracy
     /// 0-based epoch of the kept checkpoint.
-    public var bestEpoch: Int { log.best?.epoch ?? -1 }
+    public var bestEpoch: Int { log.best(by: selectBy.series)?.epoch ?? -1 }
+    /// Validation accuracy at the kept epoch.
+    public var bestValAccuracy: Double {
+        guard bestEpoch >= 0, let v = log["val_accuracy"] else { return 0 }
+        return v[bestEpoch]
+    }
 }
 
 /// What a finished run hands to the stage: the student at its best
@@ -360,7 +366,8 @@ public final class DistillTrainer {
                 let batchesLeft = ((nCand - cand) * epochs - epoch) * batchesPerEpoch
                 let entry = try runEpoch(epoch, candidate: cand, hooks: hooks, timing: &timing, batchesLeft: batchesLeft)
                 logs[cand].append(entry)
-                if logs[cand].best!.epoch == epoch { best = snapshot() }
+                let selection = config.selectBy.series
+                if logs[cand].best(by: selection)!.epoch == epoch { best = snapshot() }
                 let va = logs[cand]["val_accuracy"]!.last!
                 hooks.progress?.finish()
                 hooks.log(String(format: "distill: epoch %d/%d val acc %.4f (best %.4f at epoch %d)", epoch + 1, epochs, va,
@@ -369,7 +376,7 @@ public final class DistillTrainer {
                 epoch += 1
                 let done = epoch == epochs
                 if done {
-                    if chosen == nil || logs[cand].best!.accuracy > logs[chosen!.index].best!.accuracy {
+                    if chosen == nil || logs[cand].best(by: selection)!.accuracy > logs[chosen!.index].best(by: selection)!.accuracy {
                         chosen = (cand, best!)
                         chosenHistory = robust.history
                     }
@@ -391,7 +398,9 @@ public final class DistillTrainer {
         guard let chosen else { throw DistillError("no candidate was trained", kind: .failure) }
         try setUpCandidate(chosen.index)
         try restore(chosen.snapshot)
-        let candidates = logs.enumerated().map { CandidateResult(lambdaLayer: config.lambdaLayers[$0.offset], log: $0.element) }
+        let candidates = logs.enumerated().map {
+            CandidateResult(lambdaLayer: config.lambdaLayers[$0.offset], log: $0.element, selectBy: config.selectBy)
+        }
         let allWarnings = logs.indices.flatMap { warnings(candidate: $0, log: logs[$0]) }
         // Spelled out: JSON is nil-literal-expressible, so a `? … : nil`
         // would give JSON.null instead of no record.
