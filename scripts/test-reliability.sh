@@ -34,29 +34,7 @@ bad()  { echo "FAIL $1"; fail=$((fail + 1)); }
 skipped() { echo "skip $1"; skip=$((skip + 1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
-# Final artifacts relative to a root; hidden files are temporaries and locks.
-finals() { (cd "$1" && find . -name '.?*' -prune -o \( -name '*.npz' ! -name '*.ckpt.npz' -o -name 'metrics.json' \) -print | sort); }
-same_results() {
-    local a=$1 b=$2 f
-    if [ "$(finals "$a")" != "$(finals "$b")" ]; then
-        echo "  file sets differ:"; diff <(finals "$a") <(finals "$b") | head -10; return 1
-    fi
-    for f in $(finals "$a"); do
-        case $f in
-        *.npz) $BIN/tensors diff "$a/$f" "$b/$f" --tol 0 >/dev/null 2>&1 || { echo "  differs: $f"; return 1; } ;;
-        *.json) cmp -s "$a/$f" "$b/$f" || { echo "  differs: $f"; return 1; } ;;
-        esac
-    done
-}
-all_readable() {
-    local root=$1 f
-    for f in $(finals "$root"); do
-        case $f in
-        *.npz) $BIN/tensors show "$root/$f" >/dev/null 2>&1 || { echo "  unreadable: $f"; return 1; } ;;
-        *.json) python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$root/$f" || { echo "  unreadable: $f"; return 1; } ;;
-        esac
-    done
-}
+source scripts/artifact-checks.sh  # (the cwd is the repository root)
 
 echo "reliability tests in $T"
 R=$T/ref

@@ -67,10 +67,10 @@ struct EvaluationInputs {
         }
         pairs = try ArtifactProbe.pairs(clean: probeClean, patched: probePatched, patch: probePatch)
         subspaceDigest = try Self.checkSubspace(o, subspace, teacher: teacher)
-        provenanceMismatches = try Self.checkProvenance(o, studentMeta: studentArtifact.meta, teacher: teacher,
-                                                        subspaceDigest: subspaceDigest, splits: splits,
-                                                        splitPaths: splitPaths).mismatches
-        for m in provenanceMismatches { log("warning: \(m); allowed by --allow-mismatch, recorded in metrics.npz meta.extra.provenance_mismatches") }
+        let provenance = try Self.checkProvenance(o, studentMeta: studentArtifact.meta, teacher: teacher,
+                                                  subspaceDigest: subspaceDigest, splits: splits, splitPaths: splitPaths)
+        provenanceMismatches = provenance.mismatches
+        for w in provenance.warnings { log(w) }
     }
 
     /// What the student recorded about its own upstream against what
