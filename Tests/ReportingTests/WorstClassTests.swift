@@ -124,6 +124,30 @@ func paretoRuns() -> [LoadedRun] {
     #expect(panels[1].points.map(\.onFront) == [false, true, true])
 }
 
+/// The longtail pipeline names each student variant after its objective (kd-std, kd-dro-b0.5,
+/// kd-std-cal): those names say nothing the settings do not, and must not split the views.
+/// Two methods on one configuration (kd and fitnet under the same objectives) still do.
+@Test func objectiveVariantNamesDoNotSplitTheViews() {
+    func named(_ r: LoadedRun, _ m: String) -> LoadedRun { var r = r; r.metrics.run.method = m; return r }
+    var runs: [LoadedRun] = []
+    for seed in [1, 2] {
+        runs.append(named(studyRun(t: "erm", s: "std", seed: seed, acc: 0.8, worst: 0.5), "kd-std"))
+        runs.append(named(studyRun(t: "erm", s: "dro", seed: seed, acc: 0.8, worst: 0.6), "kd-dro"))
+        runs.append(named(studyRun(t: "erm", s: "dro", seed: seed, acc: 0.7, worst: 0.7, beta: 0.5), "kd-dro-b0.5"))
+        runs.append(named(studyRun(t: "dro", s: "std", seed: seed, acc: 0.8, worst: 0.6, calibrated: true), "kd-std-cal"))
+    }
+    let d = Dataset(runs: runs)
+    #expect(!d.methodDistinguishesRuns)
+    #expect(d.studyPanels.map(\.title) == ["all runs"])
+    #expect(d.studyPanels[0].points.count == 4)
+    #expect(d.objectiveGroups.allSatisfy { !$0.title.contains("method") })
+
+    let twoMethods = runs + runs.map { named($0, "fitnet-" + $0.metrics.run.method) }
+    let t = Dataset(runs: twoMethods)
+    #expect(t.methodDistinguishesRuns)
+    #expect(t.studyPanels.count == 8 && t.studyPanels.allSatisfy { $0.points.count == 1 })
+}
+
 @Test func teacherCalibrationIsSummarisedPerTeacherOverSeeds() throws {
     var runs: [LoadedRun] = []
     for seed in [1, 2] {
@@ -178,12 +202,48 @@ func paretoRuns() -> [LoadedRun] {
     #expect(c[0].winner == "per-class ECE")
     // dro: ECE ranks (3, 2, 1) against (3, 1, 2): 0.5; worst ranks (1, 3, 2) against (3, 1, 2): −1.
     #expect(abs(c[1].spearmanEce! - 0.5) < 1e-12 && abs(c[1].spearmanWorst! + 1) < 1e-12)
-    #expect(c[1].winner == "teacher worst-class accuracy")
+    #expect(c[1].winner == "teacher worst-class accuracy (reversed: worse teacher, better student)")
     let pooledX = cells.map(\.teacherEce), pooledY = cells.map(\.studentWorstClass)
     #expect(c[2].spearmanEce == spearman(pooledX, pooledY))
     let md = try #require(WorstClassReport.predictorSection(d))
     #expect(md.contains("| std | 3 | -1.000 | +0.500 | -0.990 | +0.500 | per-class ECE |"), "\(md)")
     #expect(md.contains("| pooled | 6 |"))
+}
+
+/// With two imbalance factors the correlations are also given within each one: there the
+/// ranking may differ from the pooled one, which mostly follows the factor.
+@Test func predictorAnalysisWithinEachImbalance() throws {
+    var runs: [LoadedRun] = []
+    // At r = 10: ECE 0.01, 0.02, 0.03 with students 0.9, 0.8, 0.7 (ECE predicts, ρ = −1); worst class
+    // 0.99, 0.97, 0.98 (ρ = +0.5). At r = 30 everything is worse, so pooled both predictors track r.
+    let cells: [(Double, String, Double, Double, Double)] = [
+        (10, "erm", 0.01, 0.99, 0.9), (10, "balanced", 0.02, 0.97, 0.8), (10, "dro", 0.03, 0.98, 0.7),
+        (30, "erm", 0.05, 0.90, 0.1), (30, "balanced", 0.06, 0.92, 0.3), (30, "dro", 0.07, 0.91, 0.2)]
+    for seed in [1, 2] {
+        for (r, t, e, w, s) in cells {
+            runs.append(studyRun(t: t, s: "std", seed: seed, acc: 0.8, worst: s, imbalance: r, teacherECE: e, teacherWorst: w))
+        }
+    }
+    // A third factor with two cells gives no within-factor row (n < 3), but counts in the others.
+    runs.append(studyRun(t: "erm", s: "std", seed: 1, acc: 0.8, worst: 0.9, imbalance: 1, teacherECE: 0.01, teacherWorst: 1))
+    runs.append(studyRun(t: "dro", s: "std", seed: 1, acc: 0.8, worst: 0.9, imbalance: 1, teacherECE: 0.01, teacherWorst: 1))
+    let c = Dataset(runs: runs).predictorComparisons
+    #expect(c.map(\.name) == ["std", "pooled", "std, imbalance 10", "std, imbalance 30", "pooled, imbalance 10",
+                              "pooled, imbalance 30"])
+    #expect(c.map(\.n) == [8, 8, 3, 3, 3, 3])
+    let r10 = c[2], r30 = c[3]
+    #expect(abs(r10.spearmanEce! + 1) < 1e-12 && abs(r10.spearmanWorst! - 0.5) < 1e-12)
+    #expect(r10.winner == "per-class ECE")
+    // r = 30: ECE ranks (1, 2, 3) against students (1, 3, 2): +0.5; worst ranks (1, 3, 2): +1.
+    #expect(abs(r30.spearmanEce! - 0.5) < 1e-12 && abs(r30.spearmanWorst! - 1) < 1e-12)
+    #expect(r30.winner == "teacher worst-class accuracy")
+    // A winner with the unhelpful sign says so: here a less calibrated teacher goes with a better student.
+    let reversed = Dataset(runs: [1, 2].flatMap { seed in
+        [("erm", 0.01, 0.5, 0.1), ("balanced", 0.02, 0.6, 0.2), ("dro", 0.03, 0.4, 0.3)].map { t, e, w, s in
+            studyRun(t: t, s: "std", seed: seed, acc: 0.8, worst: s, teacherECE: e, teacherWorst: w)
+        }
+    }).predictorComparisons[0]
+    #expect(reversed.winner == "per-class ECE (reversed: less calibrated, better student)")
 }
 
 @Test func calibratedTeacherIsJudgedByItsShiftRemovedScores() throws {

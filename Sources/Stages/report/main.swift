@@ -34,7 +34,8 @@ struct ReportCommand: ParsableCommand {
             calibration (own accuracies, per-class ECE mean/max raw and with the
             shift removed); Spearman and Pearson correlations of the teacher's
             per-class ECE and of its worst-class accuracy with the student's
-            worst-class accuracy, per student objective and pooled; and the DRO
+            worst-class accuracy, per student objective and pooled (also within
+            each imbalance factor when it varies); and the DRO
             group weights (updates, log λ range). Figures: pareto-<panel>.svg,
             reliability-<teacher>.svg, dro-trajectory.svg; figures of this kind
             left from an earlier report that no longer match are removed.

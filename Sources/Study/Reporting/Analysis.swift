@@ -405,6 +405,24 @@ public struct Dataset: Sendable {
     public var hasObjectiveStudy: Bool {
         values(of: .teacherObjective).count > 1 || values(of: .studentObjective).count > 1
     }
+
+    /// Whether the method name tells apart runs that the settings do not: the
+    /// companion views split by method only then. A pipeline that names each
+    /// objective variant (`kd-dro-b0.5`, `kd-std-cal`) repeats in the name what
+    /// student_objective, β and calibrated_teacher already say; split by it,
+    /// every variant would be a view of its own and no view would compare
+    /// objectives. Two methods run on one configuration (kd and fitnet, both
+    /// under every objective) do split.
+    public var methodDistinguishesRuns: Bool {
+        var methodOf: [[String]: String] = [:]
+        for r in runs {
+            let run = r.metrics.run
+            let key = ConfigField.allCases.map { $0.value(run) ?? "\u{0}" } + [numberText(run.rho), String(run.seed)]
+            if let m = methodOf[key], m != run.method { return true }
+            methodOf[key] = run.method
+        }
+        return false
+    }
 }
 
 /// `String?` as a hashable key (nil is a value of its own: "absent").

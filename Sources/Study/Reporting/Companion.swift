@@ -67,7 +67,7 @@ extension Dataset {
             $0 != .imbalance && $0 != .teacherObjective && $0 != .studentObjective
         }
         let varying = fields.filter { values(of: $0).count > 1 }
-        let methodVaries = Set(runs.map(\.metrics.run.method)).count > 1
+        let methodVaries = methodDistinguishesRuns
         let rhoVaries = rhos.count > 1
 
         func key(_ r: RunInfo) -> [String] {

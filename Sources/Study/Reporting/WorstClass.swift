@@ -225,11 +225,14 @@ public struct PredictorComparison: Sendable {
     public var pearsonEce: Double?, pearsonWorst: Double?
 
     /// The predictor with the larger |Spearman ρ|; nil when either is
-    /// undefined, "tie" when equal.
+    /// undefined, "tie" when equal. A winner whose sign is the unhelpful one
+    /// (a less calibrated or a worse teacher going with a better student)
+    /// says so.
     public var winner: String? {
         guard let e = spearmanEce, let w = spearmanWorst else { return nil }
         if abs(abs(e) - abs(w)) < 1e-12 { return "tie" }
-        return abs(e) > abs(w) ? "per-class ECE" : "teacher worst-class accuracy"
+        if abs(e) > abs(w) { return "per-class ECE" + (e > 0 ? " (reversed: less calibrated, better student)" : "") }
+        return "teacher worst-class accuracy" + (w < 0 ? " (reversed: worse teacher, better student)" : "")
     }
 
     public init(name: String, cells: [PredictorCell]) {
@@ -279,7 +282,7 @@ extension Dataset {
     /// Runs grouped by `panelFields` (plus method and ρ when they vary), in order of first appearance.
     func panelGroups() -> [(title: String, runs: [LoadedRun])] {
         let fields = panelFields
-        let methodVaries = Set(runs.map(\.metrics.run.method)).count > 1
+        let methodVaries = methodDistinguishesRuns
         func key(_ r: RunInfo) -> [String] {
             var k = fields.map { f in f == .imbalance ? "imbalance = \(f.value(r) ?? "–")" : "\(f.rawValue) = \(f.value(r) ?? "–")" }
             if methodVaries { k.append("method = \(r.method)") }
@@ -394,7 +397,7 @@ extension Dataset {
         func objective(_ r: RunInfo) -> String {
             var s = r.studentObjective ?? "–"
             if betaVaries.contains(s), let b = r.beta { s += " β=\(numberText(b))" }
-            if Set(runs.map(\.metrics.run.method)).count > 1 { s = "\(r.method) \(s)" }
+            if methodDistinguishesRuns { s = "\(r.method) \(s)" }
             return s
         }
         struct Key: Hashable { var t: TeacherConfig; var cal: Bool; var s: String }
@@ -418,13 +421,33 @@ extension Dataset {
         }
     }
 
-    /// Correlations per student objective (in order of first appearance), then pooled over all cells.
+    /// Correlations per student objective (in order of first appearance),
+    /// then pooled over all cells. When the imbalance factor varies, both
+    /// predictors mostly follow it (a larger r makes every teacher less
+    /// calibrated and worse on its rarest class, and every student worse), so
+    /// the same correlations are also given within each imbalance factor:
+    /// per objective (`std, imbalance 30`), then pooled (`pooled, imbalance 30`).
     public var predictorComparisons: [PredictorComparison] {
         let cells = predictorCells
-        var objectives: [String] = []
+        var objectives: [String] = [], imbalances: [Double?] = []
         for c in cells where !objectives.contains(c.studentObjective) { objectives.append(c.studentObjective) }
-        return objectives.map { o in PredictorComparison(name: o, cells: cells.filter { $0.studentObjective == o }) }
-            + [PredictorComparison(name: "pooled", cells: cells)]
+        for c in cells where !imbalances.contains(c.teacher.imbalance) { imbalances.append(c.teacher.imbalance) }
+        var out = objectives.map { o in PredictorComparison(name: o, cells: cells.filter { $0.studentObjective == o }) }
+        out.append(PredictorComparison(name: "pooled", cells: cells))
+        guard imbalances.count > 1 else { return out }
+        imbalances.sort { ($0 ?? -.infinity) < ($1 ?? -.infinity) }
+        func tag(_ i: Double?) -> String { "imbalance \(i.map(numberText) ?? "–")" }
+        for o in objectives {
+            for i in imbalances {
+                let within = cells.filter { $0.studentObjective == o && $0.teacher.imbalance == i }
+                if within.count >= 3 { out.append(PredictorComparison(name: "\(o), \(tag(i))", cells: within)) }
+            }
+        }
+        for i in imbalances {
+            let within = cells.filter { $0.teacher.imbalance == i }
+            if within.count >= 3 { out.append(PredictorComparison(name: "pooled, \(tag(i))", cells: within)) }
+        }
+        return out
     }
 }
 

@@ -292,7 +292,9 @@ public enum WorstClassReport {
         out += "(with the shift removed for a calibrated teacher), each a mean over seeds, against the student's mean worst-class "
         out += "accuracy over seeds. Spearman's ρ (average ranks for ties) and Pearson's r over the n points; a better-calibrated "
         out += "teacher has a lower ECE, so a helpful calibration shows as a negative coefficient. The better predictor is the one "
-        out += "with the larger |Spearman ρ|; with n this small these are descriptions of these runs, not tests.\n\n"
+        out += "with the larger |Spearman ρ|; with n this small these are descriptions of these runs, not tests. "
+        out += "Across imbalance factors both predictors mostly follow r; rows named `imbalance r` compare teachers at one "
+        out += "factor only.\n\n"
         let rows: [[String]] = d.predictorComparisons.map { c in
             [md(c.name), String(c.n), corr(c.spearmanEce), corr(c.spearmanWorst), corr(c.pearsonEce), corr(c.pearsonWorst),
              c.n < 3 ? "– (n < 3)" : (c.winner ?? "– (undefined: a constant variable)")]
