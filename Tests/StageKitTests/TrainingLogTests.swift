@@ -20,3 +20,20 @@ import Testing
     let back = try TrainingLog(from: b, prefix: "c0/")
     #expect(back == log)
 }
+
+/// Selection by several series: the first decides, the next breaks its ties,
+/// the earliest epoch wins a full tie; a missing series gives nil.
+@Test func bestBySeveralSeriesBreaksTiesInOrder() {
+    var log = TrainingLog()
+    for (w, a) in [(0.0, 0.3), (0.0, 0.6), (0.5, 0.7), (0.5, 0.9), (0.5, 0.9), (0.4, 0.95)] {
+        log.append([("val_worst_class_accuracy", w), ("val_accuracy", a)])
+    }
+    // Worst class alone: epoch 2 (first of the 0.5 tie); with accuracy as tie-break: epoch 3.
+    #expect(log.best(by: "val_worst_class_accuracy")?.epoch == 2)
+    let both = log.best(by: ["val_worst_class_accuracy", "val_accuracy"])
+    #expect(both?.epoch == 3 && both?.accuracy == 0.5)
+    #expect(log.best(by: ["val_accuracy"])?.epoch == 5)
+    #expect(log.scores(at: 3, ["val_accuracy", "val_worst_class_accuracy"]) == [0.9, 0.5])
+    #expect(log.best(by: ["val_worst_class_accuracy", "missing"]) == nil)
+    #expect(TrainingLog().best(by: ["val_accuracy"]) == nil)
+}

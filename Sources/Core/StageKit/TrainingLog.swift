@@ -44,11 +44,24 @@ public struct TrainingLog: Equatable, Sendable {
 
     /// The highest value of `series` and its epoch (first on ties), nil
     /// before any epoch or without that series.
-    public func best(by name: String) -> (accuracy: Double, epoch: Int)? {
-        guard let v = series[name], !v.isEmpty else { return nil }
+    public func best(by name: String) -> (accuracy: Double, epoch: Int)? { best(by: [name]) }
+
+    /// The epoch whose values of `names` are lexicographically highest (the
+    /// first series decides, the next breaks its ties, ...; first epoch on a
+    /// full tie) and the first series' value there; nil before any epoch or
+    /// without one of the series.
+    public func best(by names: [String]) -> (accuracy: Double, epoch: Int)? {
+        guard let first = names.first, let v = series[first], !v.isEmpty,
+              names.allSatisfy({ series[$0] != nil }) else { return nil }
         var b = 0
-        for i in v.indices where v[i] > v[b] { b = i }
+        for i in v.indices where scores(at: b, names).lexicographicallyPrecedes(scores(at: i, names)) { b = i }
         return (v[b], b)
+    }
+
+    /// The values of `names` at `epoch`, in that order (for comparing epochs
+    /// of different logs the way `best(by:)` compares them within one).
+    public func scores(at epoch: Int, _ names: [String]) -> [Double] {
+        names.map { series[$0]![epoch] }
     }
 
     /// `{name: [values]}` for meta.json.

@@ -157,16 +157,19 @@ public struct DistillConfig: Equatable {
 /// Which validation score keeps a student's epoch and λ_layer candidate
 /// (`distill --select-by`): overall accuracy, or the worst class's recall,
 /// the score a worst-class objective optimises (docs/methods.md, "Robust
-/// objectives"). Ties go to the earlier epoch, then the earlier candidate.
+/// objectives"). The worst class's recall ties often (0 in every early
+/// epoch of a student that has not yet learnt its rarest class), so its ties
+/// go to the higher overall accuracy; remaining ties to the earlier epoch,
+/// then the earlier candidate.
 public enum EpochSelection: String, CaseIterable, Sendable {
     case valAccuracy = "val-accuracy"
     case valWorstClass = "val-worst-class"
 
-    /// The training-log series it reads.
-    public var series: String {
+    /// The training-log series it reads, compared lexicographically.
+    public var series: [String] {
         switch self {
-        case .valAccuracy: return "val_accuracy"
-        case .valWorstClass: return "val_worst_class_accuracy"
+        case .valAccuracy: return ["val_accuracy"]
+        case .valWorstClass: return ["val_worst_class_accuracy", "val_accuracy"]
         }
     }
 }

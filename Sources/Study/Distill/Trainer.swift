@@ -376,7 +376,9 @@ public final class DistillTrainer {
                 epoch += 1
                 let done = epoch == epochs
                 if done {
-                    if chosen == nil || logs[cand].best(by: selection)!.accuracy > logs[chosen!.index].best(by: selection)!.accuracy {
+                    let mine = logs[cand].scores(at: logs[cand].best(by: selection)!.epoch, selection)
+                    if chosen == nil || logs[chosen!.index].scores(at: logs[chosen!.index].best(by: selection)!.epoch, selection)
+                        .lexicographicallyPrecedes(mine) {
                         chosen = (cand, best!)
                         chosenHistory = robust.history
                     }
