@@ -31,18 +31,10 @@
 #              with the erm teacher at r = 10 and 30     2 × 6 × 5 =  60
 #              --calibrated-teacher (std, balanced, dro students) with the
 #              robust teachers at r = 10 and 30          4 × 3 × 5 =  60
-# Cost, measured one run at a time with the release build under `nice -n 15`
-# on the 2-core machine while a benchmark sweep loaded it (estimates): an
-# erm teacher 129 s at r = 30 (dro adds a 256-image validation pass every 8
-# steps: 150–280 s, the latter beside a concurrent build), 6000 images at
-# r = 1 about 160 s; a kd student 5–6 s at r = 30 (516 images, 40 epochs),
-# about 7 s at r = 10 (647) and 17 s at r = 1 (1500; 36 s measured beside a
-# concurrent teacher); evaluate 6 s for the first student of a cell (it
-# caches the teacher's evaluation) and 0.9 s after; synthesis 1–2 s per
-# folder. Sum of the stage times: teachers ≈ 20 min, students ≈ 42 min,
-# evaluations ≈ 7 min, data ≈ 1 min: about 70 min. Every stage uses both
-# cores, so `make PIPELINE=longtail -j2` gains little from overlapping:
-# expect 60–80 min on 2 cores, more when the machine is shared.
+# Cost: `make PIPELINE=longtail -j2` from a clean clone (d9865ab) took
+# 32 min 9 s wall on the 2-core machine, release build included, 62.7 min
+# CPU: build about 3 min, teachers 8, students 18, evaluations 5. Results:
+# docs/longtail-summary.md.
 IMBALANCES          := 1 10 30
 TEACHER_OBJECTIVES  := erm balanced dro
 TEACHERS            := erm-if1 dro-if1 $(foreach r,10 30,$(foreach o,$(TEACHER_OBJECTIVES),$o-if$r))
