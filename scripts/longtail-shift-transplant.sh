@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Is the logit shift of a robust teacher what helps its students? The
+# longtail pipeline's calibrated-teacher arm removes a robust teacher's
+# shift log w; this is the converse: the erm teacher's weights with a
+# robust teacher's shift added to its scores. Each transplanted teacher
+# is a copy of the erm teacher's teacher.npz whose `log_shift` entry is
+# replaced by minus the donor's, so that `distill --calibrated-teacher`
+# (which distils from softmax(z − log_shift)) sees z + log w_donor. Outputs
+# go under OUT; the pipeline's artifacts are only read. Prints the std
+# students' worst-class and overall test accuracy beside the pipeline's
+# erm → std and donor → std students.
+#
+#   scripts/longtail-shift-transplant.sh [ARTIFACTS] [OUT]
+#   defaults: artifacts/longtail, artifacts/longtail-shift-transplant
+#   IMBALANCES="10 30" DONORS="balanced dro" OBJECTIVES="std" SEEDS="1 2 3 4 5"
+set -euo pipefail
+A=${1:-artifacts/longtail}
+OUT=${2:-artifacts/longtail-shift-transplant}
+BIN=${BIN:-.build/release}
+IMBALANCES=${IMBALANCES:-10 30}
+DONORS=${DONORS:-balanced dro}
+OBJECTIVES=${OBJECTIVES:-std}
+SEEDS=${SEEDS:-1 2 3 4 5}
+for tool in distill evaluate; do
+    [[ -x $BIN/$tool ]] || { echo "longtail-shift-transplant: $BIN/$tool not built (make build)" >&2; exit 66; }
+done
+[[ -d $A ]] || { echo "longtail-shift-transplant: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
+
+for r in $IMBALANCES; do
+    for donor in $DONORS; do
+        t=$OUT/erm+$donor-shift-if$r
+        mkdir -p "$t"
+        if [[ ! -f $t/teacher.npz ]]; then
+            python3 - "$A/erm-if$r/teacher.npz" "$A/$donor-if$r/teacher.npz" "$t/teacher.npz" <<'EOF'
+import io, os, sys, zipfile
+import numpy as np
+src, donor, out = sys.argv[1:]
+shift = np.load(donor)["log_shift"]
+tmp = out + ".tmp"
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+    for name in zin.namelist():
+        data = zin.read(name)
+        if name == "log_shift.npy":
+            old = np.load(io.BytesIO(data))
+            assert old.shape == shift.shape and not old.any(), "the erm teacher should carry a zero shift"
+            b = io.BytesIO(); np.save(b, (-shift).astype(old.dtype)); data = b.getvalue()
+        zout.writestr(name, data)
+os.replace(tmp, out)
+EOF
+        fi
+        for s in $SEEDS; do
+            d=$A/erm-if$r/gratings/rho0/seed$s
+            for o in $OBJECTIVES; do
+                o_dir=$t/seed$s/kd-$o
+                [[ -f $o_dir/metrics.json ]] && continue
+                mkdir -p "$o_dir"
+                echo "longtail-shift-transplant: erm + $donor shift, r = $r, seed $s, kd-$o" >&2
+                "$BIN/distill" --teacher "$t/teacher.npz" --train "$d/data/distill-train.npz" \
+                    --val "$d/data/distill-val.npz" --out "$o_dir/student.npz" --method kd \
+                    --arch c8,p,c16,p,c16,p,gap,fc5 --seed "$s" --epochs 40 --objective "$o" \
+                    --calibrated-teacher > "$o_dir/distill.log" 2>&1
+                "$BIN/evaluate" --student "$o_dir/student.npz" --teacher "$t/teacher.npz" --data "$d/data" \
+                    --out "$o_dir/metrics.json" --set pipeline=longtail-shift-transplant \
+                    --set subtask=gratings --set rho=0 --set seed="$s" --set method="kd-$o" \
+                    --set imbalance="$r" > "$o_dir/evaluate.log" 2>&1
+            done
+        done
+    done
+done
+
+python3 - "$A" "$OUT" "$IMBALANCES" "$DONORS" "$OBJECTIVES" "$SEEDS" <<'EOF'
+import json, math, sys
+a, out, imbalances, donors, objectives, seeds = sys.argv[1], sys.argv[2], *[x.split() for x in sys.argv[3:]]
+T = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+def stat(xs):
+    m = sum(xs) / len(xs)
+    if len(xs) < 2: return f"{100*m:.1f}"
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    return f"{100*m:.1f} ± {100*T.get(len(xs)-1, 1.96)*sd/math.sqrt(len(xs)):.1f}"
+def cell(paths):
+    ms = [json.load(open(p))["student"] for p in paths]
+    w = [m["worst_class"] for m in ms]
+    return f"{stat(w)} / {stat([m['acc_test'] for m in ms])} ({' '.join(f'{100*x:.0f}' for x in w)})"
+print("| r | student | teacher | worst class / overall, % (worst class per seed) |")
+print("| ---: | --- | --- | --- |")
+for r in imbalances:
+    for o in objectives:
+        print(f"| {r} | kd-{o} | erm | {cell([f'{a}/erm-if{r}/gratings/rho0/seed{s}/kd-{o}/metrics.json' for s in seeds])} |")
+        for dn in donors:
+            print(f"| {r} | kd-{o} | erm + {dn} shift | {cell([f'{out}/erm+{dn}-shift-if{r}/seed{s}/kd-{o}/metrics.json' for s in seeds])} |")
+            print(f"| {r} | kd-{o} | {dn} | {cell([f'{a}/{dn}-if{r}/gratings/rho0/seed{s}/kd-{o}/metrics.json' for s in seeds])} |")
+print(f"\nmean ± 95 % t-interval over seeds {' '.join(seeds)}, test split")
+EOF
