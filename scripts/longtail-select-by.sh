@@ -16,6 +16,7 @@ BIN=${BIN:-.build/release}
 TEACHERS=${TEACHERS:-erm-if10 erm-if30}
 OBJECTIVES=${OBJECTIVES:-std balanced dro}
 SEEDS=${SEEDS:-1 2 3 4 5}
+export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 for tool in distill evaluate; do
     [[ -x $BIN/$tool ]] || { echo "longtail-select-by: $BIN/$tool not built (make build)" >&2; exit 66; }
 done
@@ -45,25 +46,17 @@ for t in $TEACHERS; do
 done
 
 python3 - "$A" "$OUT" "$TEACHERS" "$OBJECTIVES" "$SEEDS" <<'EOF'
-import json, math, sys
+import os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from longtail_cells import stat, students
 a, out, teachers, objectives, seeds = sys.argv[1], sys.argv[2], *[x.split() for x in sys.argv[3:]]
-# two-sided 95 % t quantiles by degrees of freedom
-T = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-def stat(xs):
-    m = sum(xs) / len(xs)
-    if len(xs) < 2: return f"{100*m:.1f}"
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return f"{100*m:.1f} ± {100*T.get(len(xs)-1, 1.96)*sd/math.sqrt(len(xs)):.1f}"
-def read(p):
-    s = json.load(open(p))["student"]
-    return s["acc_test"], s["worst_class"]
 print("| teacher | student | test, val-accuracy | test, val-worst-class | worst class, val-accuracy | worst class, val-worst-class |")
 print("| --- | --- | ---: | ---: | ---: | ---: |")
 for t in teachers:
     for o in objectives:
-        ref = [read(f"{a}/{t}/gratings/rho0/seed{s}/kd-{o}/metrics.json") for s in seeds]
-        new = [read(f"{out}/{t}/seed{s}/kd-{o}/metrics.json") for s in seeds]
-        print(f"| {t} | kd-{o} | {stat([r[0] for r in ref])} | {stat([r[0] for r in new])} "
-              f"| {stat([r[1] for r in ref])} | {stat([r[1] for r in new])} |")
+        ref = students([f"{a}/{t}/gratings/rho0/seed{s}/kd-{o}/metrics.json" for s in seeds])
+        new = students([f"{out}/{t}/seed{s}/kd-{o}/metrics.json" for s in seeds])
+        print(f"| {t} | kd-{o} | {stat([m['acc_test'] for m in ref])} | {stat([m['acc_test'] for m in new])} "
+              f"| {stat([m['worst_class'] for m in ref])} | {stat([m['worst_class'] for m in new])} |")
 print(f"\nmean ± 95 % t-interval over seeds {' '.join(seeds)}, test split, %")
 EOF

@@ -21,6 +21,7 @@ IMBALANCES=${IMBALANCES:-10 30}
 DONORS=${DONORS:-balanced dro}
 OBJECTIVES=${OBJECTIVES:-std}
 SEEDS=${SEEDS:-1 2 3 4 5}
+export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 for tool in distill evaluate; do
     [[ -x $BIN/$tool ]] || { echo "longtail-shift-transplant: $BIN/$tool not built (make build)" >&2; exit 66; }
 done
@@ -69,18 +70,10 @@ EOF
 done
 
 python3 - "$A" "$OUT" "$IMBALANCES" "$DONORS" "$OBJECTIVES" "$SEEDS" <<'EOF'
-import json, math, sys
+import os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from longtail_cells import cell
 a, out, imbalances, donors, objectives, seeds = sys.argv[1], sys.argv[2], *[x.split() for x in sys.argv[3:]]
-T = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-def stat(xs):
-    m = sum(xs) / len(xs)
-    if len(xs) < 2: return f"{100*m:.1f}"
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return f"{100*m:.1f} ± {100*T.get(len(xs)-1, 1.96)*sd/math.sqrt(len(xs)):.1f}"
-def cell(paths):
-    ms = [json.load(open(p))["student"] for p in paths]
-    w = [m["worst_class"] for m in ms]
-    return f"{stat(w)} / {stat([m['acc_test'] for m in ms])} ({' '.join(f'{100*x:.0f}' for x in w)})"
 print("| r | student | teacher | worst class / overall, % (worst class per seed) |")
 print("| ---: | --- | --- | --- |")
 for r in imbalances:
