@@ -17,9 +17,8 @@ TEACHERS=${TEACHERS:-erm-if10 erm-if30}
 OBJECTIVES=${OBJECTIVES:-std balanced dro}
 SEEDS=${SEEDS:-1 2 3 4 5}
 export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
-for tool in distill evaluate; do
-    [[ -x $BIN/$tool ]] || { echo "longtail-select-by: $BIN/$tool not built (make build)" >&2; exit 66; }
-done
+source "$SCRIPTS/longtail-common.sh"
+require_tools longtail-select-by distill evaluate
 [[ -d $A ]] || { echo "longtail-select-by: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
 
 for t in $TEACHERS; do
@@ -29,18 +28,10 @@ for t in $TEACHERS; do
         for o in $OBJECTIVES; do
             ref=$d/kd-$o/metrics.json
             [[ -f $ref ]] || { echo "longtail-select-by: missing $ref" >&2; exit 66; }
-            o_dir=$OUT/$t/seed$s/kd-$o
-            [[ -f $o_dir/metrics.json ]] && continue
-            mkdir -p "$o_dir"
+            [[ -f $OUT/$t/seed$s/kd-$o/metrics.json ]] && continue
             echo "longtail-select-by: $t seed $s kd-$o" >&2
-            "$BIN/distill" --teacher "$A/$t/teacher.npz" --train "$d/data/distill-train.npz" \
-                --val "$d/data/distill-val.npz" --out "$o_dir/student.npz" --method kd \
-                --arch c8,p,c16,p,c16,p,gap,fc5 --seed "$s" --epochs 40 --objective "$o" \
-                --select-by val-worst-class > "$o_dir/distill.log" 2>&1
-            "$BIN/evaluate" --student "$o_dir/student.npz" --teacher "$A/$t/teacher.npz" --data "$d/data" \
-                --out "$o_dir/metrics.json" --set pipeline=longtail-select-by --set teacher="$t" \
-                --set subtask=gratings --set rho=0 --set seed="$s" --set method="kd-$o" \
-                --set imbalance="$imb" > "$o_dir/evaluate.log" 2>&1
+            kd_student "$A/$t/teacher.npz" "$d/data" "$OUT/$t/seed$s/kd-$o" "$s" "$imb" longtail-select-by "kd-$o" \
+                --objective "$o" --select-by val-worst-class
         done
     done
 done

@@ -22,9 +22,8 @@ DONORS=${DONORS:-balanced dro}
 OBJECTIVES=${OBJECTIVES:-std}
 SEEDS=${SEEDS:-1 2 3 4 5}
 export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
-for tool in distill evaluate; do
-    [[ -x $BIN/$tool ]] || { echo "longtail-shift-transplant: $BIN/$tool not built (make build)" >&2; exit 66; }
-done
+source "$SCRIPTS/longtail-common.sh"
+require_tools longtail-shift-transplant distill evaluate
 [[ -d $A ]] || { echo "longtail-shift-transplant: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
 
 for r in $IMBALANCES; do
@@ -52,18 +51,10 @@ EOF
         for s in $SEEDS; do
             d=$A/erm-if$r/gratings/rho0/seed$s
             for o in $OBJECTIVES; do
-                o_dir=$t/seed$s/kd-$o
-                [[ -f $o_dir/metrics.json ]] && continue
-                mkdir -p "$o_dir"
+                [[ -f $t/seed$s/kd-$o/metrics.json ]] && continue
                 echo "longtail-shift-transplant: erm + $donor shift, r = $r, seed $s, kd-$o" >&2
-                "$BIN/distill" --teacher "$t/teacher.npz" --train "$d/data/distill-train.npz" \
-                    --val "$d/data/distill-val.npz" --out "$o_dir/student.npz" --method kd \
-                    --arch c8,p,c16,p,c16,p,gap,fc5 --seed "$s" --epochs 40 --objective "$o" \
-                    --calibrated-teacher > "$o_dir/distill.log" 2>&1
-                "$BIN/evaluate" --student "$o_dir/student.npz" --teacher "$t/teacher.npz" --data "$d/data" \
-                    --out "$o_dir/metrics.json" --set pipeline=longtail-shift-transplant \
-                    --set subtask=gratings --set rho=0 --set seed="$s" --set method="kd-$o" \
-                    --set imbalance="$r" > "$o_dir/evaluate.log" 2>&1
+                kd_student "$t/teacher.npz" "$d/data" "$t/seed$s/kd-$o" "$s" "$r" longtail-shift-transplant "kd-$o" \
+                    --objective "$o" --calibrated-teacher
             done
         done
     done
