@@ -108,7 +108,7 @@ func paretoRuns() -> [LoadedRun] {
     #expect(els.filter { $0.1["class"] == "point-label" }.count == 5)
 }
 
-@Test func betaAndImbalanceSplitPointsAndPanels() {
+@Test func betaAndImbalanceSplitPointsAndPanels() throws {
     var runs: [LoadedRun] = []
     for imb in [1.0, 100.0] {
         for seed in [1, 2] {
@@ -122,6 +122,15 @@ func paretoRuns() -> [LoadedRun] {
     #expect(panels[0].points.map(\.label) == ["erm → std", "erm → dro, β = 0.5", "erm → dro, β = 1"])
     #expect(panels[1].points.allSatisfy(\.onFront) == false)
     #expect(panels[1].points.map(\.onFront) == [false, true, true])
+
+    // The figure joins erm → dro over β in β order (β = 0.5 at (80, 60), β = 1 at (70, 70): x falls),
+    // and draws no path for erm → std, which has one β.
+    let els = try #require(parseXML(WorstClassReport.pareto(panels[0])))
+    #expect(seriesPerPanel(els, cls: "beta-path") == [1])
+    let path = els.filter { $0.0 == "polyline" && $0.1["stroke-dasharray"] == "1.5,2.5" }
+    #expect(path.count == 1)
+    let xs = (path.first?.1["points"] ?? "").split(separator: " ").compactMap { Double($0.split(separator: ",")[0]) }
+    #expect(xs.count == 2 && xs[0] > xs[1])
 }
 
 /// The longtail pipeline names each student variant after its objective (kd-std, kd-dro-b0.5,

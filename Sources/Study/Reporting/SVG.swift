@@ -246,10 +246,14 @@ public struct ChartSeries: Sendable {
     public var connect: Bool
     /// Draw a marker at each point (off for long trajectories and guide lines).
     public var markers: Bool
+    /// Connect the points in the order given instead of by x (a path over a
+    /// parameter, such as β, that need not move monotonically in x).
+    public var connectInGivenOrder: Bool
     public init(id: String, name: String, cssClass: String = "series", style: SeriesStyle,
-                points: [DataPoint], connect: Bool = true, markers: Bool = true) {
+                points: [DataPoint], connect: Bool = true, markers: Bool = true, connectInGivenOrder: Bool = false) {
         self.id = id; self.name = name; self.cssClass = cssClass; self.style = style
         self.points = points; self.connect = connect; self.markers = markers
+        self.connectInGivenOrder = connectInGivenOrder
     }
 }
 
@@ -500,7 +504,7 @@ extension Figure {
         for s in ordered {
             let k = panel.series.firstIndex { $0.id == s.id } ?? 0
             let dx = (Double(k) - Double(n - 1) / 2) * step
-            let pts = s.points.sorted { $0.x < $1.x }
+            let pts = s.connectInGivenOrder ? s.points : s.points.sorted { $0.x < $1.x }
             doc.open("g", [("class", s.cssClass), ("id", "\(pid)-\(svgIdentifier(s.id))"), ("data-name", s.name),
                            ("clip-path", "url(#clip-\(pid))")])
             if s.connect && pts.count > 1 {

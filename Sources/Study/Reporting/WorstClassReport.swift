@@ -66,6 +66,25 @@ public enum WorstClassReport {
                                       points: front.map { DataPoint(x: $0.overall.mean * 100, y: $0.worst.mean * 100) },
                                       markers: false))
         }
+        // β paths: the points of one teacher → student pair at several β, joined in β order
+        // (dotted, in the objective's colour), so that the trade-off curve reads off the figure.
+        var pathKeys: [String] = []
+        var pathPoints: [String: [StudyPoint]] = [:]
+        for q in p.points where q.baseline == nil && q.combo.beta != nil {
+            let k = q.combo.teacherKey + " → " + (q.combo.studentObjective ?? "–")
+            if pathPoints[k] == nil { pathKeys.append(k) }
+            pathPoints[k, default: []].append(q)
+        }
+        for k in pathKeys {
+            let qs = pathPoints[k]!.sorted { $0.combo.beta! < $1.combo.beta! }
+            guard qs.count > 1, let first = qs.first?.combo.beta, let last = qs.last?.combo.beta else { continue }
+            let style = paretoStyle(qs[0], teacherKeys: teacherKeys, studentObjectives: students)
+            series.append(ChartSeries(id: "beta-path-" + k, name: "\(k): β = \(numberText(first)) → \(numberText(last))",
+                                      cssClass: "beta-path",
+                                      style: SeriesStyle(colour: style.colour, marker: style.marker, dash: "1.5,2.5"),
+                                      points: qs.map { DataPoint(x: $0.overall.mean * 100, y: $0.worst.mean * 100) },
+                                      markers: false, connectInGivenOrder: true))
+        }
         for q in p.points {
             let style = paretoStyle(q, teacherKeys: teacherKeys, studentObjectives: students)
             // Only the front and the baselines are labelled: with every combination of a study
@@ -99,12 +118,15 @@ public enum WorstClassReport {
                 LegendEntry(name: BaselineKind.logitAdjusted.rawValue, colour: "#000000", marker: .diamond, line: false),
                 LegendEntry(name: BaselineKind.reweighted.rawValue, colour: "#000000", marker: .triangleDown, line: false),
             ]),
-            LegendSection(entries: [LegendEntry(name: "Pareto front (★: on it)", colour: "#999999", marker: nil, dash: "4,3")]),
+            LegendSection(entries: [LegendEntry(name: "Pareto front (★: on it)", colour: "#999999", marker: nil, dash: "4,3")]
+                          + (series.contains { $0.cssClass == "beta-path" }
+                             ? [LegendEntry(name: "one teacher → student over β (joined in β order)", colour: Palette.neutral,
+                                            marker: nil, dash: "1.5,2.5")] : [])),
         ]
         let n = p.points.map(\.n)
         let seeds = (n.min() == n.max()) ? "n = \(n.first ?? 0) seeds per point" : "n = \(n.min() ?? 0)–\(n.max() ?? 0) seeds per point"
         return Figure(title: "Worst-class vs overall student accuracy: \(p.title)",
-                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (Student t; \(seeds)); dashed: Pareto front of the means; labels (teacher → student): the front (★) and the baselines",
+                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (Student t; \(seeds)); dashed: Pareto front of the means; dotted: one pair over β; labels (teacher → student): the front (★) and the baselines",
                       panels: [panel], legend: legend, columns: 1, panelWidth: 560, panelHeight: 460).render()
     }
 
