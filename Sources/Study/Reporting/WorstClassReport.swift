@@ -104,6 +104,7 @@ public enum WorstClassReport {
         let yd = niceDomain(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 4))
         let panel = Panel(title: p.title, xLabel: "overall (test) accuracy (%)", yLabel: "worst-class accuracy (%)",
                           xDomain: xd, yDomain: yd, series: series)
+        let hasPaths = series.contains { $0.cssClass == "beta-path" }
         let markers = MarkerShape.allCases
         let colours = Palette.okabeIto.filter { $0 != "#000000" }
         let legend = [
@@ -119,14 +120,14 @@ public enum WorstClassReport {
                 LegendEntry(name: BaselineKind.reweighted.rawValue, colour: "#000000", marker: .triangleDown, line: false),
             ]),
             LegendSection(entries: [LegendEntry(name: "Pareto front (★: on it)", colour: "#999999", marker: nil, dash: "4,3")]
-                          + (series.contains { $0.cssClass == "beta-path" }
+                          + (hasPaths
                              ? [LegendEntry(name: "one teacher → student over β (joined in β order)", colour: Palette.neutral,
                                             marker: nil, dash: "1.5,2.5")] : [])),
         ]
         let n = p.points.map(\.n)
         let seeds = (n.min() == n.max()) ? "n = \(n.first ?? 0) seeds per point" : "n = \(n.min() ?? 0)–\(n.max() ?? 0) seeds per point"
         return Figure(title: "Worst-class vs overall student accuracy: \(p.title)",
-                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (Student t; \(seeds)); dashed: Pareto front of the means; dotted: one pair over β; labels (teacher → student): the front (★) and the baselines",
+                      subtitle: "mean ± 95 % confidence interval of the mean over seeds (Student t; \(seeds)); dashed: Pareto front of the means; \(hasPaths ? "dotted: one pair over β; " : "")labels (teacher → student): the front (★) and the baselines",
                       panels: [panel], legend: legend, columns: 1, panelWidth: 560, panelHeight: 460).render()
     }
 
