@@ -17,9 +17,9 @@ TEACHERS=${TEACHERS:-erm-if10 erm-if30}
 OBJECTIVES=${OBJECTIVES:-std balanced dro}
 SEEDS=${SEEDS:-1 2 3 4 5}
 export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+NAME=longtail-select-by
 source "$SCRIPTS/longtail-common.sh"
-require_tools longtail-select-by distill evaluate
-[[ -d $A ]] || { echo "longtail-select-by: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
+require_inputs distill evaluate
 
 for t in $TEACHERS; do
     imb=${t##*-if}
@@ -27,10 +27,8 @@ for t in $TEACHERS; do
         d=$A/$t/gratings/rho0/seed$s
         for o in $OBJECTIVES; do
             ref=$d/kd-$o/metrics.json
-            [[ -f $ref ]] || { echo "longtail-select-by: missing $ref" >&2; exit 66; }
-            [[ -f $OUT/$t/seed$s/kd-$o/metrics.json ]] && continue
-            echo "longtail-select-by: $t seed $s kd-$o" >&2
-            kd_student "$A/$t/teacher.npz" "$d/data" "$OUT/$t/seed$s/kd-$o" "$s" "$imb" longtail-select-by "kd-$o" \
+            [[ -f $ref ]] || { echo "$NAME: missing $ref" >&2; exit 66; }
+            kd_student "$A/$t/teacher.npz" "$d/data" "$OUT/$t/seed$s/kd-$o" "$s" "$imb" "kd-$o" \
                 --objective "$o" --select-by val-worst-class
         done
     done

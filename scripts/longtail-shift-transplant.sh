@@ -22,9 +22,9 @@ DONORS=${DONORS:-balanced dro}
 OBJECTIVES=${OBJECTIVES:-std}
 SEEDS=${SEEDS:-1 2 3 4 5}
 export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+NAME=longtail-shift-transplant
 source "$SCRIPTS/longtail-common.sh"
-require_tools longtail-shift-transplant distill evaluate
-[[ -d $A ]] || { echo "longtail-shift-transplant: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
+require_inputs distill evaluate
 
 for r in $IMBALANCES; do
     for donor in $DONORS; do
@@ -51,9 +51,7 @@ EOF
         for s in $SEEDS; do
             d=$A/erm-if$r/gratings/rho0/seed$s
             for o in $OBJECTIVES; do
-                [[ -f $t/seed$s/kd-$o/metrics.json ]] && continue
-                echo "longtail-shift-transplant: erm + $donor shift, r = $r, seed $s, kd-$o" >&2
-                kd_student "$t/teacher.npz" "$d/data" "$t/seed$s/kd-$o" "$s" "$r" longtail-shift-transplant "kd-$o" \
+                kd_student "$t/teacher.npz" "$d/data" "$t/seed$s/kd-$o" "$s" "$r" "kd-$o" \
                     --objective "$o" --calibrated-teacher
             done
         done

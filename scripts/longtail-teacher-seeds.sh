@@ -20,21 +20,21 @@ OBJECTIVES=${OBJECTIVES:-erm balanced dro}
 TEACHER_SEEDS=${TEACHER_SEEDS:-1 2}
 SEEDS=${SEEDS:-1 2 3 4 5}
 export SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+NAME=longtail-teacher-seeds
 source "$SCRIPTS/longtail-common.sh"
-require_tools longtail-teacher-seeds train-teacher distill evaluate
-[[ -d $A ]] || { echo "longtail-teacher-seeds: no pipeline artifacts at $A (make PIPELINE=longtail)" >&2; exit 66; }
+require_inputs train-teacher distill evaluate
 
 # The student variants of one teacher: std, and std from the calibrated teacher when it has a shift.
 variants() { if [[ $1 == erm ]]; then echo std; else echo std std-cal; fi; }
 
 for o in $OBJECTIVES; do
     src=$A/$o-if$R
-    [[ -f $src/teacher.npz ]] || { echo "longtail-teacher-seeds: missing $src/teacher.npz" >&2; exit 66; }
+    [[ -f $src/teacher.npz ]] || { echo "$NAME: missing $src/teacher.npz" >&2; exit 66; }
     for ts in $TEACHER_SEEDS; do
         t=$OUT/$o-if$R-t$ts
         mkdir -p "$t"
         if [[ ! -f $t/teacher.npz ]]; then
-            echo "longtail-teacher-seeds: teacher $o, r = $R, teacher seed $ts" >&2
+            echo "$NAME: teacher $o, r = $R, teacher seed $ts" >&2
             "$BIN/train-teacher" --train "$src/data/teacher-train.npz" --val "$src/data/teacher-val.npz" \
                 --out "$t/teacher.npz" --arch c32,c32,p,c64,c64,p,c128,c128,p,gap,fc20 --seed "$ts" \
                 --epochs 15 --objective "$o" > "$t/train-teacher.log" 2>&1
@@ -42,10 +42,8 @@ for o in $OBJECTIVES; do
         for s in $SEEDS; do
             d=$src/gratings/rho0/seed$s
             for v in $(variants "$o"); do
-                [[ -f $t/seed$s/kd-$v/metrics.json ]] && continue
                 cal=(); [[ $v == *-cal ]] && cal=(--calibrated-teacher)
-                echo "longtail-teacher-seeds: $o teacher seed $ts, seed $s, kd-$v" >&2
-                kd_student "$t/teacher.npz" "$d/data" "$t/seed$s/kd-$v" "$s" "$R" longtail-teacher-seeds "kd-$v" \
+                kd_student "$t/teacher.npz" "$d/data" "$t/seed$s/kd-$v" "$s" "$R" "kd-$v" \
                     --objective std "${cal[@]}"
             done
         done

@@ -34,6 +34,7 @@ import Testing
     #expect(both?.epoch == 3 && both?.accuracy == 0.5)
     #expect(log.best(by: ["val_accuracy"])?.epoch == 5)
     #expect(log.scores(at: 3, ["val_accuracy", "val_worst_class_accuracy"]) == [0.9, 0.5])
+    #expect(log.bestScores(by: ["val_worst_class_accuracy", "val_accuracy"]) == [0.5, 0.9])
     #expect(log.best(by: ["val_worst_class_accuracy", "missing"]) == nil)
     #expect(TrainingLog().best(by: ["val_accuracy"]) == nil)
 }

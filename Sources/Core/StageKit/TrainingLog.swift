@@ -58,8 +58,13 @@ public struct TrainingLog: Equatable, Sendable {
         return (v[b], b)
     }
 
-    /// The values of `names` at `epoch`, in that order (for comparing epochs
-    /// of different logs the way `best(by:)` compares them within one).
+    /// The values of `names` at the epoch `best(by: names)` keeps, for
+    /// comparing logs the way `best(by:)` compares epochs within one.
+    public func bestScores(by names: [String]) -> [Double]? {
+        best(by: names).map { scores(at: $0.epoch, names) }
+    }
+
+    /// The values of `names` at `epoch`, in that order.
     public func scores(at epoch: Int, _ names: [String]) -> [Double] {
         names.map { series[$0]![epoch] }
     }

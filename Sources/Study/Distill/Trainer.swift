@@ -376,9 +376,8 @@ public final class DistillTrainer {
                 epoch += 1
                 let done = epoch == epochs
                 if done {
-                    let mine = logs[cand].scores(at: logs[cand].best(by: selection)!.epoch, selection)
-                    if chosen == nil || logs[chosen!.index].scores(at: logs[chosen!.index].best(by: selection)!.epoch, selection)
-                        .lexicographicallyPrecedes(mine) {
+                    let mine = logs[cand].bestScores(by: selection)!
+                    if chosen == nil || logs[chosen!.index].bestScores(by: selection)!.lexicographicallyPrecedes(mine) {
                         chosen = (cand, best!)
                         chosenHistory = robust.history
                     }

@@ -394,10 +394,11 @@ extension Dataset {
     /// are left out.
     public var predictorCells: [PredictorCell] {
         let betaVaries = objectivesWithVaryingBeta
+        let showMethod = methodDistinguishesRuns
         func objective(_ r: RunInfo) -> String {
             var s = r.studentObjective ?? "–"
             if betaVaries.contains(s), let b = r.beta { s += " β=\(numberText(b))" }
-            if methodDistinguishesRuns { s = "\(r.method) \(s)" }
+            if showMethod { s = "\(r.method) \(s)" }
             return s
         }
         struct Key: Hashable { var t: TeacherConfig; var cal: Bool; var s: String }
